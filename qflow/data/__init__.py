@@ -1,0 +1,1 @@
+"""Datasets: official files, OGBench's download, or regeneration by the published recipe."""

@@ -1,0 +1,304 @@
+"""Make a dataset's two files available: official files, OGBench's download, or regeneration.
+
+Layout under the data dir (default ``~/.ogbench/data``, or ``$QFLOW_DATA_DIR``):
+
+- ``NAME.npz`` / ``NAME-val.npz``: official files, or a full-size regeneration with seed 0, so
+  that ``ogbench.make_env_and_datasets(..., dataset_dir=DATA_DIR)`` loads them directly;
+- ``regenerated/episodes{N}-seed{S}/NAME.npz``: any other size or seed, never mistaken for the
+  full dataset.
+
+Each file has a sidecar ``FILE.json`` with origin, recipe, seed, episodes, versions and sha256.
+Generation writes shards of episodes into ``.NAME.partial/`` (atomically, so a killed run resumes
+from the last finished shard) and renames the merged files into place last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from qflow.data.generate import episode_seed, make_collector
+from qflow.data.registry import OFFICIAL_ONLY_PREFIXES, REGENERABLE, check_dataset_name
+from qflow.utils import atomic_write_json, atomic_writer, package_versions
+
+SHARD_EPISODES = 10
+
+
+class DatasetError(RuntimeError):
+    """A dataset is missing, truncated or inconsistent; the message says how to fix it."""
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("QFLOW_DATA_DIR", "~/.ogbench/data")).expanduser()
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetFiles:
+    name: str
+    directory: Path  # pass as ogbench's dataset_dir
+    origin: str  # "official" or "regenerated"
+    episodes: int  # training episodes (validation has max(1, episodes // 10))
+    seed: int | None
+
+    @property
+    def train(self) -> Path:
+        return self.directory / f"{self.name}.npz"
+
+    @property
+    def val(self) -> Path:
+        return self.directory / f"{self.name}-val.npz"
+
+    def metadata(self) -> dict:
+        return json.loads(sidecar(self.train).read_text())
+
+
+def val_episodes(train_episodes: int) -> int:
+    return max(1, train_episodes // 10)
+
+
+def sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def official_episodes(name: str) -> int:
+    return REGENERABLE[name].episodes if name in REGENERABLE else 1000
+
+
+def dataset_dir(name: str, episodes: int | None, seed: int, data_dir: Path | None) -> tuple[Path, int]:
+    """Where a dataset of this size and seed lives, and its number of training episodes."""
+    root = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    full = official_episodes(name)
+    episodes = full if episodes is None else episodes
+    if episodes < 1:
+        raise ValueError(f"--episodes must be at least 1, got {episodes}")
+    if episodes == full and seed == 0:
+        return root, episodes
+    return root / "regenerated" / f"episodes{episodes}-seed{seed}", episodes
+
+
+def regenerate_command(name: str, episodes: int, seed: int, root: Path) -> str:
+    return f"qflow data prepare {name} --episodes {episodes} --seed {seed} --data-dir {root}"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(files: DatasetFiles, fix_hint: str) -> None:
+    """Raise DatasetError naming the file and ``fix_hint`` if a file is truncated or altered."""
+    for path in (files.train, files.val):
+        meta_path = sidecar(path)
+        if meta_path.exists():
+            try:
+                expected = json.loads(meta_path.read_text())["sha256"]
+            except (ValueError, KeyError) as err:
+                raise DatasetError(f"corrupted metadata {meta_path} ({err}); to rebuild: {fix_hint}") from err
+            if sha256(path) != expected:
+                raise DatasetError(
+                    f"{path} does not match the sha256 in {meta_path.name} (truncated or modified). "
+                    f"Move it away and run: {fix_hint}"
+                )
+        try:
+            with np.load(path) as npz:
+                missing = {"observations", "actions", "terminals"} - set(npz.files)
+                for key in npz.files:
+                    npz[key]  # reads and CRC-checks every member
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise DatasetError(f"{path} is truncated or corrupted ({err}). Move it away and run: {fix_hint}") from err
+        if missing:
+            raise DatasetError(f"{path} lacks keys {sorted(missing)}. Move it away and run: {fix_hint}")
+
+
+def _write_metadata(files: DatasetFiles, extra: dict) -> None:
+    for path in (files.train, files.val):
+        meta = {
+            "dataset": files.name,
+            "file": path.name,
+            "origin": files.origin,
+            "episodes": files.episodes if path == files.train else val_episodes(files.episodes),
+            "seed": files.seed,
+            "sha256": sha256(path),
+            "versions": package_versions(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **extra,
+        }
+        atomic_write_json(sidecar(path), meta)
+
+
+def prepare(
+    name: str,
+    episodes: int | None = None,
+    seed: int = 0,
+    data_dir: Path | str | None = None,
+    workers: int | None = None,
+    download: bool = True,
+    progress: bool = True,
+) -> DatasetFiles:
+    """Return the dataset's files, producing them if needed (official > download > regenerate)."""
+    check_dataset_name(name)
+    directory, episodes = dataset_dir(name, episodes, seed, data_dir)
+    root = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    is_full = directory == root
+    files = DatasetFiles(name, directory, "official", episodes, None)
+    fix = regenerate_command(name, episodes, seed, root)
+
+    partial = _partial_dir(files)
+    if files.train.exists() and files.val.exists() and not partial.exists():
+        if sidecar(files.train).exists():
+            meta = json.loads(sidecar(files.train).read_text())
+            files = dataclasses.replace(files, origin=meta.get("origin", "official"), seed=meta.get("seed"))
+        verify(files, fix)
+        if not sidecar(files.train).exists():  # user-placed official files: record what they are
+            _write_metadata(files, {"note": "files found in the data dir without metadata; assumed official"})
+        return files
+
+    if is_full and download and _try_download(name, directory):
+        verify(files, fix)
+        _write_metadata(files, {"source": "ogbench.download_datasets"})
+        return files
+
+    if name.startswith(OFFICIAL_ONLY_PREFIXES):
+        raise DatasetError(
+            f"{name} cannot be regenerated here (it needs a trained expert policy). Place the official files "
+            f"{name}.npz and {name}-val.npz in {root} (or pass --data-dir / set QFLOW_DATA_DIR)."
+        )
+    for path in (files.train, files.val):
+        if path.exists() and not partial.exists():  # half a pair: never overwrite what the user has
+            raise DatasetError(f"{path} exists but its partner file does not. Move it away and run: {fix}")
+
+    files = dataclasses.replace(files, origin="regenerated", seed=seed)
+    _regenerate(files, partial, workers=workers, progress=progress)
+    _write_metadata(files, {"recipe": REGENERABLE[name].as_dict(), "shard_episodes": SHARD_EPISODES})
+    shutil.rmtree(partial)  # last: until here a rerun resumes from the shards
+    return files
+
+
+def _partial_dir(files: DatasetFiles) -> Path:
+    return files.directory / f".{files.name}.partial"
+
+
+def _try_download(name: str, directory: Path) -> bool:
+    import socket
+
+    import ogbench
+
+    old_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(20)
+    try:
+        ogbench.download_datasets([name], dataset_dir=str(directory))
+        return True
+    except Exception as err:  # no network, HTTP error, ...: fall back to regeneration
+        print(f"[qflow] download of {name} unavailable ({type(err).__name__}); regenerating by OGBench's recipe")
+        for leftover in directory.glob(f"{name}*.npz.tmp"):
+            leftover.unlink()  # ogbench's own partial download, never a user file
+        return False
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+
+
+# ---------------------------------------------------------------- regeneration with workers
+_COUNTER = None
+
+
+def _init_worker(counter) -> None:
+    global _COUNTER
+    _COUNTER = counter
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _make_shard(args) -> str:
+    """Generate episodes [start, stop) and write them atomically as one shard file."""
+    name, seed, start, stop, out = args
+    collector = make_collector(REGENERABLE[name])
+    episodes = []
+    for index in range(start, stop):
+        episodes.append(collector.episode(episode_seed(seed, index)))
+        if _COUNTER is not None:
+            with _COUNTER.get_lock():
+                _COUNTER.value += len(episodes[-1]["actions"])
+    merged = {k: np.concatenate([ep[k] for ep in episodes]) for k in episodes[0]}
+    with atomic_writer(Path(out)) as f:
+        np.savez(f, **merged)
+    return out
+
+
+def _regenerate(files: DatasetFiles, partial: Path, workers: int | None, progress: bool) -> None:
+    from tqdm import tqdm
+
+    recipe = REGENERABLE[files.name]
+    n_train, n_val = files.episodes, val_episodes(files.episodes)
+    total_episodes = n_train + n_val
+    partial.mkdir(parents=True, exist_ok=True)
+    stamp = {"name": files.name, "seed": files.seed, "episodes": files.episodes, "shard": SHARD_EPISODES}
+    stamp_path = partial / "job.json"
+    if stamp_path.exists() and json.loads(stamp_path.read_text()) != stamp:
+        raise DatasetError(f"{partial} holds shards of a different job; move it away and rerun")
+    atomic_write_json(stamp_path, stamp)
+
+    jobs, done_rows = [], 0
+    for start in range(0, total_episodes, SHARD_EPISODES):
+        stop = min(start + SHARD_EPISODES, total_episodes)
+        out = partial / f"shard-{start:06d}.npz"
+        if out.exists():
+            done_rows += (stop - start) * recipe.episode_rows
+        else:
+            jobs.append((files.name, files.seed, start, stop, str(out)))
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
+    total_rows = total_episodes * recipe.episode_rows
+
+    counter = mp.get_context("spawn").Value("q", 0)
+    bar = tqdm(total=total_rows, initial=done_rows, unit="tr", unit_scale=True, disable=not progress,
+               desc=f"regenerating {files.name} ({workers} workers)")
+    with contextlib.ExitStack() as stack:
+        if jobs:
+            pool = stack.enter_context(
+                mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(counter,))
+            )
+            pending = pool.map_async(_make_shard, jobs, chunksize=1)
+            seen = 0
+            while not pending.ready():
+                pending.wait(0.5)
+                now = counter.value
+                bar.update(now - seen)
+                seen = now
+            pending.get()  # re-raises a worker's exception
+            bar.update(counter.value - seen)
+    bar.close()
+    _merge(files, partial, n_train, total_episodes, recipe.episode_rows)
+
+
+def _merge(files: DatasetFiles, partial: Path, n_train: int, total_episodes: int, rows: int) -> None:
+    """Write train/val files from the shards with one preallocated copy of the data in memory."""
+    shard_paths = sorted(partial.glob("shard-*.npz"))
+    with np.load(shard_paths[0]) as first:
+        specs = {k: (first[k].shape[1:], first[k].dtype) for k in first.files}
+    splits = {files.train: (0, n_train), files.val: (n_train, total_episodes)}
+    for path, (ep_lo, ep_hi) in splits.items():
+        arrays = {k: np.empty(((ep_hi - ep_lo) * rows, *shape), dtype) for k, (shape, dtype) in specs.items()}
+        for shard in shard_paths:
+            start = int(shard.stem.split("-")[1])
+            stop = min(start + SHARD_EPISODES, total_episodes)
+            lo, hi = max(start, ep_lo), min(stop, ep_hi)
+            if lo >= hi:
+                continue
+            with np.load(shard) as data:
+                for k in arrays:
+                    arrays[k][(lo - ep_lo) * rows:(hi - ep_lo) * rows] = data[k][(lo - start) * rows:(hi - start) * rows]
+        with atomic_writer(path) as f:
+            np.savez_compressed(f, **arrays)
+        del arrays
+
