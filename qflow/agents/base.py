@@ -1,0 +1,87 @@
+"""What every agent shares: the common config keys, presets, --set overrides, optimiser."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+import jax.numpy as jnp
+import optax
+
+# Network sizes. "paper" is the published setting; "cpu" is what a 2-core CPU trains in minutes.
+PRESETS = {
+    "paper": {"actor_dims": (512, 512, 512, 512), "critic_dims": (512, 512, 512, 512)},
+    "cpu": {"actor_dims": (256, 256, 256), "critic_dims": (256, 256, 256)},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentConfig:
+    preset: str = "paper"  # network-size preset recorded with every result ("paper" or "cpu")
+    actor_dims: tuple = (512, 512, 512, 512)  # hidden widths of the policy network
+    critic_dims: tuple = (512, 512, 512, 512)  # hidden widths of critic / value ensembles (LayerNorm)
+    lr: float = 3e-4  # Adam learning rate, one optimiser over all networks
+    batch_size: int = 256  # transitions per update
+    discount: float = 0.99  # gamma
+    target_update_rate: float = 0.005  # EMA rate of the target critic
+
+    def validate(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
+        if not 0 < self.discount <= 1:
+            raise ValueError(f"discount must be in (0, 1], got {self.discount}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0 < self.target_update_rate <= 1:
+            raise ValueError(f"target_update_rate must be in (0, 1], got {self.target_update_rate}")
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: str, annotation, current):
+    kind = type(current)
+    if kind is bool:
+        if value.lower() in ("1", "true", "yes"):
+            return True
+        if value.lower() in ("0", "false", "no"):
+            return False
+        raise ValueError(f"expected true/false, got {value!r}")
+    if kind is tuple:
+        return tuple(int(v) for v in value.replace("x", ",").split(",") if v)
+    return kind(value)
+
+
+def build_config(config_cls, preset: str = "paper", env_defaults: dict | None = None,
+                 overrides: typing.Sequence[str] = ()) -> AgentConfig:
+    """Defaults <- preset network sizes <- per-environment table <- ``key=value`` overrides."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    base = config_cls()
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    values = {"preset": preset, **PRESETS[preset]}
+    values.update({k: v for k, v in (env_defaults or {}).items() if k in fields})
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ValueError(f"bad --set {item!r}: expected key=value with key one of: {known}")
+        try:
+            values[key] = _coerce(raw.strip(), fields[key].type, getattr(base, key))
+        except ValueError as err:
+            raise ValueError(f"bad --set {item!r}: {err}") from None
+    config = dataclasses.replace(base, **values)
+    config.validate()
+    return config
+
+
+def aggregate(q: jnp.ndarray, how: str) -> jnp.ndarray:
+    """Reduce the ensemble axis 0: mean or min of the heads."""
+    return q.min(0) if how == "min" else q.mean(0)
+
+
+def make_optimizer(config: AgentConfig) -> optax.GradientTransformation:
+    return optax.adam(config.lr)

@@ -1,0 +1,160 @@
+"""Command line: ``qflow train | eval | data prepare | bench throughput``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+# `qflow train` with no arguments: a demo that finishes on a 2-core CPU in about 10 minutes
+# (data, training and evaluation) and shows Q-Flow beating flow BC (numbers in README.md).
+DEMO = dict(env="pointmaze-medium-navigate-singletask-task1-v0", steps=20_000, eval_every=5_000,
+            dataset_episodes=100, preset="cpu")
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="offline training with periodic evaluation (no arguments: the CPU demo)")
+    t.add_argument("--env", default=None,
+                   help=f"OGBench single-task id (default: the demo, {DEMO['env']})")
+    t.add_argument("--agent", default="qflow")
+    t.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
+    t.add_argument("--seeds", type=_seeds, default=None, help="several seeds trained side by side, e.g. 0,1,2")
+    t.add_argument("--steps", type=int, default=None, help=f"gradient steps (default {DEMO['steps']})")
+    t.add_argument("--eval-every", type=int, default=None, help=f"default {DEMO['eval_every']}")
+    t.add_argument("--eval-episodes", type=int, default=50)
+    t.add_argument("--eval-envs", type=int, default=10, help="environments stepped in lockstep when evaluating")
+    t.add_argument("--log-every", type=int, default=1_000)
+    t.add_argument("--checkpoint-every", type=int, default=5_000)
+    t.add_argument("--chunk", type=int, default=1_000, help="updates per jitted call")
+    t.add_argument("--run-dir", default=None, help="default runs/ENV__AGENT__PRESET__seedS (rerun to resume)")
+    t.add_argument("--preset", default="cpu", help="network sizes: cpu (3x256) or paper (4x512)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an agent config key, e.g. --set guidance_lambda=5 --set flow_steps=20")
+    t.add_argument("--data-dir", default=None, help="dataset directory (default $QFLOW_DATA_DIR or ~/.ogbench/data)")
+    t.add_argument("--dataset-episodes", type=int, default=None,
+                   help="regenerate/load a dataset of this many episodes (default: official size; demo: "
+                        f"{DEMO['dataset_episodes']})")
+    t.add_argument("--dataset-seed", type=int, default=0)
+    t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs (needs tensorboardX)")
+    t.add_argument("--no-progress", action="store_true")
+
+    e = sub.add_parser("eval", help="evaluate a run's checkpoint on one task or all five")
+    e.add_argument("--run-dir", required=True)
+    e.add_argument("--episodes", type=int, default=50)
+    e.add_argument("--task", default=None, help="task number 1-5 or 'all' (default: the run's task)")
+    e.add_argument("--seed", type=int, default=0)
+
+    d = sub.add_parser("data", help="dataset commands")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    p = dsub.add_parser("prepare", help="official files, else OGBench download, else regeneration by the recipe")
+    p.add_argument("dataset", help="e.g. cube-single-play-v0")
+    p.add_argument("--episodes", type=int, default=None, help="training episodes (default: official size)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--workers", type=int, default=None, help="generation processes (default: one per core)")
+    p.add_argument("--no-download", action="store_true", help="skip OGBench's download attempt")
+
+    b = sub.add_parser("bench", help="benchmarks that print numbers")
+    bsub = b.add_subparsers(dest="bench_command", required=True)
+    th = bsub.add_parser("throughput", help="updates/s, FLOPs and GFLOP/s of one agent's update")
+    th.add_argument("--agent", default="qflow")
+    th.add_argument("--preset", default="paper")
+    th.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    th.add_argument("--obs-dim", type=int, default=28)
+    th.add_argument("--action-dim", type=int, default=5)
+    th.add_argument("--updates", type=int, default=30, help="timed updates per loop")
+    th.add_argument("--out", default=None, help="also write the numbers as JSON here")
+    return parser
+
+
+def cmd_train(a) -> int:
+    from qflow.training.trainer import TrainArgs, train
+
+    demo = a.env is None
+    if a.seed is not None and a.seeds is not None:
+        raise ValueError("give --seed or --seeds, not both")
+    args = TrainArgs(
+        env=a.env or DEMO["env"],
+        agent=a.agent,
+        seeds=a.seeds or (a.seed if a.seed is not None else 0,),
+        steps=a.steps or DEMO["steps"],
+        eval_every=a.eval_every or DEMO["eval_every"],
+        eval_episodes=a.eval_episodes,
+        eval_envs=a.eval_envs,
+        log_every=a.log_every,
+        checkpoint_every=a.checkpoint_every,
+        chunk=a.chunk,
+        run_dir=a.run_dir,
+        preset=a.preset,
+        overrides=tuple(a.overrides),
+        data_dir=a.data_dir,
+        dataset_episodes=a.dataset_episodes or (DEMO["dataset_episodes"] if demo else None),
+        dataset_seed=a.dataset_seed,
+        progress=not a.no_progress,
+        tensorboard=a.tensorboard,
+    )
+    for s in train(args):
+        print(f"[qflow] {s['agent']} on {s['env']} seed {s['seed']}: success {s['success']:.3f} "
+              f"(mean of last 3 evaluations {s['success_last3']:.3f}) after {s['steps']} steps "
+              f"[{s['preset']} preset, {s['data']['origin']} data, {s['data']['episodes']} episodes]; "
+              f"summary in {s['run_dir']}/summary.json")
+    return 0
+
+
+def cmd_eval(a) -> int:
+    from qflow.evaluation.from_checkpoint import evaluate_run
+
+    results = evaluate_run(Path(a.run_dir), a.episodes, a.task, a.seed)
+    for env_id, r in results.items():
+        print(f"{env_id}: success {r['success']:.3f} over {r['episodes']} episodes")
+    return 0
+
+
+def cmd_data(a) -> int:
+    from qflow.data.prepare import prepare
+
+    files = prepare(a.dataset, episodes=a.episodes, seed=a.seed, data_dir=a.data_dir, workers=a.workers,
+                    download=not a.no_download)
+    print(f"{files.train}\n{files.val}\norigin: {files.origin}, {files.episodes} training episodes")
+    return 0
+
+
+def cmd_bench(a) -> int:
+    from qflow.bench.throughput import run_throughput
+
+    result = run_throughput(a.agent, a.preset, a.overrides, a.obs_dim, a.action_dim, a.updates)
+    if a.out:
+        from qflow.utils import atomic_write_json
+
+        atomic_write_json(Path(a.out), result)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data, "bench": cmd_bench}
+    from qflow.data.prepare import DatasetError
+    from qflow.data.registry import UnknownDatasetError
+    from qflow.training.checkpoint import CheckpointError
+
+    try:
+        return handlers[args.command](args)
+    except (ValueError, DatasetError, UnknownDatasetError, CheckpointError, FileNotFoundError) as err:
+        print(f"qflow: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Load a single-task OGBench environment and its relabelled dataset as float32 arrays."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from qflow.data.prepare import DatasetFiles, prepare
+from qflow.data.registry import parse_env_id
+
+TRAIN_KEYS = ("observations", "actions", "next_observations", "rewards", "masks")
+
+
+def quiet_env_warnings() -> None:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    warnings.filterwarnings("ignore", message=".*precision lowered.*")
+    warnings.filterwarnings("ignore", category=UserWarning, module="glfw")
+
+
+def make_env(env_id: str):
+    import ogbench
+
+    parse_env_id(env_id)
+    quiet_env_warnings()
+    return ogbench.make_env_and_datasets(env_id, env_only=True)
+
+
+def load_single_task(env_id: str, episodes: int | None = None, seed: int = 0, data_dir=None,
+                     progress: bool = True) -> tuple[dict[str, np.ndarray], DatasetFiles]:
+    """Training transitions (rewards/masks relabelled for the task) and the files they came from."""
+    import ogbench
+
+    dataset, _ = parse_env_id(env_id)
+    quiet_env_warnings()
+    files = prepare(dataset, episodes=episodes, seed=seed, data_dir=data_dir, progress=progress)
+    _, train, _ = ogbench.make_env_and_datasets(env_id, dataset_dir=str(files.directory))
+    return {k: np.asarray(train[k], np.float32) for k in TRAIN_KEYS}, files

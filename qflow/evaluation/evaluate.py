@@ -1,0 +1,57 @@
+"""Run a policy for many episodes, stepping several environments in lockstep.
+
+The policy is called once per time step on a fixed-size batch (one row per environment), so a
+jitted policy compiles once and its cost is shared by all environments.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Evaluator:
+    def __init__(self, env_id: str, num_envs: int = 10):
+        from qflow.data.loading import make_env
+
+        self.env_id = env_id
+        self.envs = [make_env(env_id) for _ in range(num_envs)]
+
+    def run(self, policy, episodes: int, seed: int) -> dict[str, float]:
+        """policy(obs: float32 [num_envs, obs_dim]) -> actions [num_envs, act_dim] (numpy)."""
+        n = len(self.envs)
+        obs = np.zeros((n, self.envs[0].observation_space.shape[0]), np.float32)
+        active = [False] * n
+        started = 0
+        successes, returns, lengths = [], [], []
+        ep_return, ep_len = np.zeros(n), np.zeros(n, int)
+
+        def start(i):
+            nonlocal started
+            ob, _ = self.envs[i].reset(seed=seed * 100_003 + started)
+            obs[i], active[i], ep_return[i], ep_len[i] = ob, True, 0.0, 0
+            started += 1
+
+        for i in range(min(n, episodes)):
+            start(i)
+        while any(active):
+            actions = np.asarray(policy(obs))
+            for i in range(n):
+                if not active[i]:
+                    continue
+                ob, reward, terminated, truncated, info = self.envs[i].step(actions[i])
+                obs[i] = ob
+                ep_return[i] += reward
+                ep_len[i] += 1
+                if terminated or truncated:
+                    successes.append(float(info.get("success", 0.0)))
+                    returns.append(ep_return[i])
+                    lengths.append(ep_len[i])
+                    active[i] = False
+                    if started < episodes:
+                        start(i)
+        return {
+            "success": float(np.mean(successes)),
+            "return": float(np.mean(returns)),
+            "length": float(np.mean(lengths)),
+            "episodes": len(successes),
+        }

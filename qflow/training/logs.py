@@ -1,0 +1,53 @@
+"""Append-only CSV logs that survive crashes and resumption."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from qflow.utils import atomic_writer
+
+
+class CSVLog:
+    """Rows with a ``step`` column. Opening with ``after_step`` drops rows a crashed run wrote past
+    its last checkpoint, so a resumed run does not log a step twice."""
+
+    def __init__(self, path: Path, after_step: int = 0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        rows = [r for r in self.read() if int(float(r["step"])) <= after_step]
+        if self.path.exists():
+            self._rewrite(rows)
+
+    def read(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def _rewrite(self, rows) -> None:
+        with atomic_writer(self.path, "w") as f:
+            if rows:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def write(self, row: dict) -> None:
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        if not new:
+            with open(self.path, newline="") as f:
+                header = next(csv.reader(f), [])
+            if header != list(row):  # a new column: rewrite with the union of columns
+                rows = self.read() + [row]
+                fields = list(dict.fromkeys(k for r in rows for k in r))
+                with atomic_writer(self.path, "w") as f:
+                    writer = csv.DictWriter(f, fieldnames=fields, restval="")
+                    writer.writeheader()
+                    writer.writerows(rows)
+                return
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+            f.flush()

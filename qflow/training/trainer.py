@@ -1,0 +1,221 @@
+"""Offline training loop: any agent, any environment, one or several seeds side by side.
+
+Seeds are stacked on a leading axis and trained with ``vmap``; the dataset lives on the device
+and ``lax.scan`` runs a whole chunk of updates per jitted call (batch indices drawn inside), so
+Python is entered once per chunk. The loop knows nothing about particular agents or environments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qflow.agents import get_agent
+from qflow.agents.base import build_config
+from qflow.data.loading import load_single_task
+from qflow.envs import env_defaults
+from qflow.training import checkpoint
+from qflow.training.logs import CSVLog
+from qflow.utils import atomic_write_json, package_versions
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+@dataclasses.dataclass
+class TrainArgs:
+    env: str = "pointmaze-medium-navigate-singletask-task1-v0"
+    agent: str = "qflow"
+    seeds: tuple[int, ...] = (0,)
+    steps: int = 1_000_000
+    eval_every: int = 100_000
+    eval_episodes: int = 50
+    eval_envs: int = 10  # environments stepped in lockstep during evaluation
+    log_every: int = 5_000
+    checkpoint_every: int = 50_000
+    chunk: int = 1_000  # updates per jitted call
+    run_dir: str | None = None
+    preset: str = "paper"
+    overrides: tuple[str, ...] = ()
+    data_dir: str | None = None
+    dataset_episodes: int | None = None  # None: the official size
+    dataset_seed: int = 0
+    progress: bool = True
+    tensorboard: bool = False
+
+    def validate(self) -> None:
+        for name in ("steps", "eval_every", "log_every", "checkpoint_every", "chunk", "eval_episodes", "eval_envs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"--seeds has duplicates: {self.seeds}")
+
+
+def default_run_dir(args: TrainArgs) -> Path:
+    seeds = "-".join(map(str, args.seeds))
+    return Path("runs") / f"{args.env}__{args.agent}__{args.preset}__seed{seeds}"
+
+
+def seed_dirs(run_dir: Path, seeds) -> list[Path]:
+    return [run_dir] if len(seeds) == 1 else [run_dir / f"seed{s}" for s in seeds]
+
+
+def stack(trees):
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def unstack(tree, n):
+    return [jax.tree.map(lambda x: x[i], tree) for i in range(n)]
+
+
+def make_train_chunk(length: int):
+    """Jitted (agents, data) -> (agents, mean info) running ``length`` updates per seed."""
+
+    def one_seed(agent, data):
+        size = data["observations"].shape[0]
+
+        def step(agent, _):
+            rng, key = jax.random.split(agent.rng)
+            idx = jax.random.randint(key, (agent.config.batch_size,), 0, size)
+            batch = jax.tree.map(lambda x: x[idx], data)
+            agent, info = agent.replace(rng=rng).update(batch)
+            return agent, info
+
+        agent, infos = jax.lax.scan(step, agent, None, length=length)
+        return agent, jax.tree.map(jnp.mean, infos)
+
+    return jax.jit(jax.vmap(one_seed, in_axes=(0, None)), donate_argnums=0)
+
+
+def make_policy(agent_cls):
+    @jax.jit
+    def act(agent, obs, rng):
+        return agent.sample_actions(obs, rng)
+
+    return act
+
+
+def train(args: TrainArgs) -> list[dict]:
+    """Train (or resume) and return one summary per seed."""
+    args.validate()
+    agent_cls, config_cls = get_agent(args.agent)
+    config = build_config(config_cls, args.preset, env_defaults(args.env, args.agent), args.overrides)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args)
+    dirs = seed_dirs(run_dir, args.seeds)
+
+    started = time.time()
+    data, files = load_single_task(args.env, args.dataset_episodes, args.dataset_seed, args.data_dir, args.progress)
+    meta = files.metadata()
+    run_info = {
+        "env": args.env, "agent": args.agent, "steps": args.steps, "preset": args.preset,
+        "config": config.as_dict(), "eval_every": args.eval_every, "eval_episodes": args.eval_episodes,
+        "data": {"dataset": files.name, "origin": files.origin, "episodes": files.episodes,
+                 "seed": files.seed, "transitions": int(len(data["actions"])), "sha256": meta.get("sha256")},
+        "versions": package_versions(), "device": jax.devices()[0].device_kind,
+    }
+    for seed, d in zip(args.seeds, dirs):
+        checkpoint.check_compatible(d, {**run_info, "seed": seed})
+
+    obs_dim, action_dim = data["observations"].shape[1], data["actions"].shape[1]
+    agents = stack([agent_cls.create(s, obs_dim, action_dim, config) for s in args.seeds])
+    step = 0
+    restored = checkpoint.restore_all(dirs, agents)
+    if restored is not None:
+        agents, step = restored
+        print(f"[qflow] resuming {run_dir} from step {step}")
+
+    logs = [CSVLog(d / "metrics.csv", after_step=step) for d in dirs]
+    eval_logs = [CSVLog(d / "eval.csv", after_step=step) for d in dirs]
+    tb = _tensorboard(dirs) if args.tensorboard else None
+    device_data = jax.device_put({k: jnp.asarray(v) for k, v in data.items()})
+    del data
+
+    chunk = math.gcd(args.chunk, args.eval_every, args.log_every, args.checkpoint_every, args.steps)
+    train_chunk = make_train_chunk(chunk)
+    act = make_policy(agent_cls)
+    evaluator = None
+    last_success = [float("nan")] * len(args.seeds)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=args.steps, initial=step, unit="upd", disable=not args.progress, dynamic_ncols=True,
+               desc=f"{args.agent} {args.env}")
+    sums, count = None, 0
+    while step < args.steps:
+        agents, info = train_chunk(agents, device_data)
+        step += chunk
+        bar.update(chunk)
+        info = jax.device_get(info)
+        _check_finite(info, step, dirs)
+        sums = info if sums is None else jax.tree.map(np.add, sums, info)
+        count += 1
+        if step % args.log_every == 0 or step == args.steps:
+            for i, log in enumerate(logs):
+                row = {"step": step, "wall_time": round(time.time() - started, 2)}
+                row.update({k: float(v[i]) / count for k, v in sums.items()})
+                log.write(row)
+                if tb:
+                    for k, v in row.items():
+                        tb[i].add_scalar(f"train/{k}", v, step)
+            sums, count = None, 0
+        if step % args.eval_every == 0 or step == args.steps:
+            evaluator = evaluator or _make_evaluator(args)
+            for i, agent in enumerate(unstack(agents, len(args.seeds))):
+                key = jax.random.PRNGKey(args.seeds[i] * 7919 + step)
+                keys = iter(jax.random.split(key, 100_000))
+                result = evaluator.run(lambda o: act(agent, jnp.asarray(o), next(keys)), args.eval_episodes,
+                                       seed=args.seeds[i] + step)
+                last_success[i] = result["success"]
+                eval_logs[i].write({"step": step, **result, "wall_time": round(time.time() - started, 2)})
+                if tb:
+                    tb[i].add_scalar("eval/success", result["success"], step)
+            bar.set_postfix(success=" ".join(f"{s:.2f}" for s in last_success))
+        if step % args.checkpoint_every == 0 or step == args.steps:
+            checkpoint.save_all(dirs, agents, step, [{**run_info, "seed": s} for s in args.seeds])
+    bar.close()
+
+    summaries = []
+    for seed, d, log in zip(args.seeds, dirs, eval_logs):
+        evals = log.read()
+        successes = [float(r["success"]) for r in evals]
+        summary = {
+            **run_info, "seed": seed, "run_dir": str(d),
+            "success": successes[-1] if successes else None,
+            "success_last3": float(np.mean(successes[-3:])) if successes else None,
+            "eval_steps": [int(r["step"]) for r in evals],
+            "wall_time_s": round(time.time() - started, 1),
+            "command": checkpoint.command_line(),
+        }
+        atomic_write_json(d / "summary.json", summary)
+        summaries.append(summary)
+    return summaries
+
+
+def _make_evaluator(args: TrainArgs):
+    from qflow.evaluation.evaluate import Evaluator
+
+    return Evaluator(args.env, min(args.eval_envs, args.eval_episodes))
+
+
+def _check_finite(info, step, dirs) -> None:
+    for key, value in info.items():
+        if key.startswith("loss") and not np.all(np.isfinite(value)):
+            raise TrainingDiverged(
+                f"non-finite {key} at step {step} ({value}); training stopped. The last good checkpoint is kept in "
+                f"{dirs[0].parent if len(dirs) > 1 else dirs[0]}; lower lr or raise guidance_lambda and retry."
+            )
+
+
+def _tensorboard(dirs):
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError as err:
+        raise RuntimeError("--tensorboard needs tensorboardX: pip install 'qflow[tensorboard]'") from err
+    return [SummaryWriter(str(d / "tb")) for d in dirs]
