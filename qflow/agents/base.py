@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 
 import jax.numpy as jnp
@@ -12,6 +13,7 @@ import optax
 PRESETS = {
     "paper": {"actor_dims": (512, 512, 512, 512), "critic_dims": (512, 512, 512, 512)},
     "cpu": {"actor_dims": (256, 256, 256), "critic_dims": (256, 256, 256)},
+    "tiny": {"actor_dims": (256, 256), "critic_dims": (256, 256)},  # the 10-minute demo
 }
 
 
@@ -83,5 +85,8 @@ def aggregate(q: jnp.ndarray, how: str) -> jnp.ndarray:
     return q.min(0) if how == "min" else q.mean(0)
 
 
+@functools.lru_cache(maxsize=None)
 def make_optimizer(config: AgentConfig) -> optax.GradientTransformation:
+    # Cached: agents with equal configs share one optimiser object, so their static pytree metadata
+    # compares equal (needed to stack seeds and to reuse compiled functions).
     return optax.adam(config.lr)

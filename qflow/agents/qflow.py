@@ -124,26 +124,33 @@ class QFlowAgent(flax.struct.PyTreeNode):
     def velocity(self, actor_params):
         return lambda obs, x, t: self.nets["actor"].apply(actor_params, obs, x, t)
 
-    def losses(self, params, batch, rng):
+    def draw_noise(self, rng, batch_size: int, action_dim: int) -> dict:
+        """Every random draw of one update: TD-target noise, flow noise x0, flow time tau."""
+        k_next, k_x0, k_tau = jax.random.split(rng, 3)
+        tau, weight = sample_tau(k_tau, batch_size, self.config.flow_steps, self.config.stratify_tau)
+        return {
+            "x_next": jax.random.normal(k_next, (batch_size, action_dim)),
+            "x0": jax.random.normal(k_x0, (batch_size, action_dim)),
+            "tau": tau,
+            "weight": weight,  # stratification weights (all ones when tau is iid uniform)
+        }
+
+    def losses(self, params, batch, noise):
         """(total, info) with the three losses; gradients flow into each loss's own network only."""
         cfg = self.config
         obs, actions = batch["observations"], jnp.clip(batch["actions"], -ACTION_CLIP, ACTION_CLIP)
-        B, A = actions.shape
-        k_next, k_x0, k_tau = jax.random.split(rng, 3)
         frozen_actor = self.velocity(jax.lax.stop_gradient(params["actor"]))
         critic_target = lambda o, a: self.nets["critic"].apply(self.target_critic, o, a)  # noqa: E731
 
         # L_Q: TD toward r + gamma * mask * agg Qbar(s', a'), a' a full K-step sample of the current policy.
-        x_next = jax.random.normal(k_next, (B, A))
-        a_next = jnp.clip(euler_sample(frozen_actor, batch["next_observations"], x_next, cfg.flow_steps), -1, 1)
+        a_next = jnp.clip(euler_sample(frozen_actor, batch["next_observations"], noise["x_next"], cfg.flow_steps), -1, 1)
         q_next = aggregate(critic_target(batch["next_observations"], a_next), cfg.q_agg)
         td_target = batch["rewards"] + cfg.discount * batch["masks"] * q_next
         q = self.nets["critic"].apply(params["critic"], obs, actions)
         loss_q = jnp.mean((q - td_target[None]) ** 2)
 
         # Shared interpolation point x_tau between noise and the data action.
-        x0 = jax.random.normal(k_x0, (B, A))
-        tau, weight = sample_tau(k_tau, B, cfg.flow_steps, cfg.stratify_tau)
+        x0, tau, weight = noise["x0"], noise["tau"], noise["weight"]
         x_tau = (1.0 - tau[:, None]) * x0 + tau[:, None] * actions
 
         # L_V: V(s, x_tau, tau) regresses onto agg Qbar(s, clip(Psi(x_tau))).
@@ -163,18 +170,21 @@ class QFlowAgent(flax.struct.PyTreeNode):
         info = {
             "loss_q": loss_q, "loss_v": loss_v, "loss_pi": loss_pi,
             "q_mean": q.mean(), "v_mean": v.mean(), "grad_v_norm": jnp.linalg.norm(grad_v, axis=-1).mean(),
+            "td_target": td_target, "v_target": v_target, "velocity_target": velocity_target,
         }
         return loss_q + loss_v + loss_pi, info
 
     # ------------------------------------------------------------------ public API
     def update(self, batch):
         rng, key = jax.random.split(self.rng)
-        grads, info = jax.grad(self.losses, has_aux=True)(self.params, batch, key)
+        noise = self.draw_noise(key, *batch["actions"].shape)
+        grads, info = jax.grad(self.losses, has_aux=True)(self.params, batch, noise)
         updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
         params = optax.apply_updates(self.params, updates)
         rate = self.config.target_update_rate
         target = jax.tree.map(lambda t, p: (1 - rate) * t + rate * p, self.target_critic, params["critic"])
-        return self.replace(rng=rng, params=params, target_critic=target, opt_state=opt_state), info
+        scalars = {k: v for k, v in info.items() if v.ndim == 0}  # per-row targets are for tests only
+        return self.replace(rng=rng, params=params, target_critic=target, opt_state=opt_state), scalars
 
     def sample_actions(self, obs, rng):
         x0 = jax.random.normal(rng, (*obs.shape[:-1], self.nets["actor"].action_dim))

@@ -1,0 +1,68 @@
+"""Flow behaviour cloning: flow matching on dataset actions only (Q-Flow with lambda -> infinity).
+
+The lower bound every value-guided flow policy must beat; acting is the same K-step Euler sampler.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from qflow.agents.base import AgentConfig, make_optimizer
+from qflow.networks import VelocityField, euler_sample
+
+ACTION_CLIP = 1.0 - 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowBCConfig(AgentConfig):
+    flow_steps: int = 10  # K: Euler steps when acting
+
+    def validate(self) -> None:
+        super().validate()
+        if self.flow_steps < 1:
+            raise ValueError(f"flow_steps must be >= 1, got {self.flow_steps} (e.g. --set flow_steps=10)")
+
+
+class FlowBCAgent(flax.struct.PyTreeNode):
+    rng: Any
+    params: Any  # {"actor"}
+    opt_state: Any
+    config: FlowBCConfig = flax.struct.field(pytree_node=False)
+    nets: Any = flax.struct.field(pytree_node=False)
+    tx: Any = flax.struct.field(pytree_node=False)
+
+    @classmethod
+    def create(cls, seed: int, obs_dim: int, action_dim: int, config: FlowBCConfig) -> "FlowBCAgent":
+        config.validate()
+        nets = {"actor": VelocityField(config.actor_dims, action_dim)}
+        rng, key = jax.random.split(jax.random.PRNGKey(seed))
+        params = {"actor": nets["actor"].init(key, jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim)), jnp.zeros((1,)))}
+        tx = make_optimizer(config)
+        return cls(rng, params, tx.init(params), config, nets, tx)
+
+    def losses(self, params, batch, rng):
+        actions = jnp.clip(batch["actions"], -ACTION_CLIP, ACTION_CLIP)
+        k_x0, k_tau = jax.random.split(rng)
+        x0 = jax.random.normal(k_x0, actions.shape)
+        tau = jax.random.uniform(k_tau, actions.shape[:1])
+        x_tau = (1.0 - tau[:, None]) * x0 + tau[:, None] * actions
+        pred = self.nets["actor"].apply(params["actor"], batch["observations"], x_tau, tau)
+        loss = jnp.mean((pred - (actions - x0)) ** 2)
+        return loss, {"loss_pi": loss}
+
+    def update(self, batch):
+        rng, key = jax.random.split(self.rng)
+        grads, info = jax.grad(self.losses, has_aux=True)(self.params, batch, key)
+        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+        return self.replace(rng=rng, params=optax.apply_updates(self.params, updates), opt_state=opt_state), info
+
+    def sample_actions(self, obs, rng):
+        x0 = jax.random.normal(rng, (*obs.shape[:-1], self.nets["actor"].action_dim))
+        velocity = lambda o, x, t: self.nets["actor"].apply(self.params["actor"], o, x, t)  # noqa: E731
+        return jnp.clip(euler_sample(velocity, obs, x0, self.config.flow_steps), -1, 1)
