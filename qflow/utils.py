@@ -43,3 +43,11 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def quiet_env_warnings() -> None:
+    """Silence import-time noise of gymnasium/glfw that says nothing about the user's run."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*precision lowered.*")
+    warnings.filterwarnings("ignore", message=".*DISPLAY environment variable.*")

@@ -133,6 +133,8 @@ class _PointmazeCollector:
 
     def episode(self, seed: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
+        np.random.seed(seed % 2**32)  # the maze's reset draws start noise from NumPy's global generator
+        self.env.action_space.seed(seed)  # ... and takes a few random settling actions
         env = self.env.unwrapped
         start = self.free_cells[rng.integers(len(self.free_cells))]
         goal = self.vertex_cells[rng.integers(len(self.vertex_cells))]
@@ -159,6 +161,9 @@ class _PointmazeCollector:
 
 
 def make_collector(recipe: Recipe):
+    from qflow.utils import quiet_env_warnings
+
+    quiet_env_warnings()
     if recipe.kind == "manipspace":
         return _ManipspaceCollector(recipe)
     if recipe.kind == "pointmaze":

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import warnings
-
 import numpy as np
 
 from qflow.data.prepare import DatasetFiles, prepare
 from qflow.data.registry import parse_env_id
+from qflow.utils import quiet_env_warnings
 
 TRAIN_KEYS = ("observations", "actions", "next_observations", "rewards", "masks")
-
-
-def quiet_env_warnings() -> None:
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    warnings.filterwarnings("ignore", message=".*precision lowered.*")
-    warnings.filterwarnings("ignore", category=UserWarning, module="glfw")
 
 
 def make_env(env_id: str):

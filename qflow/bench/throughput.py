@@ -1,0 +1,99 @@
+"""`qflow bench throughput`: updates/s of the fused and per-update loops, FLOPs, GFLOP/s, memory.
+
+The matmul reference (batch x width @ width x width, float32) is timed in the same process, so
+the achieved fraction of the machine's matmul rate is comparable across machines.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qflow.agents import get_agent
+from qflow.agents.base import build_config
+from qflow.training.trainer import make_train_chunk, stack
+
+
+def _flops(compiled) -> float:
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0]
+    return float(cost.get("flops", float("nan")))
+
+
+def _timed(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def matmul_rate(rows: int, width: int) -> float:
+    a = jnp.ones((rows, width), jnp.float32)
+    b = jnp.ones((width, width), jnp.float32)
+    mm = jax.jit(lambda a, b: a @ b)
+    mm(a, b).block_until_ready()
+    n = 50
+    seconds = _timed(lambda: [mm(a, b) for _ in range(n)][-1], 3)
+    return 2.0 * rows * width * width * n / seconds / 1e9
+
+
+def run_throughput(agent_name: str, preset: str, overrides, obs_dim: int, action_dim: int, updates: int) -> dict:
+    import psutil
+
+    agent_cls, config_cls = get_agent(agent_name)
+    config = build_config(config_cls, preset, overrides=overrides)
+    rng = np.random.default_rng(0)
+    size = 100_000
+    data = {
+        "observations": jnp.asarray(rng.normal(size=(size, obs_dim)), jnp.float32),
+        "next_observations": jnp.asarray(rng.normal(size=(size, obs_dim)), jnp.float32),
+        "actions": jnp.asarray(rng.uniform(-1, 1, size=(size, action_dim)), jnp.float32),
+        "rewards": jnp.asarray(-rng.random(size), jnp.float32),
+        "masks": jnp.ones(size, jnp.float32),
+    }
+    agents = stack([agent_cls.create(0, obs_dim, action_dim, config)])
+
+    fused = make_train_chunk(updates)
+    single = make_train_chunk(1)
+    agents, _ = fused(agents, data)
+    agents, _ = single(agents, data)
+    jax.block_until_ready(agents)
+
+    def run_fused():
+        nonlocal agents
+        agents, info = fused(agents, data)
+        return agents
+
+    def run_single():
+        nonlocal agents
+        for _ in range(updates):
+            agents, info = single(agents, data)
+        return agents
+
+    fused_rate = updates / _timed(run_fused, 2)
+    single_rate = updates / _timed(run_single, 2)
+
+    batch = jax.tree.map(lambda x: x[: config.batch_size], data)
+    one = jax.tree.map(lambda x: x[0], agents)
+    compiled = jax.jit(lambda a, b: a.update(b)).lower(one, batch).compile()
+    flops = _flops(compiled)
+    width = max(config.critic_dims)
+    mm = matmul_rate(config.batch_size, width)
+    achieved = flops * fused_rate / 1e9
+    return {
+        "agent": agent_name, "preset": preset, "config": config.as_dict(),
+        "device": jax.devices()[0].device_kind, "jax": jax.__version__,
+        "updates_per_s_fused": round(fused_rate, 2),
+        "updates_per_s_per_call": round(single_rate, 2),
+        "gflop_per_update": round(flops / 1e9, 3),
+        "achieved_gflop_s": round(achieved, 1),
+        f"matmul_{config.batch_size}x{width}@{width}x{width}_gflop_s": round(mm, 1),
+        "fraction_of_matmul_rate": round(achieved / mm, 3),
+        "peak_rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
+    }

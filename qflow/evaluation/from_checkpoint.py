@@ -1,0 +1,52 @@
+"""`qflow eval`: rebuild a run's agent from run.json, load its checkpoint, evaluate tasks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from qflow.agents import get_agent
+from qflow.data.registry import env_id_for_task
+from qflow.evaluation.evaluate import Evaluator
+from qflow.training import checkpoint
+from qflow.utils import atomic_write_json
+
+
+def load_agent(run_dir: Path):
+    info_path = run_dir / checkpoint.RUN_INFO
+    if not info_path.exists():
+        raise FileNotFoundError(f"{info_path} not found: is {run_dir} a single-seed run directory of qflow train?")
+    info = json.loads(info_path.read_text())
+    agent_cls, config_cls = get_agent(info["agent"])
+    config = config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in info["config"].items()})
+    env = Evaluator(info["env"], 1).envs[0]
+    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    template = agent_cls.create(info["seed"], obs_dim, action_dim, config)
+    agent, step = checkpoint.load(run_dir, template)
+    return agent, step, info
+
+
+def evaluate_run(run_dir: Path, episodes: int, task: str | None, seed: int) -> dict:
+    agent, step, info = load_agent(run_dir)
+    if task is None:
+        env_ids = [info["env"]]
+    elif task == "all":
+        env_ids = [env_id_for_task(info["env"], n) for n in range(1, 6)]
+    elif task.isdigit() and 1 <= int(task) <= 5:
+        env_ids = [env_id_for_task(info["env"], int(task))]
+    else:
+        raise ValueError(f"--task must be 1-5 or 'all', got {task!r}")
+    act = jax.jit(lambda a, o, k: a.sample_actions(o, k))
+    keys = iter(jax.random.split(jax.random.PRNGKey(seed), 1_000_000))
+    results = {}
+    for env_id in env_ids:
+        evaluator = Evaluator(env_id, min(10, episodes))
+        results[env_id] = {**evaluator.run(lambda o: act(agent, jnp.asarray(o), next(keys)), episodes, seed),
+                           "checkpoint_step": step}
+    out = run_dir / "eval_tasks.json"
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    atomic_write_json(out, {**previous, **results})
+    return results
