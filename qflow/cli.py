@@ -148,12 +148,16 @@ def main(argv=None) -> int:
     from qflow.data.prepare import DatasetError
     from qflow.data.registry import UnknownDatasetError
     from qflow.training.checkpoint import CheckpointError
+    from qflow.training.trainer import TrainingDiverged
 
     try:
         return handlers[args.command](args)
     except (ValueError, DatasetError, UnknownDatasetError, CheckpointError, FileNotFoundError) as err:
         print(f"qflow: error: {err}", file=sys.stderr)
         return 2
+    except TrainingDiverged as err:
+        print(f"qflow: error: {err}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -205,12 +205,13 @@ def _make_evaluator(args: TrainArgs):
 
 
 def _check_finite(info, step, dirs) -> None:
-    for key, value in info.items():
-        if key.startswith("loss") and not np.all(np.isfinite(value)):
-            raise TrainingDiverged(
-                f"non-finite {key} at step {step} ({value}); training stopped. The last good checkpoint is kept in "
-                f"{dirs[0].parent if len(dirs) > 1 else dirs[0]}; lower lr or raise guidance_lambda and retry."
-            )
+    bad = [k for k, v in sorted(info.items()) if k.startswith("loss") and not np.all(np.isfinite(v))]
+    if bad:
+        where = dirs[0].parent if len(dirs) > 1 else dirs[0]
+        raise TrainingDiverged(
+            f"non-finite {', '.join(bad)} at step {step}; training stopped. The last good checkpoint is kept in "
+            f"{where}; lower lr or raise guidance_lambda and retry."
+        )
 
 
 def _tensorboard(dirs):

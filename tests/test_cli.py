@@ -1,0 +1,141 @@
+"""End to end through the command line on a tiny regenerated dataset."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from qflow.cli import main
+
+ENV = "pointmaze-medium-navigate-singletask-task1-v0"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    assert main(["data", "prepare", "pointmaze-medium-navigate-v0", "--episodes", "3", "--data-dir", str(root),
+                 "--workers", "1", "--no-download"]) == 0
+    return root
+
+
+def train_args(data_dir, run_dir, *extra):
+    return ["train", "--env", ENV, "--dataset-episodes", "3", "--data-dir", str(data_dir), "--run-dir", str(run_dir),
+            "--steps", "200", "--eval-every", "100", "--eval-episodes", "2", "--eval-envs", "2", "--log-every", "50",
+            "--checkpoint-every", "100", "--chunk", "50", "--no-progress",
+            "--set", "actor_dims=32,32", "--set", "critic_dims=32,32", "--set", "batch_size=32", *extra]
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_eval_and_summary(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(train_args(data_dir, run)) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("env", "agent", "seed", "steps", "config", "success", "success_last3", "data", "versions",
+                "wall_time_s"):
+        assert key in summary
+    assert summary["data"]["origin"] == "regenerated" and summary["steps"] == 200
+    assert [int(r["step"]) for r in rows(run / "eval.csv")] == [100, 200]
+    assert [int(r["step"]) for r in rows(run / "metrics.csv")] == [50, 100, 150, 200]
+    assert "success" in capsys.readouterr().out
+
+    assert main(["eval", "--run-dir", str(run), "--episodes", "2", "--task", "3"]) == 0
+    out = json.loads((run / "eval_tasks.json").read_text())
+    assert list(out) == ["pointmaze-medium-navigate-singletask-task3-v0"] and out[list(out)[0]]["episodes"] == 2
+
+
+def test_same_seed_same_metrics(data_dir, tmp_path):
+    for name in ("a", "b"):
+        assert main(train_args(data_dir, tmp_path / name, "--steps", "100", "--eval-every", "100")) == 0
+    assert [{k: v for k, v in r.items() if k != "wall_time"} for r in rows(tmp_path / "a" / "metrics.csv")] == \
+           [{k: v for k, v in r.items() if k != "wall_time"} for r in rows(tmp_path / "b" / "metrics.csv")]
+
+
+def test_several_seeds_match_single_seed_training(data_dir, tmp_path):
+    assert main(train_args(data_dir, tmp_path / "multi", "--seeds", "0,1", "--steps", "100", "--eval-every", "100")) == 0
+    assert main(train_args(data_dir, tmp_path / "one", "--seed", "1", "--steps", "100", "--eval-every", "100")) == 0
+    multi, one = rows(tmp_path / "multi" / "seed1" / "metrics.csv"), rows(tmp_path / "one" / "metrics.csv")
+    for a, b in zip(multi, one):
+        for key in ("loss_q", "loss_v", "loss_pi"):
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-3, abs=1e-5)
+    assert json.loads((tmp_path / "multi" / "seed0" / "summary.json").read_text())["seed"] == 0
+
+
+def test_sigkill_then_rerun_resumes_and_finishes(data_dir, tmp_path):
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "qflow.cli", *train_args(data_dir, run, "--steps", "100000",
+                                                           "--eval-every", "100000")]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    deadline = time.time() + 240
+    while not (run / "checkpoint.msgpack").exists() and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (run / "checkpoint.msgpack").exists(), "no checkpoint was written before the kill"
+    killed_at = max(int(r["step"]) for r in rows(run / "metrics.csv"))
+    assert killed_at < 100000
+    final = killed_at + 200
+    assert main(train_args(data_dir, run, "--steps", str(final), "--eval-every", "100")) == 0
+    steps = [int(r["step"]) for r in rows(run / "metrics.csv")]
+    assert steps == list(range(50, final + 1, 50))  # resumed at the checkpoint, no step logged twice
+    assert json.loads((run / "summary.json").read_text())["steps"] == final
+
+
+def test_resume_continues_from_checkpoint(data_dir, tmp_path):
+    run = tmp_path / "run"
+    assert main(train_args(data_dir, run, "--steps", "100", "--eval-every", "100")) == 0
+    assert main(train_args(data_dir, run, "--steps", "200", "--eval-every", "100")) == 0
+    steps = [int(r["step"]) for r in rows(run / "metrics.csv")]
+    assert steps == [50, 100, 150, 200]  # nothing logged twice, nothing restarted
+    straight = tmp_path / "straight"
+    assert main(train_args(data_dir, straight)) == 0
+    a, b = rows(run / "metrics.csv")[-1], rows(straight / "metrics.csv")[-1]
+    assert float(a["loss_q"]) == pytest.approx(float(b["loss_q"]), rel=1e-4)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "guidance_lambda=-1"], "guidance_lambda must be > 0"),
+    (["--set", "flow_steps=0"], "flow_steps must be >= 1"),
+    (["--agent", "nope"], "unknown agent 'nope'"),
+])
+def test_bad_input_gives_one_clear_error_line(data_dir, tmp_path, capsys, extra, message):
+    assert main(train_args(data_dir, tmp_path / "r", *extra)) == 2
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first.startswith("qflow: error:") and message in first
+
+
+def test_unknown_env_and_unreadable_checkpoint(data_dir, tmp_path, capsys):
+    assert main(["train", "--env", "cube-sextuple-play-singletask-v0", "--run-dir", str(tmp_path / "x")]) == 2
+    assert "unknown dataset" in capsys.readouterr().err
+    run = tmp_path / "run"
+    assert main(train_args(data_dir, run, "--steps", "100", "--eval-every", "100")) == 0
+    (run / "checkpoint.msgpack").write_bytes(b"\x00garbage")
+    assert main(train_args(data_dir, run, "--steps", "200")) == 2
+    assert "unreadable checkpoint" in capsys.readouterr().err.splitlines()[0]
+
+
+def test_nan_loss_stops_with_step_and_loss(data_dir, tmp_path, capsys, monkeypatch):
+    import qflow.training.trainer as trainer
+
+    real = trainer.load_single_task
+
+    def poisoned(*args, **kwargs):
+        data, files = real(*args, **kwargs)
+        data["rewards"] = np.full_like(data["rewards"], np.nan)
+        return data, files
+
+    monkeypatch.setattr(trainer, "load_single_task", poisoned)
+    assert main(train_args(data_dir, tmp_path / "nan")) == 3
+    err = capsys.readouterr().err.splitlines()[0]
+    assert err.startswith("qflow: error: non-finite") and "loss_q" in err and "at step 50" in err
+    assert not (tmp_path / "nan" / "summary.json").exists()
