@@ -12,6 +12,7 @@ from qflow.agents import get_agent
 from qflow.data.registry import env_id_for_task
 from qflow.evaluation.evaluate import Evaluator
 from qflow.training import checkpoint
+from qflow.training.trainer import act
 from qflow.utils import atomic_write_json
 
 
@@ -39,7 +40,6 @@ def evaluate_run(run_dir: Path, episodes: int, task: str | None, seed: int) -> d
         env_ids = [env_id_for_task(info["env"], int(task))]
     else:
         raise ValueError(f"--task must be 1-5 or 'all', got {task!r}")
-    act = jax.jit(lambda a, o, k: a.sample_actions(o, k))
     keys = iter(jax.random.split(jax.random.PRNGKey(seed), 1_000_000))
     results = {}
     for env_id in env_ids:

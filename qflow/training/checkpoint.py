@@ -60,7 +60,7 @@ def load(run_dir: Path, template):
     return state["agent"], int(state["step"])
 
 
-def save_all(dirs, stacked_agents, step: int, infos) -> None:
+def save_all(dirs, stacked_agents, step: int) -> None:
     for i, d in enumerate(dirs):
         save(d, jax.tree.map(lambda x: x[i], stacked_agents), step)
 

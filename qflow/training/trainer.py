@@ -94,12 +94,9 @@ def make_train_chunk(length: int):
     return jax.jit(jax.vmap(one_seed, in_axes=(0, None)), donate_argnums=0)
 
 
-def make_policy(agent_cls):
-    @jax.jit
-    def act(agent, obs, rng):
-        return agent.sample_actions(obs, rng)
-
-    return act
+@jax.jit
+def act(agent, obs, rng):
+    return agent.sample_actions(obs, rng)
 
 
 def train(args: TrainArgs) -> list[dict]:
@@ -139,7 +136,6 @@ def train(args: TrainArgs) -> list[dict]:
 
     chunk = math.gcd(args.chunk, args.eval_every, args.log_every, args.checkpoint_every, args.steps)
     train_chunk = make_train_chunk(chunk)
-    act = make_policy(agent_cls)
     evaluator = None
     last_success = [float("nan")] * len(args.seeds)
 
@@ -178,7 +174,7 @@ def train(args: TrainArgs) -> list[dict]:
                     tb[i].add_scalar("eval/success", result["success"], step)
             bar.set_postfix(success=" ".join(f"{s:.2f}" for s in last_success))
         if step % args.checkpoint_every == 0 or step == args.steps:
-            checkpoint.save_all(dirs, agents, step, [{**run_info, "seed": s} for s in args.seeds])
+            checkpoint.save_all(dirs, agents, step)
     bar.close()
 
     summaries = []
