@@ -74,12 +74,11 @@ def finish_flow(velocity, obs, x_tau, tau, steps: int, stratified: bool):
     which skips the zero-dt calls (about 45% of them at K = 10) and gives the same result.
     """
     if not stratified:
-        def body(i, x):
+        x = x_tau
+        for i in range(steps):
             t = tau + i / steps
-            dt = jnp.clip(1.0 - t, 0.0, 1.0 / steps)
-            return x + dt[:, None] * velocity(obs, x, t)
-
-        return jax.lax.fori_loop(0, steps, body, x_tau)
+            x = x + jnp.clip(1.0 - t, 0.0, 1.0 / steps)[:, None] * velocity(obs, x, t)
+        return x
 
     sizes = bucket_sizes(obs.shape[0], steps)
     x = x_tau

@@ -79,6 +79,18 @@ def run_throughput(agent_name: str, preset: str, overrides, obs_dim: int, action
     fused_rate = updates / _timed(run_fused, 2)
     single_rate = updates / _timed(run_single, 2)
 
+    # Several seeds in one process: per-seed rate with two vmapped seeds.
+    pair = stack([agent_cls.create(s, obs_dim, action_dim, config) for s in (0, 1)])
+    pair, _ = fused(pair, data)
+    jax.block_until_ready(pair)
+
+    def run_pair():
+        nonlocal pair
+        pair, _ = fused(pair, data)
+        return pair
+
+    pair_rate = 2 * updates / _timed(run_pair, 2)
+
     batch = jax.tree.map(lambda x: x[: config.batch_size], data)
     one = jax.tree.map(lambda x: x[0], agents)
     compiled = jax.jit(lambda a, b: a.update(b)).lower(one, batch).compile()
@@ -91,6 +103,7 @@ def run_throughput(agent_name: str, preset: str, overrides, obs_dim: int, action
         "device": jax.devices()[0].device_kind, "jax": jax.__version__,
         "updates_per_s_fused": round(fused_rate, 2),
         "updates_per_s_per_call": round(single_rate, 2),
+        "seed_updates_per_s_two_vmapped_seeds": round(pair_rate, 2),
         "gflop_per_update": round(flops / 1e9, 3),
         "achieved_gflop_s": round(achieved, 1),
         f"matmul_{config.batch_size}x{width}@{width}x{width}_gflop_s": round(mm, 1),
