@@ -57,42 +57,29 @@ def run_throughput(agent_name: str, preset: str, overrides, obs_dim: int, action
         "rewards": jnp.asarray(-rng.random(size), jnp.float32),
         "masks": jnp.ones(size, jnp.float32),
     }
-    agents = stack([agent_cls.create(0, obs_dim, action_dim, config)])
 
-    fused = make_train_chunk(updates)
-    single = make_train_chunk(1)
-    agents, _ = fused(agents, data)
-    agents, _ = single(agents, data)
-    jax.block_until_ready(agents)
+    def fresh(seeds):  # new buffers each time: the training chunk donates its input
+        return stack([agent_cls.create(s, obs_dim, action_dim, config) for s in seeds])
 
-    def run_fused():
-        nonlocal agents
-        agents, info = fused(agents, data)
-        return agents
+    def rate(chunk_fn, agents, calls: int) -> float:
+        """Seed-updates per second of ``calls`` calls of ``chunk_fn`` (after one warm-up call)."""
+        seeds = jax.tree.leaves(agents)[0].shape[0]
+        state = {"agents": chunk_fn(agents, data)[0]}
+        jax.block_until_ready(state["agents"])
 
-    def run_single():
-        nonlocal agents
-        for _ in range(updates):
-            agents, info = single(agents, data)
-        return agents
+        def run():
+            for _ in range(calls):
+                state["agents"] = chunk_fn(state["agents"], data)[0]
+            return state["agents"]
 
-    fused_rate = updates / _timed(run_fused, 2)
-    single_rate = updates / _timed(run_single, 2)
+        return seeds * updates / _timed(run, 2)
 
-    # Several seeds in one process: per-seed rate with two vmapped seeds.
-    pair = stack([agent_cls.create(s, obs_dim, action_dim, config) for s in (0, 1)])
-    pair, _ = fused(pair, data)
-    jax.block_until_ready(pair)
-
-    def run_pair():
-        nonlocal pair
-        pair, _ = fused(pair, data)
-        return pair
-
-    pair_rate = 2 * updates / _timed(run_pair, 2)
+    fused_rate = rate(make_train_chunk(updates), fresh([0]), 1)
+    single_rate = rate(make_train_chunk(1), fresh([0]), updates)
+    pair_rate = rate(make_train_chunk(updates), fresh([0, 1]), 1)  # total seed-updates/s, two vmapped seeds
 
     batch = jax.tree.map(lambda x: x[: config.batch_size], data)
-    one = jax.tree.map(lambda x: x[0], agents)
+    one = agent_cls.create(0, obs_dim, action_dim, config)
     compiled = jax.jit(lambda a, b: a.update(b)).lower(one, batch).compile()
     flops = _flops(compiled)
     width = max(config.critic_dims)
