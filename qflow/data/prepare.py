@@ -158,10 +158,10 @@ def prepare(
 
     partial = _partial_dir(files)
     if files.train.exists() and files.val.exists() and not partial.exists():
+        verify(files, fix)  # first: it also reports unreadable sidecars with the fix
         if sidecar(files.train).exists():
             meta = json.loads(sidecar(files.train).read_text())
             files = dataclasses.replace(files, origin=meta.get("origin", "official"), seed=meta.get("seed"))
-        verify(files, fix)
         if not sidecar(files.train).exists():  # user-placed official files: record what they are
             _write_metadata(files, {"note": "files found in the data dir without metadata; assumed official"})
         return files
