@@ -43,7 +43,7 @@ class AgentConfig:
         return dataclasses.asdict(self)
 
 
-def _coerce(value: str, annotation, current):
+def _coerce(value: str, current):
     kind = type(current)
     if kind is bool:
         if value.lower() in ("1", "true", "yes"):
@@ -72,7 +72,7 @@ def build_config(config_cls, preset: str = "paper", env_defaults: dict | None = 
             known = ", ".join(sorted(fields))
             raise ValueError(f"bad --set {item!r}: expected key=value with key one of: {known}")
         try:
-            values[key] = _coerce(raw.strip(), fields[key].type, getattr(base, key))
+            values[key] = _coerce(raw.strip(), getattr(base, key))
         except ValueError as err:
             raise ValueError(f"bad --set {item!r}: {err}") from None
     config = dataclasses.replace(base, **values)
