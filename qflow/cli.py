@@ -1,4 +1,4 @@
-"""Command line: ``qflow train | eval | data prepare | bench throughput``."""
+"""Command line: ``qflow train | eval | data prepare | bench throughput | report``."""
 
 from __future__ import annotations
 
@@ -49,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset-seed", type=int, default=0)
     t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs (needs tensorboardX)")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--online-steps", type=int, default=0,
+                   help="then fine-tune online for this many env steps (one seed; --steps may be 0); the step "
+                        "counter, --eval-every/--log-every/--checkpoint-every continue over offline + online steps")
+    t.add_argument("--updates-per-step", type=int, default=1, help="agent updates per online env step")
+    t.add_argument("--buffer-size", type=int, default=None,
+                   help="online replay capacity in transitions, offline dataset included (default: dataset size "
+                        "+ --online-steps, so nothing is overwritten; offline rows are never overwritten)")
 
     e = sub.add_parser("eval", help="evaluate a run's checkpoint on one task or all five")
     e.add_argument("--run-dir", required=True)
@@ -69,13 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmarks that print numbers")
     bsub = b.add_subparsers(dest="bench_command", required=True)
     th = bsub.add_parser("throughput", help="updates/s, FLOPs and GFLOP/s of one agent's update")
-    th.add_argument("--agent", default="qflow")
+    th.add_argument("--agent", default="qflow",
+                    help="agent, or several separated by commas (e.g. qflow,fql) measured one after the other")
     th.add_argument("--preset", default="paper")
     th.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     th.add_argument("--obs-dim", type=int, default=28)
     th.add_argument("--action-dim", type=int, default=5)
     th.add_argument("--updates", type=int, default=30, help="timed updates per loop")
     th.add_argument("--out", default=None, help="also write the numbers as JSON here")
+
+    r = sub.add_parser("report", help="tables with 95%% bootstrap CIs and learning curves from finished runs")
+    r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="run directories, or directories searched recursively for summary.json")
+    r.add_argument("--out", required=True, help="directory for results.md, per_task.csv, per_env.csv, PNGs")
+    r.add_argument("--metric", choices=("success_last3", "success"), default="success_last3",
+                   help="score of one run: mean of its last three evaluations (default) or the last one")
+    r.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    r.add_argument("--include-partial", action="store_true",
+                   help="also score unfinished runs (no summary.json) from their eval.csv and run.json")
     return parser
 
 
@@ -89,7 +107,7 @@ def cmd_train(a) -> int:
         env=a.env or DEMO["env"],
         agent=a.agent,
         seeds=a.seeds or (a.seed if a.seed is not None else 0,),
-        steps=a.steps or DEMO["steps"],
+        steps=a.steps if a.steps is not None else DEMO["steps"],
         eval_every=a.eval_every or DEMO["eval_every"],
         eval_episodes=a.eval_episodes,
         eval_envs=a.eval_envs,
@@ -104,10 +122,14 @@ def cmd_train(a) -> int:
         dataset_seed=a.dataset_seed,
         progress=not a.no_progress,
         tensorboard=a.tensorboard,
+        online_steps=a.online_steps,
+        updates_per_step=a.updates_per_step,
+        buffer_size=a.buffer_size,
     )
     for s in train(args):
         print(f"[qflow] {s['agent']} on {s['env']} seed {s['seed']}: success {s['success']:.3f} "
-              f"(mean of last 3 evaluations {s['success_last3']:.3f}) after {s['steps']} steps "
+              f"(mean of last 3 evaluations {s['success_last3']:.3f}) after {s['steps']} steps"
+              f"{' + %d online env steps' % s['online']['env_steps'] if 'online' in s else ''} "
               f"[{s['preset']} preset, {s['data']['origin']} data, {s['data']['episodes']} episodes]; "
               f"summary in {s['run_dir']}/summary.json")
     return 0
@@ -134,7 +156,9 @@ def cmd_data(a) -> int:
 def cmd_bench(a) -> int:
     from qflow.bench.throughput import run_throughput
 
-    result = run_throughput(a.agent, a.preset, a.overrides, a.obs_dim, a.action_dim, a.updates)
+    agents = [name for name in a.agent.split(",") if name]
+    results = [run_throughput(name, a.preset, a.overrides, a.obs_dim, a.action_dim, a.updates) for name in agents]
+    result = results[0] if len(results) == 1 else results
     if a.out:
         from qflow.utils import atomic_write_json
 
@@ -143,9 +167,20 @@ def cmd_bench(a) -> int:
     return 0
 
 
+def cmd_report(a) -> int:
+    from qflow.reporting import make_report
+
+    result = make_report(a.run_dirs, a.out, metric=a.metric, reps=a.reps, include_partial=a.include_partial)
+    for note in result["skipped"]:
+        print(f"qflow report: warning: {note}", file=sys.stderr)
+    print(f"[qflow] report of {result['runs']} runs in {result['out']}: results.md, per_task.csv, per_env.csv, "
+          f"report.json, {', '.join(result['figures'])}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data, "bench": cmd_bench}
+    handlers = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data, "bench": cmd_bench, "report": cmd_report}
     from qflow.data.prepare import DatasetError
     from qflow.data.registry import UnknownDatasetError
     from qflow.training.checkpoint import CheckpointError

@@ -1,22 +1,112 @@
-"""Per-environment hyperparameters (the Q-Flow paper's table; pointmaze is not in the paper)."""
+"""Per-environment hyperparameters: Q-Flow from the Q-Flow paper's table, baselines from the FQL paper.
+
+Pointmaze is in neither paper: its values are ours (navigation-like, so the antmaze-style settings).
+"""
 
 from __future__ import annotations
 
 from qflow.data.registry import env_family
 
+# FBRAC alphas: the FQL paper's per-env FBRAC table was not found in the stored sources. We use the
+# reference FBRAC release's settings where a family matches (Value Flows, ICLR 2026: alpha=100,
+# normalize_q_loss=False on visual antmaze / cube / scene / puzzle and cube-triple) and its default
+# alpha=10 elsewhere; discount and q_agg follow the FQL rows. Untuned here: sweep alpha before claiming.
+# IQL / ReBRAC / IFQL: discount follows each family's fql row. The FQL paper's per-env table for these
+# baselines was not in the stored sources; what was found: humanoidmaze-medium from the FQL README
+# (IQL alpha=10; ReBRAC alpha_actor=0.01, alpha_critic=0.01; IFQL num_samples=32). Manipulation rows
+# marked "proxy" take the published values for the *pixel* version of the task (FQL / Value Flows
+# READMEs); unmarked alphas are the defaults. ReBRAC's critic penalty needs dataset next actions, which
+# our batches lack, so alpha_critic stays 0 everywhere (published values noted). Sweep before claiming.
 # family -> agent -> config values. Looked up by the longest matching family prefix.
 ENV_TABLE: dict[str, dict[str, dict]] = {
-    "antmaze-large-navigate": {"qflow": dict(guidance_lambda=0.2, q_agg="mean", discount=0.99, time_embed_dim=64)},
-    "antmaze-giant-navigate": {"qflow": dict(guidance_lambda=0.2, q_agg="min", discount=0.995, time_embed_dim=64)},
-    "antsoccer-arena-navigate": {"qflow": dict(guidance_lambda=0.5, q_agg="mean", discount=0.995, time_embed_dim=64)},
-    "humanoidmaze-medium-navigate": {"qflow": dict(guidance_lambda=1.0, q_agg="mean", discount=0.995, time_embed_dim=64)},
-    "humanoidmaze-large-navigate": {"qflow": dict(guidance_lambda=1.0, q_agg="mean", discount=0.995, time_embed_dim=64)},
-    "cube-single-play": {"qflow": dict(guidance_lambda=5.0, q_agg="mean", discount=0.99, time_embed_dim=64)},
-    "cube-double-play": {"qflow": dict(guidance_lambda=2.0, q_agg="mean", discount=0.99, time_embed_dim=16)},
-    "scene-play": {"qflow": dict(guidance_lambda=5.0, q_agg="mean", discount=0.99, time_embed_dim=64)},
-    "puzzle-3x3-play": {"qflow": dict(guidance_lambda=20.0, q_agg="min", discount=0.99, time_embed_dim=64)},
-    "puzzle-4x4-play": {"qflow": dict(guidance_lambda=20.0, q_agg="min", discount=0.99, time_embed_dim=64)},
-    "pointmaze": {"qflow": dict(guidance_lambda=1.0, q_agg="mean", discount=0.99, time_embed_dim=64)},
+    "antmaze-large-navigate": {
+        "qflow": dict(guidance_lambda=0.2, q_agg="mean", discount=0.99, time_embed_dim=64),
+        "fql": dict(alpha=10.0, q_agg="min", discount=0.99),
+        "fbrac": dict(alpha=100.0, q_agg="min", discount=0.99),
+        "iql": dict(discount=0.99),  # alpha: default 10 (FQL per-env value not found)
+        "rebrac": dict(discount=0.99),  # alpha_actor: default 0.01 (FQL per-env value not found)
+        "ifql": dict(discount=0.99),
+    },
+    "antmaze-giant-navigate": {
+        "qflow": dict(guidance_lambda=0.2, q_agg="min", discount=0.995, time_embed_dim=64),
+        "fql": dict(alpha=10.0, q_agg="min", discount=0.995),
+        "fbrac": dict(alpha=100.0, q_agg="min", discount=0.995),
+        "iql": dict(discount=0.995),  # alpha: default 10 (not found)
+        "rebrac": dict(discount=0.995),  # alpha_actor: default 0.01 (not found)
+        "ifql": dict(discount=0.995),
+    },
+    "antsoccer-arena-navigate": {
+        "qflow": dict(guidance_lambda=0.5, q_agg="mean", discount=0.995, time_embed_dim=64),
+        "fql": dict(alpha=10.0, discount=0.995),
+        "fbrac": dict(alpha=10.0, discount=0.995),
+        "iql": dict(discount=0.995),  # alpha: default 10 (not found)
+        "rebrac": dict(discount=0.995),  # alpha_actor: default 0.01 (not found)
+        "ifql": dict(discount=0.995),
+    },
+    "humanoidmaze-medium-navigate": {
+        "qflow": dict(guidance_lambda=1.0, q_agg="mean", discount=0.995, time_embed_dim=64),
+        "fql": dict(alpha=30.0, discount=0.995),
+        "fbrac": dict(alpha=10.0, discount=0.995),
+        "iql": dict(alpha=10.0, discount=0.995),  # FQL README
+        "rebrac": dict(alpha_actor=0.01, discount=0.995),  # FQL README; its alpha_critic=0.01 is off (no next_actions)
+        "ifql": dict(num_samples=32, discount=0.995),  # FQL README
+    },
+    "humanoidmaze-large-navigate": {
+        "qflow": dict(guidance_lambda=1.0, q_agg="mean", discount=0.995, time_embed_dim=64),
+        "fql": dict(alpha=30.0, discount=0.995),
+        "fbrac": dict(alpha=10.0, discount=0.995),
+        "iql": dict(alpha=10.0, discount=0.995),  # proxy: humanoidmaze-medium values
+        "rebrac": dict(alpha_actor=0.01, discount=0.995),  # proxy: humanoidmaze-medium values
+        "ifql": dict(num_samples=32, discount=0.995),
+    },
+    "cube-single-play": {
+        "qflow": dict(guidance_lambda=5.0, q_agg="mean", discount=0.99, time_embed_dim=64),
+        "fql": dict(alpha=300.0),
+        "fbrac": dict(alpha=100.0),
+        "iql": dict(alpha=1.0),  # proxy: FQL README, visual-cube-single
+        "rebrac": dict(alpha_actor=1.0),  # proxy: FQL README, visual-cube-single (alpha_critic=0 there too)
+        "ifql": dict(),
+    },
+    "cube-double-play": {
+        "qflow": dict(guidance_lambda=2.0, q_agg="mean", discount=0.99, time_embed_dim=16),
+        "fql": dict(alpha=300.0),
+        "fbrac": dict(alpha=100.0),
+        "iql": dict(alpha=0.3),  # proxy: Value Flows README, visual-cube-double
+        "rebrac": dict(alpha_actor=0.1),  # proxy: Value Flows README, visual-cube-double (alpha_critic=0 there)
+        "ifql": dict(),
+    },
+    "scene-play": {
+        "qflow": dict(guidance_lambda=5.0, q_agg="mean", discount=0.99, time_embed_dim=64),
+        "fql": dict(alpha=300.0),
+        "fbrac": dict(alpha=100.0),
+        "iql": dict(alpha=10.0),  # proxy: Value Flows README, visual-scene
+        "rebrac": dict(alpha_actor=0.3),  # proxy: Value Flows README, visual-scene (its alpha_critic=0.01 is off)
+        "ifql": dict(),
+    },
+    "puzzle-3x3-play": {
+        "qflow": dict(guidance_lambda=20.0, q_agg="min", discount=0.99, time_embed_dim=64),
+        "fql": dict(alpha=1000.0),
+        "fbrac": dict(alpha=100.0),
+        "iql": dict(alpha=10.0),  # proxy: Value Flows README, visual-puzzle-3x3
+        "rebrac": dict(alpha_actor=0.1),  # proxy: Value Flows README, visual-puzzle-3x3 (its alpha_critic=0.003 is off)
+        "ifql": dict(),
+    },
+    "puzzle-4x4-play": {
+        "qflow": dict(guidance_lambda=20.0, q_agg="min", discount=0.99, time_embed_dim=64),
+        "fql": dict(alpha=1000.0),
+        "fbrac": dict(alpha=100.0),
+        "iql": dict(alpha=10.0),  # proxy: puzzle-3x3 row (not found)
+        "rebrac": dict(alpha_actor=0.1),  # proxy: puzzle-3x3 row (not found)
+        "ifql": dict(),
+    },
+    "pointmaze": {
+        "qflow": dict(guidance_lambda=1.0, q_agg="mean", discount=0.99, time_embed_dim=64),
+        "fql": dict(alpha=10.0),
+        "fbrac": dict(alpha=10.0),
+        "iql": dict(),  # ours: defaults (alpha=10)
+        "rebrac": dict(),  # ours: defaults (alpha_actor=0.01)
+        "ifql": dict(),
+    },
 }
 
 

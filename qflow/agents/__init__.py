@@ -1,9 +1,22 @@
 """Agents: each is an immutable pytree with ``create``, a jittable ``update`` and ``sample_actions``."""
 
+from qflow.agents.fbrac import FBRACAgent, FBRACConfig
 from qflow.agents.flow_bc import FlowBCAgent, FlowBCConfig
+from qflow.agents.fql import FQLAgent, FQLConfig
+from qflow.agents.ifql import IFQLAgent, IFQLConfig
+from qflow.agents.iql import IQLAgent, IQLConfig
 from qflow.agents.qflow import QFlowAgent, QFlowConfig
+from qflow.agents.rebrac import ReBRACAgent, ReBRACConfig
 
-AGENTS = {"qflow": (QFlowAgent, QFlowConfig), "flow_bc": (FlowBCAgent, FlowBCConfig)}
+AGENTS = {
+    "qflow": (QFlowAgent, QFlowConfig),
+    "fql": (FQLAgent, FQLConfig),
+    "flow_bc": (FlowBCAgent, FlowBCConfig),
+    "fbrac": (FBRACAgent, FBRACConfig),
+    "iql": (IQLAgent, IQLConfig),
+    "rebrac": (ReBRACAgent, ReBRACConfig),
+    "ifql": (IFQLAgent, IFQLConfig),
+}
 
 
 def get_agent(name: str):

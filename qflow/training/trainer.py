@@ -49,10 +49,18 @@ class TrainArgs:
     dataset_seed: int = 0
     progress: bool = True
     tensorboard: bool = False
+    online_steps: int = 0  # env steps of online fine-tuning after the offline steps (qflow.training.online)
+    updates_per_step: int = 1  # agent updates per online env step
+    buffer_size: int | None = None  # replay capacity; None: offline size + online_steps
 
     def validate(self) -> None:
+        if self.online_steps < 0 or self.updates_per_step < 1 or self.steps < 0:
+            raise ValueError("--online-steps must be >= 0, --updates-per-step >= 1 and --steps >= 0")
+        if self.online_steps and len(self.seeds) > 1:
+            raise ValueError(f"--online-steps runs one seed, got --seeds {','.join(map(str, self.seeds))}; "
+                             f"pass --seed S (one run per seed)")
         for name in ("steps", "eval_every", "log_every", "checkpoint_every", "chunk", "eval_episodes", "eval_envs"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) < 1 and not (name == "steps" and self.online_steps):
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"--seeds has duplicates: {self.seeds}")
@@ -112,6 +120,7 @@ def train(args: TrainArgs) -> list[dict]:
     meta = files.metadata()
     run_info = {
         "env": args.env, "agent": args.agent, "steps": args.steps, "preset": args.preset,
+        "online_steps": args.online_steps, "updates_per_step": args.updates_per_step,
         "config": config.as_dict(), "eval_every": args.eval_every, "eval_episodes": args.eval_episodes,
         "data": {"dataset": files.name, "origin": files.origin, "episodes": files.episodes,
                  "seed": files.seed, "transitions": int(len(data["actions"])), "sha256": meta.get("sha256")},
@@ -127,6 +136,12 @@ def train(args: TrainArgs) -> list[dict]:
     if restored is not None:
         agents, step = restored
         print(f"[qflow] resuming {run_dir} from step {step}")
+    online = None
+    if args.online_steps:  # online fine-tuning after the offline loop; its checkpoint wins on resume
+        from qflow.training.online import OnlinePhase
+
+        online = OnlinePhase(args, dirs[0])
+        agents, step = online.restore(agents, step)
 
     logs = [CSVLog(d / "metrics.csv", after_step=step) for d in dirs]
     eval_logs = [CSVLog(d / "eval.csv", after_step=step) for d in dirs]
@@ -176,6 +191,9 @@ def train(args: TrainArgs) -> list[dict]:
         if step % args.checkpoint_every == 0 or step == args.steps:
             checkpoint.save_all(dirs, agents, step)
     bar.close()
+    online_report = None
+    if online is not None:
+        online_report = online.run(agents, step, device_data, logs[0], eval_logs[0], tb and tb[:1], started)
 
     summaries = []
     for seed, d, log in zip(args.seeds, dirs, eval_logs):
@@ -189,6 +207,8 @@ def train(args: TrainArgs) -> list[dict]:
             "wall_time_s": round(time.time() - started, 1),
             "command": checkpoint.command_line(),
         }
+        if online_report is not None:
+            summary["online"] = online_report
         atomic_write_json(d / "summary.json", summary)
         summaries.append(summary)
     return summaries

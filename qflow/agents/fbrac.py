@@ -1,0 +1,130 @@
+"""FBRAC: a flow policy trained by back-propagating Q through the unrolled Euler solver (BPTT).
+
+The route Q-Flow avoids (shared/docs/BASELINES.md). One velocity field v(s, x, t) is both the
+behaviour-cloning flow and the policy:
+  L_pi = alpha * ||v(s, x_tau, tau) - (a - x0)||^2  -  Q(s, clip(Euler_K(v)(s, z)))
+where the -Q term differentiates through every one of the K Euler steps (no stop_gradient inside
+the solver), with the critic frozen in that term. The critic is TD-trained toward
+r + gamma * mask * agg Qbar(s', a'), a' a K-step sample of the current policy (no gradient).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from qflow.agents.base import AgentConfig, aggregate, make_optimizer
+from qflow.networks import Critic, VelocityField, euler_sample
+
+ACTION_CLIP = 1.0 - 1e-5  # dataset actions are clipped before flow matching
+
+
+@dataclasses.dataclass(frozen=True)
+class FBRACConfig(AgentConfig):
+    alpha: float = 10.0  # weight of the flow-matching BC loss against -Q (larger = closer to the data)
+    flow_steps: int = 10  # K: Euler steps for acting, for the TD target action and for the BPTT policy term
+    q_agg: str = "mean"  # aggregation of target-critic heads in the TD target: "mean" or "min"
+    normalize_q_loss: bool = False  # divide the actor's -Q term by stop_grad(mean |Q|) (reference default: off)
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.alpha >= 0:
+            raise ValueError(f"alpha must be >= 0, got {self.alpha} (e.g. --set alpha=10)")
+        if self.flow_steps < 1:
+            raise ValueError(f"flow_steps must be >= 1, got {self.flow_steps} (e.g. --set flow_steps=10)")
+        if self.q_agg not in ("mean", "min"):
+            raise ValueError(f"q_agg must be 'mean' or 'min', got {self.q_agg!r} (e.g. --set q_agg=mean)")
+
+
+class FBRACAgent(flax.struct.PyTreeNode):
+    rng: Any
+    params: Any  # {"actor", "critic"}: one Adam over L_Q + L_pi
+    target_critic: Any  # EMA of params["critic"]
+    opt_state: Any
+    config: FBRACConfig = flax.struct.field(pytree_node=False)
+    nets: Any = flax.struct.field(pytree_node=False)  # {"actor", "critic"} flax modules
+    tx: Any = flax.struct.field(pytree_node=False)
+
+    @classmethod
+    def create(cls, seed: int, obs_dim: int, action_dim: int, config: FBRACConfig) -> "FBRACAgent":
+        config.validate()
+        nets = {"actor": VelocityField(config.actor_dims, action_dim), "critic": Critic(config.critic_dims)}
+        rng, k_actor, k_critic = jax.random.split(jax.random.PRNGKey(seed), 3)
+        obs, act, t = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim)), jnp.zeros((1,))
+        params = {
+            "actor": nets["actor"].init(k_actor, obs, act, t),
+            "critic": nets["critic"].init(k_critic, obs, act),
+        }
+        tx = make_optimizer(config)
+        return cls(rng, params, params["critic"], tx.init(params), config, nets, tx)
+
+    # ------------------------------------------------------------------ pieces
+    def velocity(self, actor_params):
+        return lambda obs, x, t: self.nets["actor"].apply(actor_params, obs, x, t)
+
+    def policy_actions(self, actor_params, obs, z):
+        """clip(Euler_K(v)(s, z)): differentiable in ``actor_params`` through every Euler step."""
+        return jnp.clip(euler_sample(self.velocity(actor_params), obs, z, self.config.flow_steps), -1, 1)
+
+    def draw_noise(self, rng, batch_size: int, action_dim: int) -> dict:
+        """Every random draw of one update: TD-target noise, BC flow noise and time, policy noise."""
+        k_next, k_x0, k_tau, k_z = jax.random.split(rng, 4)
+        return {
+            "x_next": jax.random.normal(k_next, (batch_size, action_dim)),  # start of a' = Euler_K(s', x_next)
+            "x0": jax.random.normal(k_x0, (batch_size, action_dim)),  # flow-matching noise
+            "tau": jax.random.uniform(k_tau, (batch_size,)),  # flow-matching time
+            "z": jax.random.normal(k_z, (batch_size, action_dim)),  # start of the BPTT policy sample
+        }
+
+    def losses(self, params, batch, noise):
+        """(total, info); the critic sees the actor only through stop_gradient and vice versa."""
+        cfg = self.config
+        obs, actions = batch["observations"], jnp.clip(batch["actions"], -ACTION_CLIP, ACTION_CLIP)
+
+        # L_Q: TD toward r + gamma * mask * agg Qbar(s', a'), a' a K-step sample of the frozen actor.
+        a_next = self.policy_actions(jax.lax.stop_gradient(params["actor"]), batch["next_observations"],
+                                     noise["x_next"])
+        q_next = aggregate(self.nets["critic"].apply(self.target_critic, batch["next_observations"], a_next), cfg.q_agg)
+        td_target = batch["rewards"] + cfg.discount * batch["masks"] * q_next
+        q = self.nets["critic"].apply(params["critic"], obs, actions)
+        loss_q = jnp.mean((q - td_target[None]) ** 2)
+
+        # BC part of L_pi: plain flow matching on dataset actions.
+        x0, tau = noise["x0"], noise["tau"]
+        x_tau = (1.0 - tau[:, None]) * x0 + tau[:, None] * actions
+        pred = self.nets["actor"].apply(params["actor"], obs, x_tau, tau)
+        loss_bc = jnp.mean((pred - (actions - x0)) ** 2)
+
+        # Q part of L_pi: -mean_heads Q(s, clip(Euler_K(v)(s, z))), gradient through all K steps, critic frozen.
+        a_pi = self.policy_actions(params["actor"], obs, noise["z"])
+        q_pi = self.nets["critic"].apply(jax.lax.stop_gradient(params["critic"]), obs, a_pi).mean(0)
+        scale = jax.lax.stop_gradient(1.0 / jnp.maximum(jnp.abs(q_pi).mean(), 1e-6)) if cfg.normalize_q_loss else 1.0
+        loss_qpi = -scale * q_pi.mean()
+        loss_pi = cfg.alpha * loss_bc + loss_qpi
+
+        info = {
+            "loss_q": loss_q, "loss_pi": loss_pi, "loss_bc": loss_bc, "loss_qpi": loss_qpi,
+            "q_mean": q.mean(), "q_pi": q_pi.mean(), "td_target": td_target,
+        }
+        return loss_q + loss_pi, info
+
+    # ------------------------------------------------------------------ public API
+    def update(self, batch):
+        rng, key = jax.random.split(self.rng)
+        noise = self.draw_noise(key, *batch["actions"].shape)
+        grads, info = jax.grad(self.losses, has_aux=True)(self.params, batch, noise)
+        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+        params = optax.apply_updates(self.params, updates)
+        rate = self.config.target_update_rate
+        target = jax.tree.map(lambda t, p: (1 - rate) * t + rate * p, self.target_critic, params["critic"])
+        scalars = {k: v for k, v in info.items() if v.ndim == 0}  # per-row targets are for tests only
+        return self.replace(rng=rng, params=params, target_critic=target, opt_state=opt_state), scalars
+
+    def sample_actions(self, obs, rng):
+        z = jax.random.normal(rng, (*obs.shape[:-1], self.nets["actor"].action_dim))
+        return self.policy_actions(self.params["actor"], obs, z)

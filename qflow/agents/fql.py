@@ -1,0 +1,139 @@
+"""FQL, flow Q-learning (Park, Li, Levine 2025): the main baseline.
+
+Two policies share the flow noise z:
+  v(s, x, t)   a behaviour-cloning flow (flow matching on dataset actions, no gradient from Q);
+  mu(s, z)     a one-step policy trained by  alpha * ||mu(s, z) - Euler_K(v)(s, z)||^2 - Q(s, mu(s, z)).
+The critic is TD-trained toward r + gamma * mask * agg Qbar(s', mu(s', z')). Acting is one call of mu,
+so FQL never back-propagates through the ODE solver either; it distils it instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from qflow.agents.base import AgentConfig, aggregate, make_optimizer
+from qflow.networks import MLP, Critic, VelocityField, euler_sample
+
+ACTION_CLIP = 1.0 - 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class FQLConfig(AgentConfig):
+    alpha: float = 10.0  # distillation weight: larger keeps mu closer to the BC flow
+    flow_steps: int = 10  # K: Euler steps of the BC flow whose output mu is distilled onto
+    q_agg: str = "mean"  # aggregation of target-critic heads in the TD target: "mean" or "min"
+    normalize_q_loss: bool = False  # divide the actor's -Q term by stop_grad(mean |Q|)
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.alpha >= 0:
+            raise ValueError(f"alpha must be >= 0, got {self.alpha} (e.g. --set alpha=300)")
+        if self.flow_steps < 1:
+            raise ValueError(f"flow_steps must be >= 1, got {self.flow_steps} (e.g. --set flow_steps=10)")
+        if self.q_agg not in ("mean", "min"):
+            raise ValueError(f"q_agg must be 'mean' or 'min', got {self.q_agg!r}")
+
+
+class OneStepPolicy(flax.linen.Module):
+    """mu(s, z): maps a noise sample straight to an action."""
+
+    hidden_dims: tuple
+    action_dim: int
+
+    @flax.linen.compact
+    def __call__(self, obs, z):
+        return MLP(self.hidden_dims, self.action_dim)(jnp.concatenate([obs, z], -1))
+
+
+class FQLAgent(flax.struct.PyTreeNode):
+    rng: Any
+    params: Any  # {"flow", "onestep", "critic"}: one Adam over L_Q + L_flow + L_onestep
+    target_critic: Any
+    opt_state: Any
+    config: FQLConfig = flax.struct.field(pytree_node=False)
+    nets: Any = flax.struct.field(pytree_node=False)
+    tx: Any = flax.struct.field(pytree_node=False)
+
+    @classmethod
+    def create(cls, seed: int, obs_dim: int, action_dim: int, config: FQLConfig) -> "FQLAgent":
+        config.validate()
+        nets = {
+            "flow": VelocityField(config.actor_dims, action_dim),
+            "onestep": OneStepPolicy(config.actor_dims, action_dim),
+            "critic": Critic(config.critic_dims),
+        }
+        rng, k_flow, k_one, k_critic = jax.random.split(jax.random.PRNGKey(seed), 4)
+        obs, act, t = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim)), jnp.zeros((1,))
+        params = {
+            "flow": nets["flow"].init(k_flow, obs, act, t),
+            "onestep": nets["onestep"].init(k_one, obs, act),
+            "critic": nets["critic"].init(k_critic, obs, act),
+        }
+        tx = make_optimizer(config)
+        return cls(rng, params, params["critic"], tx.init(params), config, nets, tx)
+
+    def draw_noise(self, rng, batch_size: int, action_dim: int) -> dict:
+        k_next, k_x0, k_tau, k_z = jax.random.split(rng, 4)
+        return {
+            "z_next": jax.random.normal(k_next, (batch_size, action_dim)),  # mu's noise for the TD target
+            "x0": jax.random.normal(k_x0, (batch_size, action_dim)),  # BC flow-matching noise
+            "tau": jax.random.uniform(k_tau, (batch_size,)),  # BC flow-matching time
+            "z": jax.random.normal(k_z, (batch_size, action_dim)),  # noise shared by mu and the BC flow
+        }
+
+    def onestep(self, params, obs, z):
+        return jnp.clip(self.nets["onestep"].apply(params, obs, z), -1, 1)
+
+    def losses(self, params, batch, noise):
+        cfg = self.config
+        obs, actions = batch["observations"], jnp.clip(batch["actions"], -ACTION_CLIP, ACTION_CLIP)
+
+        # L_Q: TD toward r + gamma * mask * agg Qbar(s', mu(s', z')); mu frozen here.
+        a_next = self.onestep(jax.lax.stop_gradient(params["onestep"]), batch["next_observations"], noise["z_next"])
+        q_next = aggregate(self.nets["critic"].apply(self.target_critic, batch["next_observations"], a_next), cfg.q_agg)
+        td_target = batch["rewards"] + cfg.discount * batch["masks"] * q_next
+        q = self.nets["critic"].apply(params["critic"], obs, actions)
+        loss_q = jnp.mean((q - td_target[None]) ** 2)
+
+        # L_flow: plain flow matching on dataset actions (the BC flow never sees Q).
+        x0, tau = noise["x0"], noise["tau"]
+        x_tau = (1.0 - tau[:, None]) * x0 + tau[:, None] * actions
+        pred = self.nets["flow"].apply(params["flow"], obs, x_tau, tau)
+        loss_flow = jnp.mean((pred - (actions - x0)) ** 2)
+
+        # L_onestep: distil the K-step BC flow (frozen) into mu, and ascend Q (critic frozen).
+        frozen_flow = lambda o, x, t: self.nets["flow"].apply(jax.lax.stop_gradient(params["flow"]), o, x, t)  # noqa: E731
+        distill_target = jnp.clip(euler_sample(frozen_flow, obs, noise["z"], cfg.flow_steps), -1, 1)
+        raw = self.nets["onestep"].apply(params["onestep"], obs, noise["z"])
+        loss_distill = jnp.mean((raw - distill_target) ** 2)  # unclipped, so mu is pulled back inside [-1, 1]
+        q_pi = self.nets["critic"].apply(jax.lax.stop_gradient(params["critic"]), obs, jnp.clip(raw, -1, 1)).mean(0)
+        scale = jax.lax.stop_gradient(1.0 / jnp.maximum(jnp.abs(q_pi).mean(), 1e-6)) if cfg.normalize_q_loss else 1.0
+        loss_qpi = -scale * q_pi.mean()
+        loss_onestep = cfg.alpha * loss_distill + loss_qpi
+
+        info = {
+            "loss_q": loss_q, "loss_flow": loss_flow, "loss_onestep": loss_onestep,
+            "distill": loss_distill, "q_mean": q.mean(), "q_pi": q_pi.mean(), "td_target": td_target,
+        }
+        return loss_q + loss_flow + loss_onestep, info
+
+    def update(self, batch):
+        rng, key = jax.random.split(self.rng)
+        noise = self.draw_noise(key, *batch["actions"].shape)
+        grads, info = jax.grad(self.losses, has_aux=True)(self.params, batch, noise)
+        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+        params = optax.apply_updates(self.params, updates)
+        rate = self.config.target_update_rate
+        target = jax.tree.map(lambda t, p: (1 - rate) * t + rate * p, self.target_critic, params["critic"])
+        scalars = {k: v for k, v in info.items() if v.ndim == 0}
+        return self.replace(rng=rng, params=params, target_critic=target, opt_state=opt_state), scalars
+
+    def sample_actions(self, obs, rng):
+        z = jax.random.normal(rng, (*obs.shape[:-1], self.nets["flow"].action_dim))
+        return self.onestep(self.params["onestep"], obs, z)

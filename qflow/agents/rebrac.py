@@ -1,0 +1,135 @@
+"""ReBRAC (Tarasov et al. 2023): TD3+BC with LayerNorm critics and separate actor / critic BC terms.
+
+  pi(s)    deterministic tanh actor, trained by  -Q(s, pi(s)) / stop_grad(mean |Q|) + alpha_actor * ||pi(s) - a||^2
+           (Q = min of the critic heads), updated every ``actor_freq``-th step only;
+  Q(s, a)  TD toward r + gamma * mask * (min_heads Qbar(s', a') - alpha_critic * ||a' - a'_data||^2),
+           a' = clip(pibar(s') + clip(noise), -1, 1) from the EMA target actor (target policy smoothing).
+Acting is one call of pi. Both the critic and the actor have EMA targets.
+
+The critic penalty needs the dataset's next action a'_data (``batch["next_actions"]``), which the
+standard batches here do not carry: alpha_critic therefore defaults to 0, and a positive value
+raises an error unless the batch provides next_actions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from qflow.agents.base import AgentConfig, make_optimizer
+from qflow.networks import MLP, Critic
+
+ACTION_CLIP = 1.0 - 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class ReBRACConfig(AgentConfig):
+    alpha_actor: float = 0.01  # actor BC weight on ||pi(s) - a||^2 (sum over action dims)
+    alpha_critic: float = 0.0  # critic BC penalty on ||a' - a'_data||^2; > 0 needs batch["next_actions"]
+    actor_noise: float = 0.2  # std of the Gaussian smoothing noise added to the target action
+    actor_noise_clip: float = 0.5  # the smoothing noise is clipped to [-clip, clip]
+    actor_freq: int = 2  # the actor (and its EMA target) is updated every actor_freq-th update
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.alpha_actor >= 0:
+            raise ValueError(f"alpha_actor must be >= 0, got {self.alpha_actor} (e.g. --set alpha_actor=0.01)")
+        if not self.alpha_critic >= 0:
+            raise ValueError(f"alpha_critic must be >= 0, got {self.alpha_critic} (e.g. --set alpha_critic=0)")
+        if not self.actor_noise >= 0:
+            raise ValueError(f"actor_noise must be >= 0, got {self.actor_noise} (e.g. --set actor_noise=0.2)")
+        if not self.actor_noise_clip >= 0:
+            raise ValueError(f"actor_noise_clip must be >= 0, got {self.actor_noise_clip} "
+                             "(e.g. --set actor_noise_clip=0.5)")
+        if self.actor_freq < 1:
+            raise ValueError(f"actor_freq must be >= 1, got {self.actor_freq} (e.g. --set actor_freq=2)")
+
+
+class ReBRACAgent(flax.struct.PyTreeNode):
+    rng: Any
+    params: Any  # {"actor", "critic"}: one Adam over L_Q + L_pi
+    target_params: Any  # {"actor", "critic"}: EMA targets
+    opt_state: Any
+    step: Any  # int32 update counter: decides the delayed actor updates inside jit / vmap
+    config: ReBRACConfig = flax.struct.field(pytree_node=False)
+    nets: Any = flax.struct.field(pytree_node=False)
+    tx: Any = flax.struct.field(pytree_node=False)
+
+    @classmethod
+    def create(cls, seed: int, obs_dim: int, action_dim: int, config: ReBRACConfig) -> "ReBRACAgent":
+        config.validate()
+        nets = {"actor": MLP(config.actor_dims, action_dim), "critic": Critic(config.critic_dims)}
+        rng, k_actor, k_critic = jax.random.split(jax.random.PRNGKey(seed), 3)
+        obs, act = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim))
+        params = {"actor": nets["actor"].init(k_actor, obs), "critic": nets["critic"].init(k_critic, obs, act)}
+        tx = make_optimizer(config)
+        return cls(rng, params, params, tx.init(params), jnp.zeros((), jnp.int32), config, nets, tx)
+
+    def draw_noise(self, rng, batch_size: int, action_dim: int) -> dict:
+        return {"target_noise": jax.random.normal(rng, (batch_size, action_dim))}  # unit noise, scaled in losses
+
+    def policy(self, actor_params, obs):
+        return jnp.tanh(self.nets["actor"].apply(actor_params, obs))
+
+    def actor_step(self):
+        """1.0 on steps where the actor and its target are updated, else 0.0."""
+        return (self.step % self.config.actor_freq == 0).astype(jnp.float32)
+
+    def losses(self, params, batch, noise):
+        cfg = self.config
+        obs, actions = batch["observations"], jnp.clip(batch["actions"], -ACTION_CLIP, ACTION_CLIP)
+        next_obs = batch["next_observations"]
+
+        # L_Q: smoothed target action from the target actor; penalise its distance to the data's next action.
+        eps = jnp.clip(cfg.actor_noise * noise["target_noise"], -cfg.actor_noise_clip, cfg.actor_noise_clip)
+        a_next = jnp.clip(self.policy(self.target_params["actor"], next_obs) + eps, -1, 1)
+        q_next = self.nets["critic"].apply(self.target_params["critic"], next_obs, a_next).min(0)
+        if cfg.alpha_critic > 0:
+            if "next_actions" not in batch:
+                raise ValueError(f"alpha_critic={cfg.alpha_critic} needs batch['next_actions'], which this dataset "
+                                 "does not provide (e.g. --set alpha_critic=0)")
+            q_next = q_next - cfg.alpha_critic * jnp.sum((a_next - batch["next_actions"]) ** 2, -1)
+        td_target = batch["rewards"] + cfg.discount * batch["masks"] * q_next
+        q = self.nets["critic"].apply(params["critic"], obs, actions)
+        loss_q = jnp.mean((q - td_target[None]) ** 2)
+
+        # L_pi: ascend the (frozen) critic at pi(s), normalised by |Q|, plus behaviour cloning.
+        pi = self.policy(params["actor"], obs)
+        q_pi = self.nets["critic"].apply(jax.lax.stop_gradient(params["critic"]), obs, pi).min(0)
+        scale = jax.lax.stop_gradient(1.0 / jnp.maximum(jnp.abs(q_pi).mean(), 1e-6))
+        bc = jnp.sum((pi - actions) ** 2, -1)
+        loss_actor = -scale * q_pi.mean() + cfg.alpha_actor * bc.mean()
+
+        info = {
+            "loss_q": loss_q, "loss_actor": loss_actor, "bc": bc.mean(), "q_mean": q.mean(), "q_pi": q_pi.mean(),
+            "td_target": td_target,  # per-row, for tests only
+        }
+        # Delayed actor: on off-steps the actor loss is masked out, so its gradient is exactly zero. As in
+        # FQL's reference code one Adam serves both networks, so the actor still takes Adam's momentum step.
+        return loss_q + self.actor_step() * loss_actor, info
+
+    def update(self, batch):
+        rng, key = jax.random.split(self.rng)
+        noise = self.draw_noise(key, *batch["actions"].shape)
+        grads, info = jax.grad(self.losses, has_aux=True)(self.params, batch, noise)
+        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+        params = optax.apply_updates(self.params, updates)
+        rate = self.config.target_update_rate
+        ema = lambda r: lambda t, p: (1 - r) * t + r * p  # noqa: E731
+        target = {
+            "critic": jax.tree.map(ema(rate), self.target_params["critic"], params["critic"]),
+            # the actor target only moves on actor steps (rate 0 otherwise)
+            "actor": jax.tree.map(ema(rate * self.actor_step()), self.target_params["actor"], params["actor"]),
+        }
+        scalars = {k: v for k, v in info.items() if v.ndim == 0}
+        return self.replace(rng=rng, params=params, target_params=target, opt_state=opt_state,
+                            step=self.step + 1), scalars
+
+    def sample_actions(self, obs, rng):
+        del rng  # deterministic policy
+        return jnp.clip(self.policy(self.params["actor"], obs), -1, 1)

@@ -1,0 +1,1 @@
+"""Small studies that illustrate the method (``qflow toy2d``)."""

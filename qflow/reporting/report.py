@@ -1,0 +1,386 @@
+"""``qflow report``: per-task and per-environment tables with 95 % stratified-bootstrap confidence
+intervals (rliable), learning curves, and captions built from the runs' own summaries.
+
+Unequal seed counts: the per-environment score matrix must be rectangular (runs x tasks) for rliable's
+stratified bootstrap and for the IQM to weigh every task equally, so for each agent every task keeps
+its lowest ``k`` seeds, ``k`` being the smallest run count among that agent's tasks; the caption says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import warnings
+from collections import defaultdict
+from functools import reduce
+from pathlib import Path
+
+import numpy as np
+
+from qflow.data.registry import env_family, parse_env_id
+from qflow.utils import atomic_write_json, atomic_writer
+
+METRICS = {"success_last3": "mean success rate of each run's last three evaluations",
+           "success": "success rate at each run's final evaluation"}
+
+
+class ReportError(ValueError):
+    """A problem with the inputs; the message names the directory or file at fault."""
+
+
+@dataclasses.dataclass
+class Run:
+    path: Path  # the file the run was read from
+    env: str
+    family: str
+    task: str  # "1".."5", or "default" for an id without -taskN
+    agent: str
+    config: dict
+    seed: int
+    steps: int  # offline gradient steps
+    online_steps: int  # env steps of online fine-tuning after them (qflow train --online-steps)
+    preset: str
+    eval_episodes: int
+    origin: str
+    dataset_episodes: int
+    data: str  # dataset, origin and size in words
+    versions: str
+    score: float
+    curve: tuple  # (steps, success) arrays from eval.csv
+    partial: bool
+    label: str = ""
+
+    @property
+    def budget(self) -> str:
+        online = f" + {self.online_steps:,} online env steps" if self.online_steps else ""
+        return f"{self.steps:,} {'offline ' if online else ''}gradient steps{online}"
+
+
+def _rliable():
+    try:
+        from rliable import library as rly, metrics
+    except Exception as err:  # ImportError, or a broken arch/pandas pair failing at import time
+        raise ReportError(f"qflow report needs rliable ({type(err).__name__}: {err}); "
+                          "install it with: pip install 'qflow[report]'") from None
+    return rly, metrics
+
+
+def _get(info: dict, path: Path, *keys, kind=None):
+    value = info
+    try:
+        for k in keys:
+            value = value[k]
+        return kind(value) if kind else value
+    except (KeyError, TypeError, ValueError):
+        raise ReportError(f"{path}: missing or malformed field '{'.'.join(keys)}'") from None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ReportError(f"{path}: not readable as JSON ({err})") from None
+    if not isinstance(info, dict):
+        raise ReportError(f"{path}: expected a JSON object, found {type(info).__name__}")
+    return info
+
+
+def _read_curve(path: Path):
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        return (np.array([int(float(r["step"])) for r in rows], dtype=np.int64),
+                np.array([float(r["success"]) for r in rows], dtype=np.float64))
+    except FileNotFoundError:
+        raise ReportError(f"{path}: missing (each run directory holds an eval.csv)") from None
+    except (KeyError, TypeError, ValueError, csv.Error, UnicodeDecodeError) as err:
+        raise ReportError(f"{path}: malformed eval.csv, expected columns step,success,... ({err!r})") from None
+
+
+def _load(run_dir: Path, metric: str, partial: bool) -> Run | None:
+    """One run from summary.json, or (partial) from run.json plus the evaluations in eval.csv."""
+    path = run_dir / ("run.json" if partial else "summary.json")
+    info = _read_json(path)
+    env = _get(info, path, "env", kind=str)
+    try:
+        dataset, task = parse_env_id(env)
+    except ValueError as err:
+        raise ReportError(f"{path}: {err}") from None
+    curve = _read_curve(run_dir / "eval.csv")
+    if partial:  # no summary: score the evaluations that exist, as the trainer would have
+        score = (float(np.mean(curve[1][-3:])) if metric == "success_last3" else float(curve[1][-1])) \
+            if len(curve[1]) else None
+    else:
+        score = info.get(metric, "missing")
+        if score == "missing" or (score is not None and not isinstance(score, (int, float))):
+            raise ReportError(f"{path}: missing or malformed field '{metric}'")
+    if score is None:
+        return None
+    episodes = _get(info, path, "data", "episodes", kind=int)
+    origin = _get(info, path, "data", "origin", kind=str)
+    versions = info.get("versions") if isinstance(info.get("versions"), dict) else {}
+    return Run(path=path, env=env, family=env_family(env), task=str(task) if task else "default",
+               agent=_get(info, path, "agent", kind=str), config=_get(info, path, "config", kind=dict),
+               seed=_get(info, path, "seed", kind=int), steps=_get(info, path, "steps", kind=int),
+               online_steps=_get(info, path, "online_steps", kind=int) if info.get("online_steps") else 0,
+               preset=_get(info, path, "preset", kind=str), eval_episodes=_get(info, path, "eval_episodes", kind=int),
+               origin=origin, dataset_episodes=episodes,
+               data=f"{info['data'].get('dataset', dataset)} ({origin}, {episodes:,} training episodes)",
+               versions=", ".join(f"{p} {versions.get(p, 'unknown')}" for p in ("ogbench", "jax")),
+               score=float(score), curve=curve, partial=partial)
+
+
+def find_runs(paths, metric: str = "success_last3", include_partial: bool = False):
+    """Runs under ``paths`` (run directories or parents searched recursively) and warnings for skipped ones."""
+    summaries, partial, notes = {}, {}, []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            raise ReportError(f"{p}: {'not a directory' if p.exists() else 'no such directory'}")
+        for s in p.rglob("summary.json"):
+            summaries[s.parent.resolve()] = s.parent
+        for e in p.rglob("eval.csv"):
+            if not (e.parent / "summary.json").exists():
+                partial[e.parent.resolve()] = e.parent
+    runs = []
+    for d in sorted(summaries.values()):
+        run = _load(d, metric, partial=False)
+        if run is None:
+            notes.append(f"{d}: skipped, no evaluations in summary.json")
+        else:
+            runs.append(run)
+    for d in sorted(partial.values()):
+        if not include_partial:
+            notes.append(f"{d}: skipped, no summary.json (unfinished run; --include-partial scores it from eval.csv)")
+        elif not (d / "run.json").exists():
+            notes.append(f"{d}: skipped, neither summary.json nor run.json")
+        else:
+            run = _load(d, metric, partial=True)
+            if run is None:
+                notes.append(f"{d}: skipped, eval.csv has no evaluations")
+            else:
+                runs.append(run)
+    if not runs:
+        hint = "" if include_partial or not partial else \
+            f" ({len(partial)} unfinished runs there: add --include-partial)"
+        raise ReportError(f"no summary.json with evaluations found under: {', '.join(map(str, paths))}{hint}")
+    runs, dup_notes = _label(runs)
+    return runs, notes + dup_notes
+
+
+def _fmt(value) -> str:
+    return "x".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _label(runs) -> list:
+    """Name each variant: the agent, plus the config keys on which its runs on one task differ (e.g.
+    guidance_lambda); keys that only differ between tasks (a per-task setting) do not split an agent.
+    Returns the runs less unfinished duplicates of finished ones, with a note for each."""
+    by_agent = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        by_agent[r.agent][r.env].append(r)
+    for agent, by_env in by_agent.items():
+        differ = set()
+        for rs in by_env.values():
+            keys = {k for r in rs for k in r.config}
+            differ |= {k for k in keys if len({json.dumps(r.config.get(k), sort_keys=True) for r in rs}) > 1}
+        if "preset" in differ:  # the preset names the layer sizes; listing them too only clutters the label
+            differ = {k for k in differ if not k.endswith("_dims")}
+        for rs in by_env.values():
+            for r in rs:
+                r.label = agent + (f" ({', '.join(f'{k}={_fmt(r.config.get(k))}' for k in sorted(differ))})"
+                                   if differ else "")
+    kept, notes = {}, []
+    for r in sorted(runs, key=lambda r: r.partial):  # finished runs first: they win over unfinished reruns
+        other = kept.setdefault((r.env, r.label, r.seed), r)
+        if other is r:
+            continue
+        if not r.partial:
+            raise ReportError(f"two runs of {r.label} on {r.env} with seed {r.seed}: {other.path} and {r.path}")
+        notes.append(f"{r.path.parent}: skipped, unfinished duplicate of {other.path.parent}")
+    return list(kept.values()), notes
+
+
+def _task_key(task: str):
+    return (0, int(task)) if task.isdigit() else (1, 0)
+
+
+def _interval(matrix: np.ndarray, reps: int):
+    """(mean, iqm) point estimates and their 95 % CIs as a (2, 2) array [[lo_mean, lo_iqm], [hi_mean, hi_iqm]]."""
+    rly, metrics = _rliable()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # arch's notice about rliable's random_state argument
+        points, cis = rly.get_interval_estimates(
+            {"x": matrix}, lambda x: np.array([metrics.aggregate_mean(x), metrics.aggregate_iqm(x)]),
+            reps=reps, random_state=np.random.RandomState(0))  # fixed: the same runs give the same report
+    return points["x"], cis["x"]
+
+
+def _caption(runs, metric: str, reps: int) -> list[str]:
+    def values(attr):
+        return sorted({getattr(r, attr) for r in runs})
+
+    per_group = defaultdict(set)
+    for r in runs:
+        per_group[(r.env, r.label)].add(r.seed)
+    counts = sorted({len(s) for s in per_group.values()})
+    budgets = dict.fromkeys(r.budget for r in sorted(runs, key=lambda r: (r.steps, r.online_steps)))
+    lines = [
+        f"Score: {metric} = {METRICS[metric]}, in %; point estimates with 95 % stratified-bootstrap confidence "
+        f"intervals (rliable, {reps:,} resamples, percentile); IQM = interquartile mean.",
+        f"Budget: {'; '.join(budgets)}.",
+        f"Runs per (task, agent): {counts[0] if len(counts) == 1 else f'{counts[0]}-{counts[-1]}'} "
+        f"(seeds {', '.join(map(str, values('seed')))}).",
+        f"Evaluation: {', '.join(map(str, values('eval_episodes')))} episodes per evaluation.",
+        f"Network preset: {', '.join(values('preset'))}.",
+        f"Data: {'; '.join(values('data'))}.",
+        f"Versions: {'; '.join(values('versions'))}.",
+    ]
+    partial = [r for r in runs if r.partial]
+    if partial:
+        lines.append(f"{len(partial)} unfinished run(s) without summary.json, scored from eval.csv up to step(s) "
+                     f"{', '.join(f'{s:,}' for s in sorted({int(r.curve[0][-1]) for r in partial}))}.")
+    mixed = [name for name, attr in (("budgets", "budget"), ("network presets", "preset"), ("data origins", "origin"),
+                                     ("dataset sizes", "dataset_episodes"), ("evaluation episodes", "eval_episodes"),
+                                     ("package versions", "versions")) if len(values(attr)) > 1]
+    if partial:
+        mixed.append("finished and unfinished runs")
+    if mixed:
+        lines.append(f"WARNING: the runs in this table mix {', '.join(mixed)}; their numbers are not comparable.")
+    return lines
+
+
+def _per_task(runs, reps):
+    groups = defaultdict(list)
+    for r in runs:
+        groups[(r.family, _task_key(r.task), r.env, r.label)].append(r)
+    rows = []
+    for (family, _, env, label), rs in sorted(groups.items()):
+        rs.sort(key=lambda r: r.seed)
+        scores = np.array([r.score for r in rs])
+        point, ci = _interval(scores[:, None], reps)
+        rows.append(dict(env=env, family=family, task=rs[0].task, agent=label, n_seeds=len(rs),
+                         seeds=" ".join(str(r.seed) for r in rs), mean=float(np.mean(scores)),
+                         mean_ci_low=float(ci[0, 0]), mean_ci_high=float(ci[1, 0]), iqm=float(point[1]),
+                         iqm_ci_low=float(ci[0, 1]), iqm_ci_high=float(ci[1, 1]),
+                         scores=" ".join(repr(float(s)) for s in scores)))
+    return rows
+
+
+def _per_env(runs, reps):
+    groups = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        groups[(r.family, r.label)][r.task].append(r)
+    rows, used, notes = [], [], []
+    for (family, label), by_task in sorted(groups.items()):
+        tasks = sorted(by_task, key=_task_key)
+        k = min(len(by_task[t]) for t in tasks)
+        if any(len(by_task[t]) > k for t in tasks):
+            notes.append(f"{family}, {label}: tasks have {k}-{max(len(v) for v in by_task.values())} runs; "
+                         f"the {k} lowest seeds of each task are used.")
+        kept = [sorted(by_task[t], key=lambda r: r.seed)[:k] for t in tasks]
+        used += [r for rs in kept for r in rs]
+        matrix = np.array([[rs[i].score for rs in kept] for i in range(k)])  # (runs, tasks)
+        point, ci = _interval(matrix, reps)
+        rows.append(dict(family=family, agent=label, tasks=" ".join(tasks), runs_per_task=k,
+                         mean=float(point[0]), mean_ci_low=float(ci[0, 0]), mean_ci_high=float(ci[1, 0]),
+                         iqm=float(point[1]), iqm_ci_low=float(ci[0, 1]), iqm_ci_high=float(ci[1, 1])))
+    task_sets = defaultdict(set)
+    for row in rows:
+        task_sets[row["family"]].add(row["tasks"])
+    notes += [f"{f}: agents cover different tasks ({' | '.join(sorted(s))}); their means are not comparable."
+              for f, s in sorted(task_sets.items()) if len(s) > 1]
+    return rows, used, notes
+
+
+def _plot(family, runs, labels, path: Path) -> None:
+    from matplotlib.figure import Figure  # no pyplot: no global state, no display backend needed
+
+    tasks = sorted({r.task for r in runs}, key=_task_key)
+    fig = Figure(figsize=(max(5.5, 3.4 * len(tasks) + 1.0), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(tasks), squeeze=False, sharey=True)[0]
+    for ax, task in zip(axes, tasks):
+        for label in labels:
+            rs = [r for r in runs if r.task == task and r.label == label]
+            steps = reduce(np.intersect1d, [r.curve[0] for r in rs]) if rs else []
+            if len(steps) == 0:
+                continue
+            ys = 100 * np.array([[dict(zip(r.curve[0].tolist(), r.curve[1]))[s] for s in steps.tolist()] for r in rs])
+            color = f"C{labels.index(label) % 10}"
+            ax.plot(steps, ys.mean(0), color=color, label=f"{label} (n={len(rs)})")
+            ax.fill_between(steps, ys.min(0), ys.max(0), color=color, alpha=0.2, linewidth=0)
+        ax.set_title(f"task {task}")
+        ax.set_xlabel("gradient steps")
+        ax.set_ylim(-3, 103)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small")  # on every task: the seed counts n may differ between tasks
+    axes[0].set_ylabel("success (%)")
+    fig.suptitle(f"{family}\nline: mean over seeds; band: min-max across seeds", fontsize="medium")
+    with atomic_writer(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+
+
+def _pct(row, key):
+    return f"{100 * row[key]:.1f} [{100 * row[key + '_ci_low']:.1f}, {100 * row[key + '_ci_high']:.1f}]"
+
+
+def _markdown_table(header, rows) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(map(str, r)) + " |"
+                                                                             for r in rows]
+
+
+def _write_csv(path: Path, rows) -> None:
+    with atomic_writer(path, "w") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def make_report(paths, out, metric: str = "success_last3", reps: int = 2000, include_partial: bool = False) -> dict:
+    """Write results.md, per_task.csv, per_env.csv, report.json and curves_<family>.png into ``out``."""
+    if metric not in METRICS:
+        raise ReportError(f"unknown metric '{metric}'; choose from {', '.join(METRICS)}")
+    if reps < 1:
+        raise ReportError(f"--reps must be >= 1, got {reps}")
+    _rliable()  # fail before reading anything if the optional dependency is missing
+    out = Path(out)
+    runs, notes = find_runs(paths, metric, include_partial)
+    per_task = _per_task(runs, reps)
+    per_env, used, env_notes = _per_env(runs, reps)
+    captions = {"per_task": _caption(runs, metric, reps), "per_env": _caption(used, metric, reps) + env_notes}
+    labels = sorted({r.label for r in runs})
+    figures = {}
+    for family in sorted({r.family for r in runs}):
+        figures[family] = f"curves_{family}.png"
+        _plot(family, [r for r in runs if r.family == family], labels, out / figures[family])
+
+    def caption(lines, title):
+        body = " ".join(line for line in lines if not line.startswith("WARNING"))
+        return [f"*{title}* {body}"] + [f"\n**{line}**" for line in lines if line.startswith("WARNING")]
+
+    md = [f"# Results ({len(runs)} runs)", "",
+          f"Made by `qflow report` from: {', '.join(map(str, paths))}. Success rates in %; "
+          "per_task.csv and per_env.csv hold the same numbers as fractions.", "", "## Per task", ""]
+    md += _markdown_table(["Task", "Agent", "Seeds", "Mean [95 % CI]", "IQM [95 % CI]"],
+                          [[r["env"], r["agent"], r["n_seeds"], _pct(r, "mean"), _pct(r, "iqm")] for r in per_task])
+    md += [""] + caption(captions["per_task"], "Table 1: success per task.") + ["", "## Per environment", ""]
+    md += _markdown_table(["Environment", "Agent", "Task numbers", "Runs per task", "Mean [95 % CI]", "IQM [95 % CI]"],
+                          [[r["family"], r["agent"], r["tasks"], r["runs_per_task"], _pct(r, "mean"), _pct(r, "iqm")]
+                           for r in per_env])
+    md += [""] + caption(captions["per_env"], "Table 2: success per environment (a runs x tasks score matrix per "
+                                              "agent; the bootstrap resamples runs within each task).")
+    md += ["", "## Learning curves", ""]
+    for family, name in figures.items():
+        md += [f"![{family}]({name})", "", f"*{family}*: success at each evaluation, mean over seeds (line) and "
+                                           "min-max across seeds (band), at the steps all seeds evaluated.", ""]
+    if notes:
+        md += ["## Skipped", ""] + [f"- {n}" for n in notes] + [""]
+    with atomic_writer(out / "results.md", "w") as f:
+        f.write("\n".join(md) + "\n")
+    _write_csv(out / "per_task.csv", per_task)
+    _write_csv(out / "per_env.csv", per_env)
+    atomic_write_json(out / "report.json", dict(metric=metric, reps=reps, inputs=[str(p) for p in paths],
+                                                runs=[str(r.path) for r in runs], skipped=notes, captions=captions,
+                                                per_task=per_task, per_env=per_env, figures=figures))
+    return dict(out=str(out), runs=len(runs), skipped=notes, figures=list(figures.values()),
+                per_task=per_task, per_env=per_env, captions=captions)
