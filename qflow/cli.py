@@ -1,4 +1,4 @@
-"""Command line: ``qflow train | eval | data prepare | bench throughput | report``."""
+"""Command line: ``qflow train | eval | data prepare | bench throughput | bench compute | report | toy2d``."""
 
 from __future__ import annotations
 
@@ -84,6 +84,24 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("--action-dim", type=int, default=5)
     th.add_argument("--updates", type=int, default=30, help="timed updates per loop")
     th.add_argument("--out", default=None, help="also write the numbers as JSON here")
+    co = bsub.add_parser("compute", help="ms per update and memory vs flow steps K for qflow, fql, fbrac",
+                         description="Milliseconds per update (best of --repeats calls of --updates fused updates) "
+                                     "and memory (XLA scratch of the compiled update, process peak RSS) for every "
+                                     "agent and K; writes compute.md/.csv/.png/.json. About 10 minutes on a 2-core "
+                                     "CPU with the defaults (K = 50 with BPTT is the slow part).")
+    co.add_argument("--agents", default="qflow,fql,fbrac", help="comma-separated agents (default qflow,fql,fbrac)")
+    co.add_argument("--ks", default="1,5,10,20,50", help="comma-separated flow-step counts K (default 1,5,10,20,50)")
+    co.add_argument("--preset", default="paper", help="network sizes (default paper: 4x512)")
+    co.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    co.add_argument("--obs-dim", type=int, default=28)
+    co.add_argument("--action-dim", type=int, default=5)
+    co.add_argument("--batch-size", type=int, default=256)
+    co.add_argument("--updates", type=int, default=5, help="fused updates per timed call (default 5)")
+    co.add_argument("--repeats", type=int, default=3, help="timed calls; the best is kept (default 3)")
+    co.add_argument("--no-isolate", action="store_true",
+                    help="run every configuration in this process (faster; peak RSS is then the running maximum)")
+    co.add_argument("--out", default="results/bench/compute", help="output directory (default results/bench/compute)")
+    co.add_argument("--no-progress", action="store_true")
 
     r = sub.add_parser("report", help="tables with 95%% bootstrap CIs and learning curves from finished runs")
     r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
@@ -94,7 +112,54 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
     r.add_argument("--include-partial", action="store_true",
                    help="also score unfinished runs (no summary.json) from their eval.csv and run.json")
+
+    _toy2d_parser(sub)
     return parser
+
+
+def _toy2d_parser(sub) -> None:
+    from qflow.experiments.toy2d import DATASETS, METHODS, PAPER, ToySettings
+
+    d = ToySettings()
+    dims = lambda v: "x".join(map(str, v))  # noqa: E731
+    g = sub.add_parser(
+        "toy2d", help="the paper's 2-D bandit study: flow BC, FBRAC, FQL, Q-Flow on four 2-D datasets",
+        description=(
+            "2-D bandit illustration (METHOD.md): every method x behaviour-regularisation strength x seed on swiss "
+            "roll, two spirals, moons, eight gaussians; writes per-dataset sample grids and flow-evolution "
+            "figures, toy2d.csv/.md and toy2d.json. DEFAULTS ARE REDUCED to finish in about 20 minutes on a 2-core "
+            f"CPU: nets {dims(d.hidden_dims)}, batch {d.batch_size}, K = {d.flow_steps}, {d.pretrain_epochs:g} epochs "
+            f"of shared flow-BC pretraining, then {d.bc_epochs:g} BC + {d.rl_epochs:g} RL epochs per method, "
+            f"{len(d.seeds)} seeds. --paper restores the paper's settings (nets "
+            f"{dims(PAPER['hidden_dims'])}, batch {PAPER['batch_size']}, K = {PAPER['flow_steps']}, "
+            f"{PAPER['bc_epochs']:g} BC + {PAPER['rl_epochs']:g} RL epochs; hours on a CPU). Flags below override "
+            "either."))
+    g.add_argument("--out", default="results/toy2d", help="output directory (default results/toy2d)")
+    g.add_argument("--paper", action="store_true", help="the paper's settings instead of the reduced CPU defaults")
+    g.add_argument("--datasets", default=None, help=f"comma-separated subset of {','.join(DATASETS)}")
+    g.add_argument("--methods", default=None, help=f"comma-separated subset of {','.join(METHODS)}")
+    g.add_argument("--strengths", default=None, help="comma-separated strengths (default 0.3,0.5,1,5)")
+    g.add_argument("--seeds", type=_seeds, default=None, help=f"default {','.join(map(str, d.seeds))}")
+    g.add_argument("--pretrain-epochs", type=float, default=None,
+                   help=f"shared flow-BC pretraining of the velocity field (default {d.pretrain_epochs:g}, paper 0)")
+    g.add_argument("--bc-epochs", type=float, default=None,
+                   help=f"each method's losses, value term off (default {d.bc_epochs:g}, paper {PAPER['bc_epochs']:g})")
+    g.add_argument("--rl-epochs", type=float, default=None,
+                   help=f"value term on (default {d.rl_epochs:g}, paper {PAPER['rl_epochs']:g})")
+    g.add_argument("--batch-size", type=int, default=None,
+                   help=f"default {d.batch_size} (paper {PAPER['batch_size']})")
+    g.add_argument("--flow-steps", type=int, default=None,
+                   help=f"Euler steps K (default {d.flow_steps}, paper {PAPER['flow_steps']})")
+    g.add_argument("--hidden", default=None, help=f"network widths, e.g. 512,512 (default {dims(d.hidden_dims)})")
+    g.add_argument("--n-data", type=int, default=None, help=f"points per dataset (default {d.n_data})")
+    g.add_argument("--eval-samples", type=int, default=None,
+                   help=f"samples per agent for metrics (default {d.eval_samples})")
+    g.add_argument("--support-radius", type=float, default=None,
+                   help=f"in-support threshold on the nearest-data distance, [-4,4] units "
+                        f"(default {d.support_radius:g})")
+    g.add_argument("--knob-scale", type=float, default=None,
+                   help=f"knob = strength x this, in agent units (default {d.knob_scale:g} = 4^2; see toy2d.py)")
+    g.add_argument("--no-progress", action="store_true")
 
 
 def cmd_train(a) -> int:
@@ -154,6 +219,8 @@ def cmd_data(a) -> int:
 
 
 def cmd_bench(a) -> int:
+    if a.bench_command == "compute":
+        return cmd_bench_compute(a)
     from qflow.bench.throughput import run_throughput
 
     agents = [name for name in a.agent.split(",") if name]
@@ -178,9 +245,48 @@ def cmd_report(a) -> int:
     return 0
 
 
+def cmd_bench_compute(a) -> int:
+    from qflow.bench.compute import run_compute
+
+    ks = tuple(int(k) for k in a.ks.split(",") if k.strip())
+    agents = tuple(n for n in a.agents.split(",") if n.strip())
+    result = run_compute(agents, ks, a.preset, a.overrides, a.obs_dim, a.action_dim, a.batch_size, a.updates,
+                         a.repeats, isolate=not a.no_isolate, out_dir=a.out, progress=not a.no_progress,
+                         command=" ".join(["qflow", *sys.argv[1:]]))
+    for row in result["rows"]:
+        print(f"{row['agent']:>6} K={row['flow_steps']:<3} {row['ms_per_update']:9.1f} ms/update  "
+              f"XLA temp {row['xla_temp_mb']:8.1f} MB  peak RSS {row['rss_peak_mb']:7.0f} MB")
+    print(f"[qflow] compute benchmark in {a.out}: compute.md, compute.csv, compute.png, compute.json "
+          f"({result['wall_time_s']:.0f} s)")
+    return 0
+
+
+def cmd_toy2d(a) -> int:
+    import dataclasses
+
+    from qflow.experiments.toy2d import PAPER, ToySettings, run_toy2d
+
+    settings = ToySettings(**PAPER) if a.paper else ToySettings()
+    listed = lambda text, kind=str: tuple(kind(x) for x in text.split(",") if x.strip())  # noqa: E731
+    changes = {
+        "datasets": a.datasets and listed(a.datasets), "methods": a.methods and listed(a.methods),
+        "strengths": a.strengths and listed(a.strengths, float), "seeds": a.seeds,
+        "pretrain_epochs": a.pretrain_epochs, "bc_epochs": a.bc_epochs, "rl_epochs": a.rl_epochs,
+        "batch_size": a.batch_size, "flow_steps": a.flow_steps,
+        "hidden_dims": a.hidden and listed(a.hidden.replace("x", ","), int), "n_data": a.n_data,
+        "eval_samples": a.eval_samples, "support_radius": a.support_radius, "knob_scale": a.knob_scale,
+    }
+    settings = dataclasses.replace(settings, **{k: v for k, v in changes.items() if v is not None})
+    summary = run_toy2d(settings, a.out, progress=not a.no_progress, command=" ".join(["qflow", *sys.argv[1:]]))
+    print(f"[qflow] toy2d in {a.out}: {', '.join(summary['figures'])}, toy2d.md, toy2d.csv, toy2d.json "
+          f"({summary['wall_time_s']:.0f} s)")
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data, "bench": cmd_bench, "report": cmd_report}
+    handlers = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data, "bench": cmd_bench, "report": cmd_report,
+                "toy2d": cmd_toy2d}
     from qflow.data.prepare import DatasetError
     from qflow.data.registry import UnknownDatasetError
     from qflow.training.checkpoint import CheckpointError

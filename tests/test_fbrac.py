@@ -124,7 +124,8 @@ def test_actor_gradient_flows_through_every_euler_step():
         leaves, tree = jax.tree.flatten(theta)
         keys = jax.random.split(jax.random.PRNGKey(9), len(leaves))
         direction = jax.tree.unflatten(tree, [jax.random.normal(k, x.shape, jnp.float64) for k, x in zip(keys, leaves)])
-        dot = lambda g: float(sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(direction))))  # noqa: E731
+        pairs = lambda g: zip(jax.tree.leaves(g), jax.tree.leaves(direction))  # noqa: E731
+        dot = lambda g: float(sum(jnp.vdot(a, b) for a, b in pairs(g)))  # noqa: E731
         shift = lambda e: jax.tree.map(lambda p, d: p + e * d, theta, direction)  # noqa: E731
 
         eps = 1e-6

@@ -29,7 +29,7 @@ def make_rows(values):
 insert = jax.jit(lambda buf, row: buf.insert(row))
 
 
-def test_replay_wraps_over_oldest_online_rows_and_keeps_offline_rows(tmp_path):
+def test_replay_wraps_over_oldest_online_rows_and_keeps_offline_rows():
     buf = ReplayBuffer.create(make_rows([1, 2, 3]), capacity=6)
     assert (buf.offline_size, buf.capacity, buf.online_capacity, int(buf.size())) == (3, 6, 3, 3)
     for i in range(5):

@@ -144,7 +144,7 @@ def load_segments(directory: Path, segments, count: int, online_capacity: int) -
             have = start + hi
     if have < count:
         raise ValueError(f"replay segments in {directory} hold online inserts only up to {have}, the checkpoint "
-                         f"needs {need}..{count}; move the run directory away to restart")
+                         f"needs {need}..{count}; resume with the run's earlier --buffer-size (or another --run-dir)")
     if not parts:
         return need, {k: np.zeros((0,), np.float32) for k in KEYS}
     return need, {k: np.concatenate([p[k] for p in parts]) for k in KEYS}

@@ -16,9 +16,14 @@ Choices of ours, all recorded in the output JSON:
   Q-Flow: (a - x0) + grad V / lambda). One side effect remains: the base noise N(0, I) in agent units
   is N(0, 16 I) in plot units.
 - Strength -> knob: Q-Flow guidance_lambda, FQL alpha, FBRAC alpha (larger = closer to the data in
-  all three). The BC phase runs the same agents with the knob at ``bc_knob`` = 1e6 (value term off in
-  effect; the critic, and Q-Flow's inner value, still learn r), then Adam is re-initialised and
-  the knob set to strength * knob_scale for the RL phase. Flow BC trains for both phases' steps.
+  all three).
+- Phases. (1) Pretraining (CPU default only; 0 in --paper): the velocity field is flow-matched on the
+  data once per seed with the flow-BC agent (about 1 ms per update) and copied into every method's
+  velocity field (Q-Flow and FBRAC: the policy; FQL: its BC flow). This buys a far better BC fit than
+  the methods' own losses could afford on a CPU. (2) BC phase (the paper's 2000 epochs): every method
+  runs its own losses with the knob at ``bc_knob`` = 1e6, i.e. the value term off in effect, while the
+  critic (and Q-Flow's inner value, FQL's one-step policy) learn. (3) RL phase (the paper's 100
+  epochs): Adam re-initialised, knob = strength * knob_scale. Flow BC trains through all three phases.
   All strengths x seeds of one method train as one vmapped stack (``KnobAgent`` makes the knob a
   traced leaf), so a method compiles once per phase and the compiled chunks are reused by every dataset.
 - Datasets follow the FFJORD-style generators (two spirals: arc parameter n in [0, 3 pi], points
@@ -40,20 +45,16 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-import flax
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from qflow.agents import get_agent
-from qflow.agents.base import build_config
-from qflow.training.trainer import make_train_chunk, stack
+# jax / flax / the agents are imported inside the functions that need them, so that building the
+# command-line parser (which reads the defaults below) stays fast.
 
 SCALE = 4.0  # plot / reward units = SCALE * agent units
 DATASETS = ("swiss_roll", "two_spirals", "moons", "eight_gaussians")
@@ -69,17 +70,18 @@ class ToySettings:
     strengths: tuple = (0.3, 0.5, 1.0, 5.0)  # behaviour-regularisation strengths (paper's grid)
     seeds: tuple = (0, 1)  # agent seeds, trained side by side with vmap
     n_data: int = 10_000  # points per dataset (paper: 10k)
-    bc_epochs: float = 40.0  # epochs of behaviour cloning before the RL phase (paper: 2000)
+    pretrain_epochs: float = 200.0  # epochs of shared flow-BC pretraining of the velocity field (paper: none)
+    bc_epochs: float = 20.0  # epochs of each method's own losses with the value term off (paper: 2000)
     rl_epochs: float = 10.0  # epochs with the value term on (paper: 100)
-    batch_size: int = 512  # transitions per update (paper: 4096)
+    batch_size: int = 256  # transitions per update (paper: 4096)
     flow_steps: int = 10  # K Euler steps (paper: 25)
-    hidden_dims: tuple = (128, 128, 128)  # widths of every network (paper: 4x512)
+    hidden_dims: tuple = (64, 64, 64)  # widths of every network (paper: 4x512)
     lr: float = 3e-4  # Adam learning rate
     knob_scale: float = SCALE**2  # knob = strength * knob_scale (see the module docstring)
     bc_knob: float = 1e6  # knob value during the BC phase (value term off in effect)
     eval_samples: int = 2000  # action samples per agent for the metrics
     support_radius: float = 0.1  # "inside the data support": nearest data point closer than this ([-4, 4] units)
-    chunk: int = 250  # updates per jitted call (rounded so both phases use whole chunks)
+    chunk: int = 200  # updates per jitted call (rounded so both phases use whole chunks)
     data_seed: int = 0  # seed of the data generators
     evolution_strength: float = 1.0  # strength shown in the flow-evolution figure
     paper: bool = False  # True when these are the paper's settings (recorded in the outputs)
@@ -88,12 +90,12 @@ class ToySettings:
     def steps_per_epoch(self) -> int:
         return max(1, math.ceil(self.n_data / self.batch_size))
 
-    def phase_steps(self) -> tuple[int, int, int]:
-        """(chunk length, BC steps, RL steps); both phases rounded up to whole chunks."""
-        bc = max(1, round(self.bc_epochs * self.steps_per_epoch))
+    def phase_steps(self) -> tuple[int, int, int, int]:
+        """(chunk length, pretraining, BC and RL steps); every phase rounded up to whole chunks."""
         rl = max(1, round(self.rl_epochs * self.steps_per_epoch))
         length = min(self.chunk, rl)
-        return length, length * math.ceil(bc / length), length * math.ceil(rl / length)
+        whole = lambda epochs: length * math.ceil(round(epochs * self.steps_per_epoch) / length)  # noqa: E731
+        return length, whole(self.pretrain_epochs), whole(self.bc_epochs), whole(self.rl_epochs)
 
     def validate(self) -> None:
         unknown = sorted(set(self.datasets) - set(DATASETS))
@@ -109,14 +111,15 @@ class ToySettings:
         for name in ("n_data", "batch_size", "flow_steps", "eval_samples", "chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.bc_epochs < 0 or self.rl_epochs <= 0:
-            raise ValueError(f"need --bc-epochs >= 0 and --rl-epochs > 0, got {self.bc_epochs}, {self.rl_epochs}")
+        if self.pretrain_epochs < 0 or self.bc_epochs < 0 or self.rl_epochs <= 0:
+            raise ValueError(f"need --pretrain-epochs >= 0, --bc-epochs >= 0 and --rl-epochs > 0, got "
+                             f"{self.pretrain_epochs}, {self.bc_epochs}, {self.rl_epochs}")
         if self.support_radius <= 0:
             raise ValueError(f"--support-radius must be > 0, got {self.support_radius}")
 
 
-PAPER = dict(n_data=10_000, bc_epochs=2000.0, rl_epochs=100.0, batch_size=4096, flow_steps=25,
-             hidden_dims=(512, 512, 512, 512), paper=True)
+PAPER = dict(n_data=10_000, pretrain_epochs=0.0, bc_epochs=2000.0, rl_epochs=100.0, batch_size=4096,
+             flow_steps=25, hidden_dims=(512, 512, 512, 512), paper=True)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -162,6 +165,8 @@ def reward(name: str, actions) -> np.ndarray:
 
 def bandit_batch(name: str, points: np.ndarray) -> dict:
     """The agents' dataset: dummy observation, actions in agent units, r(a), masks 0 (no bootstrapping)."""
+    import jax.numpy as jnp
+
     n = len(points)
     return {
         "observations": jnp.zeros((n, 1), jnp.float32),
@@ -186,6 +191,9 @@ def support_fraction(samples: np.ndarray, data: np.ndarray, radius: float) -> fl
 
 # ---------------------------------------------------------------------------------------------- training
 def method_config(method: str, settings: ToySettings, knob: float | None):
+    from qflow.agents import get_agent
+    from qflow.agents.base import build_config
+
     _, config_cls = get_agent(method)
     overrides = {"actor_dims": tuple(settings.hidden_dims), "critic_dims": tuple(settings.hidden_dims),
                  "batch_size": settings.batch_size, "lr": settings.lr, "flow_steps": settings.flow_steps}
@@ -196,45 +204,56 @@ def method_config(method: str, settings: ToySettings, knob: float | None):
     return config
 
 
-class KnobAgent(flax.struct.PyTreeNode):
-    """An agent whose strength knob is a traced leaf, so agents with different strengths stack in one vmap.
+@functools.lru_cache(maxsize=None)
+def knob_agent_class():
+    """The ``KnobAgent`` class (built on first use, so this module imports without jax)."""
+    from typing import Any
 
-    The project's configs are static (hashed by jit), so agents with different knobs could not share a
-    vmapped call. The wrapper keeps the knob as an array and swaps it into the inner agent's config only
-    for the duration of ``update``; the agents use the knob in arithmetic only, so the result equals
-    that of an agent built with the same knob in its config (tested in tests/test_toy2d.py).
-    """
+    import flax
 
-    rng: Any
-    inner: Any  # the project's agent; its config holds a placeholder knob
-    knob: Any  # scalar array: the value of config.<knob_name> used by update
-    knob_name: str = flax.struct.field(pytree_node=False)
+    class KnobAgent(flax.struct.PyTreeNode):
+        """An agent whose strength knob is a traced leaf, so agents with different strengths stack in one vmap.
 
-    @property
-    def config(self):
-        return self.inner.config
+        The project's configs are static (hashed by jit), so agents with different knobs could not share a
+        vmapped call. The wrapper keeps the knob as an array and swaps it into the inner agent's config only
+        for the duration of ``update``; the agents use the knob in arithmetic only, so the result equals
+        that of an agent built with the same knob in its config (tested in tests/test_toy2d.py).
+        """
 
-    def update(self, batch):
-        config = dataclasses.replace(self.inner.config, **{self.knob_name: self.knob})
-        new, info = self.inner.replace(rng=self.rng, config=config).update(batch)
-        return self.replace(rng=new.rng, inner=new.replace(config=self.inner.config)), info
+        rng: Any
+        inner: Any  # the project's agent; its config holds a placeholder knob
+        knob: Any  # scalar array: the value of config.<knob_name> used by update
+        knob_name: str = flax.struct.field(pytree_node=False)
 
-    def sample_actions(self, obs, rng):
-        return self.inner.sample_actions(obs, rng)
+        @property
+        def config(self):
+            return self.inner.config
 
-    @property
-    def params(self):
-        return self.inner.params
+        def update(self, batch):
+            config = dataclasses.replace(self.inner.config, **{self.knob_name: self.knob})
+            new, info = self.inner.replace(rng=self.rng, config=config).update(batch)
+            return self.replace(rng=new.rng, inner=new.replace(config=self.inner.config)), info
 
-    @property
-    def nets(self):
-        return self.inner.nets
+        def sample_actions(self, obs, rng):
+            return self.inner.sample_actions(obs, rng)
+
+        @property
+        def params(self):
+            return self.inner.params
+
+        @property
+        def nets(self):
+            return self.inner.nets
+
+    return KnobAgent
 
 
 class _Runner:
     """Runs whole chunks of stacked updates; one jitted function per chunk length, shared by all runs."""
 
     def __init__(self, length: int, bar):
+        from qflow.training.trainer import make_train_chunk
+
         self.length, self.bar, self.fn = length, bar, make_train_chunk(length)
         self.nonfinite: list[str] = []
 
@@ -249,23 +268,48 @@ class _Runner:
         return agents
 
 
-def train_method(method: str, data: dict, settings: ToySettings, runner: _Runner, tag: str) -> dict:
+ACTOR_KEY = {"qflow": "actor", "fbrac": "actor", "fql": "flow"}  # where the pretrained velocity field goes
+
+
+def pretrain_flow(data: dict, settings: ToySettings, runner: _Runner, tag: str):
+    """Flow-BC agents (stacked over seeds) after the pretraining phase: the shared starting velocity field."""
+    from qflow.agents import get_agent
+    from qflow.training.trainer import stack
+
+    agent_cls, _ = get_agent("flow_bc")
+    config = method_config("flow_bc", settings, None)
+    agents = stack([agent_cls.create(seed, 1, 2, config) for seed in settings.seeds])
+    _, pre_steps, _, _ = settings.phase_steps()
+    return runner.run(agents, data, pre_steps, f"{tag} pretraining")
+
+
+def train_method(method: str, data: dict, settings: ToySettings, runner: _Runner, tag: str, pretrained) -> dict:
     """{strength: stacked agents over seeds}; flow BC has a single entry under key None.
 
+    ``pretrained``: flow-BC agents after pretraining; their velocity field starts every method.
     BC phase: one stack over seeds with the knob at ``bc_knob``. RL phase: those agents copied once per
     strength (Adam re-initialised, knob = strength * knob_scale) and trained as ONE stack of
     strengths x seeds, so each method compiles two chunk shapes in all, shared by every dataset.
     """
-    agent_cls, _ = get_agent(method)
-    _, bc_steps, rl_steps = settings.phase_steps()
-    n_seeds = len(settings.seeds)
-    if method == "flow_bc":
-        agents = stack([agent_cls.create(seed, 1, 2, method_config(method, settings, None)) for seed in settings.seeds])
-        agents = runner.run(agents, data, bc_steps + rl_steps, tag)
-        return {None: agents}
+    import jax
+    import jax.numpy as jnp
 
+    from qflow.agents import get_agent
+    from qflow.training.trainer import stack
+
+    _, pre_steps, bc_steps, rl_steps = settings.phase_steps()
+    n_seeds = len(settings.seeds)
+    copy = lambda tree: jax.tree.map(jnp.copy, tree)  # noqa: E731  (training chunks donate their input)
+    if method == "flow_bc":
+        return {None: runner.run(copy(pretrained), data, bc_steps + rl_steps, tag)}
+
+    KnobAgent = knob_agent_class()
+    agent_cls, _ = get_agent(method)
     config = method_config(method, settings, 1.0)  # placeholder knob; the real one is the traced leaf
     inner = stack([agent_cls.create(seed, 1, 2, config) for seed in settings.seeds])
+    if pre_steps:
+        inner = inner.replace(params={**inner.params, ACTOR_KEY[method]: copy(pretrained.params["actor"])})
+        inner = inner.replace(opt_state=jax.vmap(inner.tx.init)(inner.params))
     wrap = lambda inner, knobs: KnobAgent(jnp.copy(inner.rng), inner, jnp.asarray(knobs, jnp.float32),  # noqa: E731
                                           KNOBS[method])
     agents = runner.run(wrap(inner, [settings.bc_knob] * n_seeds), data, bc_steps, f"{tag} BC phase")
@@ -278,20 +322,27 @@ def train_method(method: str, data: dict, settings: ToySettings, runner: _Runner
     return {s: jax.tree.map(lambda x, i=i: x[i * n_seeds:(i + 1) * n_seeds], trained) for i, s in enumerate(strengths)}
 
 
-@jax.jit
-def _sample(agents, keys, obs):
-    return jax.vmap(lambda agent, key: agent.sample_actions(obs, key))(agents, keys)
+@functools.lru_cache(maxsize=None)
+def _sampler():
+    import jax
+
+    return jax.jit(lambda agents, keys, obs: jax.vmap(lambda agent, key: agent.sample_actions(obs, key))(agents, keys))
 
 
 def sample_actions(agents, n: int, seed: int) -> np.ndarray:
     """(seeds, n, 2) samples in [-4, 4] units."""
+    import jax
+    import jax.numpy as jnp
+
     count = jax.tree.leaves(agents)[0].shape[0]
     keys = jax.random.split(jax.random.PRNGKey(seed), count)
-    return SCALE * np.asarray(_sample(agents, keys, jnp.zeros((n, 1), jnp.float32)))
+    return SCALE * np.asarray(_sampler()(agents, keys, jnp.zeros((n, 1), jnp.float32)))
 
 
 def flow_states(agent, n: int, seed: int, steps: int) -> np.ndarray:
     """(K + 1, n, 2) Euler states of one agent's velocity field from x0 to the (clipped) action, [-4, 4] units."""
+    import jax
+    import jax.numpy as jnp
 
     @jax.jit
     def run(params, key):
@@ -312,7 +363,7 @@ def _heat(ax, name: str):
     grid = np.linspace(-SCALE, SCALE, 161)
     xx, yy = np.meshgrid(grid, grid)
     r = reward(name, np.stack([xx, yy], -1))
-    ax.imshow(r, origin="lower", extent=(-SCALE, SCALE, -SCALE, SCALE), cmap="viridis", alpha=0.55, aspect="equal")
+    ax.imshow(r, origin="lower", extent=(-SCALE, SCALE, -SCALE, SCALE), cmap="YlGn", alpha=0.7, aspect="equal")
 
 
 def plot_grid(path: Path, name: str, data: np.ndarray, results: dict, settings: ToySettings, caption: str) -> None:
@@ -331,7 +382,7 @@ def plot_grid(path: Path, name: str, data: np.ndarray, results: dict, settings: 
             ax = axes[i][j]
             res = results[method][None if method == "flow_bc" else strength]
             _heat(ax, name)
-            ax.scatter(shown[:, 0], shown[:, 1], s=1, c="0.85", alpha=0.5, linewidths=0)
+            ax.scatter(shown[:, 0], shown[:, 1], s=1, c="0.6", alpha=0.35, linewidths=0)
             pts = res["samples"][0][:1000]
             pts = pts[np.all(np.isfinite(pts), -1)]
             ax.scatter(pts[:, 0], pts[:, 1], s=1.5, c="tab:red", alpha=0.7, linewidths=0)
@@ -385,13 +436,15 @@ def plot_evolution(path: Path, name: str, data: np.ndarray, rows: list[tuple[str
 
 
 def caption_for(settings: ToySettings) -> str:
-    _, bc, rl = settings.phase_steps()
+    _, pre, bc, rl = settings.phase_steps()
     kind = "paper settings" if settings.paper else "REDUCED CPU settings (not the paper's; --paper restores them)"
-    return (f"{kind}: {settings.n_data} points, batch {settings.batch_size}, {bc} BC + {rl} RL updates "
-            f"({settings.bc_epochs:g} + {settings.rl_epochs:g} epochs), K = {settings.flow_steps}, nets "
-            f"{'x'.join(map(str, settings.hidden_dims))}, seeds {','.join(map(str, settings.seeds))}; knob = strength x "
-            f"{settings.knob_scale:g} in agent units (actions / 4); 'in' = samples within {settings.support_radius:g} "
-            f"of a data point.")
+    phases = f"{pre} shared flow-BC + " if pre else ""
+    epochs = f"{settings.pretrain_epochs:g} + " if pre else ""
+    nets, seeds = "x".join(map(str, settings.hidden_dims)), ",".join(map(str, settings.seeds))
+    return (f"{kind}: {settings.n_data} points, batch {settings.batch_size}, {phases}{bc} BC + {rl} RL updates "
+            f"({epochs}{settings.bc_epochs:g} + {settings.rl_epochs:g} epochs), K = {settings.flow_steps}, nets {nets}, "
+            f"seeds {seeds}; knob = strength x {settings.knob_scale:g} in agent units (actions / 4); 'in' = samples "
+            f"within {settings.support_radius:g} of a data point.")
 
 
 def _write_tables(out: Path, rows: list[dict], caption: str) -> None:
@@ -425,15 +478,15 @@ def _write_tables(out: Path, rows: list[dict], caption: str) -> None:
 def run_toy2d(settings: ToySettings, out_dir: str | Path | None = "results/toy2d", progress: bool = True,
               command: str | None = None, plots: bool = True) -> dict:
     """Train every (dataset, method, strength, seed), write figures / tables / JSON; return the summary."""
+    import jax
+
     from qflow.utils import atomic_write_json, package_versions
 
     settings.validate()
     started = time.time()
-    length, bc_steps, rl_steps = settings.phase_steps()
+    length, pre_steps, bc_steps, rl_steps = settings.phase_steps()
     n_seeds = len(settings.seeds)
-    per_dataset = 0
-    for method in settings.methods:
-        per_dataset += bc_steps + rl_steps * (1 if method == "flow_bc" else len(settings.strengths))
+    per_dataset = pre_steps + (bc_steps + rl_steps) * len(settings.methods)  # stacked updates (progress bar)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -457,11 +510,16 @@ def run_toy2d(settings: ToySettings, out_dir: str | Path | None = "results/toy2d
                      "finite_fraction": 1.0})
         results: dict = {}
         trained: dict = {}
+        if bar is not None:
+            bar.set_postfix_str(f"{name} / pretraining")
+        t0 = time.time()
+        pretrained = pretrain_flow(data, settings, runner, name)
+        timings[f"{name}/pretraining"] = round(time.time() - t0, 1)
         for method in settings.methods:
             if bar is not None:
                 bar.set_postfix_str(f"{name} / {method}")
             t0 = time.time()
-            trained[method] = train_method(method, data, settings, runner, f"{name}/{method}")
+            trained[method] = train_method(method, data, settings, runner, f"{name}/{method}", pretrained)
             results[method] = {}
             for strength, agents in trained[method].items():
                 samples = sample_actions(agents, settings.eval_samples, seed=12345)
@@ -496,13 +554,14 @@ def run_toy2d(settings: ToySettings, out_dir: str | Path | None = "results/toy2d
                 plot_evolution(out / f"{name}_evolution.png", name, points, evo, settings.flow_steps,
                                caption + " Axes span +-6: x0 ~ N(0, I) in agent units is N(0, 16 I) here.")
                 figures.append(f"{name}_evolution.png")
-        del trained
+        del trained, pretrained
     if bar is not None:
         bar.close()
 
     summary = {
         "settings": {**dataclasses.asdict(settings), "steps_per_epoch": settings.steps_per_epoch,
-                     "chunk_length": length, "bc_steps": bc_steps, "rl_steps": rl_steps},
+                     "chunk_length": length, "pretrain_steps": pre_steps, "bc_steps": bc_steps,
+                     "rl_steps": rl_steps},
         "results": summary_results,
         "nonfinite_losses": runner.nonfinite,
         "timings_s": timings,

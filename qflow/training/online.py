@@ -150,7 +150,7 @@ class OnlinePhase:
         args, run_dir = self.args, self.run_dir
         seed = args.seeds[0]
         total = args.steps + args.online_steps
-        agent = jax.tree.map(lambda x: x[0], agents)
+        agent = jax.tree.map(lambda x: jnp.array(x[0], copy=True), agents)  # distinct buffers: they are donated
         obs_dim, action_dim = device_data["observations"].shape[1], device_data["actions"].shape[1]
         env = make_env(args.env)
         if env.observation_space.shape != (obs_dim,) or env.action_space.shape != (action_dim,):
