@@ -203,6 +203,7 @@ def plot(path: Path, result: dict) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     rows = result["rows"]
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
@@ -213,9 +214,12 @@ def plot(path: Path, result: dict) -> None:
         ax_m.plot(k, [r["xla_temp_mb"] for r in mine], "o-", color=line.get_color(), label=f"{name} XLA temp")
         ax_m.plot(k, [r["rss_peak_mb"] for r in mine], "s--", color=line.get_color(), alpha=0.6,
                   label=f"{name} peak RSS")
+    ks = sorted({r["flow_steps"] for r in rows})
     for ax in (ax_t, ax_m):
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("flow steps K")
         ax.grid(True, which="both", alpha=0.3)
     ax_t.set_ylabel("ms per update")

@@ -213,6 +213,7 @@ def train(args: TrainArgs) -> list[dict]:
             **run_info, "seed": seed, "run_dir": str(d),
             "success": successes[-1] if successes else None,
             "success_last3": float(np.mean(successes[-3:])) if successes else None,
+            "return": float(evals[-1]["return"]) if evals else None,  # mean episode return, last evaluation
             "eval_steps": [int(r["step"]) for r in evals],
             "wall_time_s": round(time.time() - started, 1),
             "command": checkpoint.command_line(),
