@@ -1,0 +1,122 @@
+"""Assemble docs/results.md from generated result files (no number is typed by hand).
+
+    python docs/build_results.py
+
+Tables come verbatim from the Markdown that `qflow report`, `qflow toy2d` and `qflow bench compute`
+wrote; the throughput table is read from the benchmark's JSON. The prose between them is ours.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+
+
+def body(md: Path, rel_to: Path) -> str:
+    """A generated Markdown file without its title, with image links made relative to docs/."""
+    text = md.read_text().split("\n", 1)[1].strip()
+    prefix = Path("..") / md.parent.relative_to(ROOT)
+    return re.sub(r"\]\(([^)/]+\.png)\)", lambda m: f"]({prefix / m.group(1)})", text)
+
+
+def throughput_table(path: Path) -> str:
+    rows = json.loads(path.read_text())
+    keys = [("updates_per_s_fused", "updates/s fused"), ("updates_per_s_per_call", "updates/s one call per update"),
+            ("seed_updates_per_s_two_seeds_one_call", "2 seeds in one call, seed-updates/s"),
+            ("gflop_per_update", "GFLOP/update"), ("achieved_gflop_s", "achieved GFLOP/s")]
+    mm = next(k for k in rows[0] if k.startswith("matmul_"))
+    head = "| agent | " + " | ".join(label for _, label in keys) + " | matmul GFLOP/s (same run) | fraction | peak RSS MB |"
+    lines = [head, "|" + "---|" * (len(keys) + 4)]
+    for r in rows:
+        cells = [str(r[k]) for k, _ in keys] + [str(r[mm]), str(r["fraction_of_matmul_rate"]), str(r["peak_rss_mb"])]
+        lines.append(f"| {r['agent']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    toy = json.loads((RESULTS / "toy2d/toy2d.json").read_text())
+    compute = json.loads((RESULTS / "bench/compute/compute.json").read_text())
+    bench = json.loads((RESULTS / "bench/throughput_paper_qflow_vs_fql.json").read_text())
+    text = f"""# Results
+
+Everything below was measured by this project on a 2-core CPU (no GPU), jax {bench[0]['jax']},
+ogbench 1.2.2, on datasets **regenerated** by OGBench's recipe (no internet here, so no official
+files). Budgets are tiny next to the paper's 1M steps x 8 seeds: compare agents with each other
+inside one table, never with the paper's numbers. Regenerate this page with
+`python docs/build_results.py`; the commands that made each part are given with it.
+
+## 1. Head-to-head on cube-single and puzzle-3x3 (issue 4): not run yet
+
+The agents (Q-Flow, FQL, FBRAC, flow BC, IFQL, IQL, ReBRAC), `qflow report` and the resumable runner
+`python -m qflow.experiments.suite` exist and are tested, but the 5 tasks x 3 seeds x 3 agents x 2
+environments grid at the `cpu` preset needs far more CPU time than one session has (Q-Flow runs about
+25 updates/s at that preset here). Nothing is reported until it has run.
+
+## 2. The demo: Q-Flow vs flow BC on puzzle-3x3 task 1 (one seed each)
+
+`qflow train` (the demo) and `qflow train --agent flow_bc`: 100 regenerated episodes, `tiny` preset,
+20,000 steps, 50 evaluation episodes every 5,000 steps, seed 0. One seed each, so the intervals below
+are degenerate; the demo shows a direction, not a statistically established gap.
+Run files: `results/demo/puzzle_t1_qflow/`, `results/demo/puzzle_t1_bc/`; the runs that led to this
+choice: `results/demo/search/`. Report: `qflow report results/demo/puzzle_t1_qflow
+results/demo/puzzle_t1_bc results/online --out results/reports/demo_and_online`.
+
+{body(RESULTS / "reports/demo_and_online/results.md", ROOT)}
+
+## 3. Offline-to-online on scene-play task 2 (one seed each, issue 5 partial)
+
+The scene-play rows of the report above: `qflow train --env scene-play-singletask-task2-v0 --agent
+qflow|fql --seed 0 --dataset-episodes 100 --preset tiny --steps 10000 --online-steps 5000
+--eval-every 5000 --eval-episodes 25`. Both agents score 0 before (10k offline steps) and after
+(5k online env steps) fine-tuning at this budget: the evidence the issue asks for (3 seeds, success
+rising online) is not there yet. Files, including `online.csv` and the online throughput split
+(env vs jitted agent time) in `summary.json`: `results/online/`.
+
+## 4. The 2-D illustration (`{toy['command']}`, {toy['wall_time_s']:.0f} s)
+
+{body(RESULTS / "toy2d/toy2d.md", ROOT)}
+
+Sample grids and flow evolution (BC vs Q-Flow):
+{chr(10).join(f"![{Path(f).stem}](../results/toy2d/{Path(f).name})" for f in sorted(toy['figures']))}
+
+What it shows at these reduced settings: at the strongest guidance (strength 0.3) FQL's one-step
+policy earns the most reward but leaves the data support (30 % of samples in support on swiss roll,
+39 % on eight gaussians); Q-Flow and FBRAC gain reward over flow BC while keeping BC's in-support
+share. Unlike the paper's picture, FBRAC does not leave the support here and gains more reward than
+Q-Flow; our reading (not measured here) is that Q-Flow's inner value is undertrained at these CPU
+budgets, so its guidance is weak. `qflow toy2d --paper` restores the paper's settings (not run).
+
+## 5. Compute cost against the number of flow steps K (`{compute['command']}`, {compute['wall_time_s']:.0f} s)
+
+{body(RESULTS / "bench/compute/compute.md", ROOT)}
+
+![compute](../results/bench/compute/compute.png)
+
+The paper's claim holds in shape: back-propagating through the solver (FBRAC) needs scratch memory
+that grows with K (55 MB at K = 1 to 334 MB at K = 50) and the steepest time growth, while Q-Flow's
+scratch memory stays flat (77-79 MB) because no gradient crosses the Euler loop.
+
+## 6. Update throughput, Q-Flow vs FQL side by side
+
+`qflow bench throughput --agent qflow,fql --preset paper` (batch 256, 4x512, K = 10; one process,
+the agents one after the other; `results/bench/throughput_paper_qflow_vs_fql.json`):
+
+{throughput_table(RESULTS / "bench/throughput_paper_qflow_vs_fql.json")}
+
+The matmul reference (256x512 @ 512x512) is timed three times in each agent's measurement and the
+best kept; it still varies by about 20 % between measurements on this shared CPU, so the fraction is
+noisy.
+"""
+    out = ROOT / "docs/results.md"
+    tmp = out.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
