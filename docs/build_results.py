@@ -61,6 +61,8 @@ environments grid at the `cpu` preset needs far more CPU time than one session h
 `qflow train` (the demo) and `qflow train --agent flow_bc`: 100 regenerated episodes, `tiny` preset,
 20,000 steps, 50 evaluation episodes every 5,000 steps, seed 0. One seed each, so the intervals below
 are degenerate; the demo shows a direction, not a statistically established gap.
+The plain `qflow train` took 10:39 on an idle 2-core machine, data regeneration included
+(`results/demo/puzzle_t1_qflow_quiet/`, same success at every evaluation as the run in the table).
 Run files: `results/demo/puzzle_t1_qflow/`, `results/demo/puzzle_t1_bc/`; the runs that led to this
 choice: `results/demo/search/`. Report: `qflow report results/demo/puzzle_t1_qflow
 results/demo/puzzle_t1_bc results/online --out results/reports/demo_and_online`.
