@@ -13,32 +13,13 @@ from qflow.agents.fbrac import FBRACAgent, FBRACConfig
 from qflow.envs import env_defaults
 from qflow.training.trainer import make_train_chunk, stack
 
-OBS, ACT, B = 3, 2, 8
+from tests.test_qflow_agent import ACT, B, OBS, perturb, random_batch
 
 
 def tiny_agent(seed=0, **overrides):
     cfg = build_config(FBRACConfig, "paper", overrides=[f"{k}={v}" for k, v in overrides.items()])
     cfg = dataclasses.replace(cfg, actor_dims=(8,), critic_dims=(8,))
     return FBRACAgent.create(seed, OBS, ACT, cfg)
-
-
-def random_batch(seed=0, batch=B):
-    r = np.random.default_rng(seed)
-    return {
-        "observations": jnp.asarray(r.normal(size=(batch, OBS)), jnp.float32),
-        "next_observations": jnp.asarray(r.normal(size=(batch, OBS)), jnp.float32),
-        "actions": jnp.asarray(r.uniform(-1, 1, size=(batch, ACT)), jnp.float32),
-        "rewards": jnp.asarray(r.uniform(-1, 0, size=batch), jnp.float32),
-        "masks": jnp.asarray(r.integers(0, 2, size=batch), jnp.float32),
-    }
-
-
-def perturb(agent, scale=0.3, seed=1):
-    """Make the target critic differ from the critic so the two cannot be confused."""
-    leaves, tree = jax.tree.flatten(agent.target_critic)
-    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-    leaves = [x + scale * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
-    return agent.replace(target_critic=jax.tree.unflatten(tree, leaves))
 
 
 def test_registered_with_env_defaults():

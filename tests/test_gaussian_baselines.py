@@ -13,6 +13,7 @@ from qflow.agents.iql import IQLAgent, IQLConfig
 from qflow.agents.rebrac import ReBRACAgent, ReBRACConfig
 from qflow.envs import ENV_TABLE
 from qflow.training.trainer import make_train_chunk, stack
+from tests.test_qflow_agent import random_batch as qflow_random_batch
 
 OBS, ACT, B = 3, 2, 16
 TINY = dict(actor_dims=(8,), critic_dims=(8,))
@@ -24,14 +25,7 @@ def tiny(agent_cls, cfg_cls, seed=0, **overrides):
 
 
 def random_batch(seed=0, batch=B):
-    r = np.random.default_rng(seed)
-    return {
-        "observations": jnp.asarray(r.normal(size=(batch, OBS)), jnp.float32),
-        "next_observations": jnp.asarray(r.normal(size=(batch, OBS)), jnp.float32),
-        "actions": jnp.asarray(r.uniform(-1, 1, size=(batch, ACT)), jnp.float32),
-        "rewards": jnp.asarray(r.uniform(-1, 0, size=batch), jnp.float32),
-        "masks": jnp.asarray(r.integers(0, 2, size=batch), jnp.float32),
-    }
+    return qflow_random_batch(seed, batch)
 
 
 def jitter(tree, seed, scale=0.3):

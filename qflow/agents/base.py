@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import typing
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -90,3 +91,21 @@ def make_optimizer(config: AgentConfig) -> optax.GradientTransformation:
     # Cached: agents with equal configs share one optimiser object, so their static pytree metadata
     # compares equal (needed to stack seeds and to reuse compiled functions).
     return optax.adam(config.lr)
+
+
+def gradient_step(agent, batch):
+    """The update every agent shares: draw the step's noise, one Adam step on the summed losses.
+
+    Returns (rng, params, opt_state, scalar info); per-row arrays in the info (kept for tests) are dropped.
+    """
+    rng, key = jax.random.split(agent.rng)
+    noise = agent.draw_noise(key, *batch["actions"].shape)
+    grads, info = jax.grad(agent.losses, has_aux=True)(agent.params, batch, noise)
+    updates, opt_state = agent.tx.update(grads, agent.opt_state, agent.params)
+    scalars = {k: v for k, v in info.items() if v.ndim == 0}
+    return rng, optax.apply_updates(agent.params, updates), opt_state, scalars
+
+
+def ema(target, params, rate):
+    """Polyak averaging of target networks: target <- (1 - rate) * target + rate * params."""
+    return jax.tree.map(lambda t, p: (1 - rate) * t + rate * p, target, params)

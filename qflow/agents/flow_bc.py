@@ -11,9 +11,8 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
-import optax
 
-from qflow.agents.base import AgentConfig, make_optimizer
+from qflow.agents.base import AgentConfig, gradient_step, make_optimizer
 from qflow.networks import VelocityField, euler_sample
 
 ACTION_CLIP = 1.0 - 1e-5
@@ -46,21 +45,21 @@ class FlowBCAgent(flax.struct.PyTreeNode):
         tx = make_optimizer(config)
         return cls(rng, params, tx.init(params), config, nets, tx)
 
-    def losses(self, params, batch, rng):
-        actions = jnp.clip(batch["actions"], -ACTION_CLIP, ACTION_CLIP)
+    def draw_noise(self, rng, batch_size: int, action_dim: int) -> dict:
         k_x0, k_tau = jax.random.split(rng)
-        x0 = jax.random.normal(k_x0, actions.shape)
-        tau = jax.random.uniform(k_tau, actions.shape[:1])
+        return {"x0": jax.random.normal(k_x0, (batch_size, action_dim)), "tau": jax.random.uniform(k_tau, (batch_size,))}
+
+    def losses(self, params, batch, noise):
+        actions = jnp.clip(batch["actions"], -ACTION_CLIP, ACTION_CLIP)
+        x0, tau = noise["x0"], noise["tau"]
         x_tau = (1.0 - tau[:, None]) * x0 + tau[:, None] * actions
         pred = self.nets["actor"].apply(params["actor"], batch["observations"], x_tau, tau)
         loss = jnp.mean((pred - (actions - x0)) ** 2)
         return loss, {"loss_pi": loss}
 
     def update(self, batch):
-        rng, key = jax.random.split(self.rng)
-        grads, info = jax.grad(self.losses, has_aux=True)(self.params, batch, key)
-        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
-        return self.replace(rng=rng, params=optax.apply_updates(self.params, updates), opt_state=opt_state), info
+        rng, params, opt_state, info = gradient_step(self, batch)
+        return self.replace(rng=rng, params=params, opt_state=opt_state), info
 
     def sample_actions(self, obs, rng):
         x0 = jax.random.normal(rng, (*obs.shape[:-1], self.nets["actor"].action_dim))

@@ -15,9 +15,8 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
-import optax
 
-from qflow.agents.base import AgentConfig, aggregate, make_optimizer
+from qflow.agents.base import AgentConfig, aggregate, ema, gradient_step, make_optimizer
 from qflow.networks import MLP, Critic, VelocityField, euler_sample
 
 ACTION_CLIP = 1.0 - 1e-5
@@ -124,15 +123,9 @@ class FQLAgent(flax.struct.PyTreeNode):
         return loss_q + loss_flow + loss_onestep, info
 
     def update(self, batch):
-        rng, key = jax.random.split(self.rng)
-        noise = self.draw_noise(key, *batch["actions"].shape)
-        grads, info = jax.grad(self.losses, has_aux=True)(self.params, batch, noise)
-        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
-        params = optax.apply_updates(self.params, updates)
-        rate = self.config.target_update_rate
-        target = jax.tree.map(lambda t, p: (1 - rate) * t + rate * p, self.target_critic, params["critic"])
-        scalars = {k: v for k, v in info.items() if v.ndim == 0}
-        return self.replace(rng=rng, params=params, target_critic=target, opt_state=opt_state), scalars
+        rng, params, opt_state, info = gradient_step(self, batch)
+        target = ema(self.target_critic, params["critic"], self.config.target_update_rate)
+        return self.replace(rng=rng, params=params, target_critic=target, opt_state=opt_state), info
 
     def sample_actions(self, obs, rng):
         z = jax.random.normal(rng, (*obs.shape[:-1], self.nets["flow"].action_dim))

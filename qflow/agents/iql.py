@@ -18,9 +18,8 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
-from qflow.agents.base import AgentConfig, make_optimizer
+from qflow.agents.base import AgentConfig, ema, gradient_step, make_optimizer
 from qflow.networks import MLP, Critic, Ensemble
 
 ACTION_CLIP = 1.0 - 1e-5  # dataset actions are clipped into the open interval, as for the flow agents
@@ -142,15 +141,9 @@ class IQLAgent(flax.struct.PyTreeNode):
         return loss_q + loss_v + loss_actor, info
 
     def update(self, batch):
-        rng, key = jax.random.split(self.rng)
-        noise = self.draw_noise(key, *batch["actions"].shape)
-        grads, info = jax.grad(self.losses, has_aux=True)(self.params, batch, noise)
-        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
-        params = optax.apply_updates(self.params, updates)
-        rate = self.config.target_update_rate
-        target = jax.tree.map(lambda t, p: (1 - rate) * t + rate * p, self.target_critic, params["critic"])
-        scalars = {k: v for k, v in info.items() if v.ndim == 0}
-        return self.replace(rng=rng, params=params, target_critic=target, opt_state=opt_state), scalars
+        rng, params, opt_state, info = gradient_step(self, batch)
+        target = ema(self.target_critic, params["critic"], self.config.target_update_rate)
+        return self.replace(rng=rng, params=params, target_critic=target, opt_state=opt_state), info
 
     def sample_actions(self, obs, rng):
         del rng  # deterministic evaluation: the mean action

@@ -17,9 +17,8 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
-import optax
 
-from qflow.agents.base import AgentConfig, aggregate, make_optimizer
+from qflow.agents.base import AgentConfig, aggregate, ema, gradient_step, make_optimizer
 from qflow.networks import Critic, FlowValue, VelocityField, euler_sample
 
 ACTION_CLIP = 1.0 - 1e-5  # dataset actions are clipped before flow matching
@@ -175,15 +174,9 @@ class QFlowAgent(flax.struct.PyTreeNode):
 
     # ------------------------------------------------------------------ public API
     def update(self, batch):
-        rng, key = jax.random.split(self.rng)
-        noise = self.draw_noise(key, *batch["actions"].shape)
-        grads, info = jax.grad(self.losses, has_aux=True)(self.params, batch, noise)
-        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
-        params = optax.apply_updates(self.params, updates)
-        rate = self.config.target_update_rate
-        target = jax.tree.map(lambda t, p: (1 - rate) * t + rate * p, self.target_critic, params["critic"])
-        scalars = {k: v for k, v in info.items() if v.ndim == 0}  # per-row targets are for tests only
-        return self.replace(rng=rng, params=params, target_critic=target, opt_state=opt_state), scalars
+        rng, params, opt_state, info = gradient_step(self, batch)
+        target = ema(self.target_critic, params["critic"], self.config.target_update_rate)
+        return self.replace(rng=rng, params=params, target_critic=target, opt_state=opt_state), info
 
     def sample_actions(self, obs, rng):
         x0 = jax.random.normal(rng, (*obs.shape[:-1], self.nets["actor"].action_dim))

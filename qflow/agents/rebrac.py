@@ -19,9 +19,8 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
-import optax
 
-from qflow.agents.base import AgentConfig, make_optimizer
+from qflow.agents.base import AgentConfig, ema, gradient_step, make_optimizer
 from qflow.networks import MLP, Critic
 
 ACTION_CLIP = 1.0 - 1e-5
@@ -114,19 +113,13 @@ class ReBRACAgent(flax.struct.PyTreeNode):
         return loss_q + self.actor_step() * loss_actor, info
 
     def update(self, batch):
-        rng, key = jax.random.split(self.rng)
-        noise = self.draw_noise(key, *batch["actions"].shape)
-        grads, info = jax.grad(self.losses, has_aux=True)(self.params, batch, noise)
-        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
-        params = optax.apply_updates(self.params, updates)
+        rng, params, opt_state, scalars = gradient_step(self, batch)
         rate = self.config.target_update_rate
-        ema = lambda r: lambda t, p: (1 - r) * t + r * p  # noqa: E731
         target = {
-            "critic": jax.tree.map(ema(rate), self.target_params["critic"], params["critic"]),
+            "critic": ema(self.target_params["critic"], params["critic"], rate),
             # the actor target only moves on actor steps (rate 0 otherwise)
-            "actor": jax.tree.map(ema(rate * self.actor_step()), self.target_params["actor"], params["actor"]),
+            "actor": ema(self.target_params["actor"], params["actor"], rate * self.actor_step()),
         }
-        scalars = {k: v for k, v in info.items() if v.ndim == 0}
         return self.replace(rng=rng, params=params, target_params=target, opt_state=opt_state,
                             step=self.step + 1), scalars
 
