@@ -41,6 +41,7 @@ class FBRACConfig(AgentConfig):
 
 
 class FBRACAgent(flax.struct.PyTreeNode):
+    ACTING_PARAMS = ("actor",)  # the params sample_actions reads (what an exported policy keeps)
     rng: Any
     params: Any  # {"actor", "critic"}: one Adam over L_Q + L_pi
     target_critic: Any  # EMA of params["critic"]

@@ -29,6 +29,7 @@ class FlowBCConfig(AgentConfig):
 
 
 class FlowBCAgent(flax.struct.PyTreeNode):
+    ACTING_PARAMS = ("actor",)  # the params sample_actions reads (what an exported policy keeps)
     rng: Any
     params: Any  # {"actor"}
     opt_state: Any

@@ -51,6 +51,7 @@ class OneStepPolicy(flax.linen.Module):
 
 
 class FQLAgent(flax.struct.PyTreeNode):
+    ACTING_PARAMS = ("onestep",)  # the params sample_actions reads (what an exported policy keeps)
     rng: Any
     params: Any  # {"flow", "onestep", "critic"}: one Adam over L_Q + L_flow + L_onestep
     target_critic: Any

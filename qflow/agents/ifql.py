@@ -41,6 +41,7 @@ class IFQLConfig(AgentConfig):
 
 
 class IFQLAgent(flax.struct.PyTreeNode):
+    ACTING_PARAMS = ("flow", "critic")  # the params sample_actions reads (what an exported policy keeps)
     rng: Any
     params: Any  # {"flow", "critic", "value"}: one Adam over L_Q + L_V + L_flow
     target_critic: Any  # EMA of params["critic"]

@@ -81,6 +81,7 @@ def gaussian_log_prob(mean, log_std, actions):
 
 
 class IQLAgent(flax.struct.PyTreeNode):
+    ACTING_PARAMS = ("actor",)  # the params sample_actions reads (what an exported policy keeps)
     rng: Any
     params: Any  # {"actor", "critic", "value"}: one Adam over L_Q + L_V + L_pi
     target_critic: Any  # EMA of params["critic"]

@@ -92,6 +92,7 @@ def finish_flow(velocity, obs, x_tau, tau, steps: int, stratified: bool):
 
 
 class QFlowAgent(flax.struct.PyTreeNode):
+    ACTING_PARAMS = ("actor",)  # the params sample_actions reads (what an exported policy keeps)
     rng: Any
     params: Any  # {"actor", "critic", "value"}: all trained by one Adam on L_Q + L_V + L_pi
     target_critic: Any  # EMA of params["critic"]

@@ -50,6 +50,7 @@ class ReBRACConfig(AgentConfig):
 
 
 class ReBRACAgent(flax.struct.PyTreeNode):
+    ACTING_PARAMS = ("actor",)  # the params sample_actions reads (what an exported policy keeps)
     rng: Any
     params: Any  # {"actor", "critic"}: one Adam over L_Q + L_pi
     target_params: Any  # {"actor", "critic"}: EMA targets

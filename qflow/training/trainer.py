@@ -84,19 +84,21 @@ def unstack(tree, n):
     return [jax.tree.map(lambda x: x[i], tree) for i in range(n)]
 
 
-def make_train_chunk(length: int, seed_axis: str | None = None):
-    """Jitted (agents, data) -> (agents, mean info) running ``length`` updates per seed.
+def make_train_chunk(length: int, seed_axis: str | None = None, per_member: tuple[str, ...] = ()):
+    """Jitted (agents, data) -> (agents, mean info) running ``length`` updates per stacked agent.
 
-    ``seed_axis`` says how stacked seeds share the call: "vmap" batches them (what a GPU wants),
+    ``seed_axis`` says how stacked agents share the call: "vmap" batches them (what a GPU wants),
     "map" runs them one after the other inside the call with plain matmuls (what a CPU wants:
     XLA's CPU backend runs the batched dot_generals of vmap markedly slower per seed). Default:
     "map" on CPU, "vmap" elsewhere. Both give the same numbers up to floating-point rounding.
+    ``per_member`` names data keys that carry a leading agent axis (e.g. the rewards and masks of
+    different tasks of one dataset); all other keys are shared by every agent.
     """
     seed_axis = seed_axis or ("map" if jax.default_backend() == "cpu" else "vmap")
     if seed_axis not in ("map", "vmap"):
         raise ValueError(f"seed_axis must be 'map' or 'vmap', got {seed_axis!r}")
 
-    def one_seed(agent, data):
+    def one_agent(agent, data):
         size = data["observations"].shape[0]
 
         def step(agent, _):
@@ -110,9 +112,11 @@ def make_train_chunk(length: int, seed_axis: str | None = None):
         return agent, jax.tree.map(jnp.mean, infos)
 
     def chunk(agents, data):
+        own = {k: data[k] for k in per_member}
+        shared = {k: v for k, v in data.items() if k not in own}
         if seed_axis == "vmap" and jax.tree.leaves(agents)[0].shape[0] > 1:
-            return jax.vmap(one_seed, in_axes=(0, None))(agents, data)
-        return jax.lax.map(lambda agent: one_seed(agent, data), agents)
+            return jax.vmap(lambda a, o: one_agent(a, {**shared, **o}))(agents, own)
+        return jax.lax.map(lambda xs: one_agent(xs[0], {**shared, **xs[1]}), (agents, own))
 
     return jax.jit(chunk, donate_argnums=0)
 

@@ -1,0 +1,244 @@
+"""Every task x seed of one dataset in one jitted call per agent: the accelerator path of a grid.
+
+On a GPU a small update is bound by kernel launches, not arithmetic, so 15 agents (5 tasks x
+3 seeds) stacked on a leading axis cost about what one does. All tasks of a family share one
+dataset; only rewards and masks differ per task, so those carry the agent axis and the rest is
+shared (``make_train_chunk(per_member=...)``). Several agents train in lockstep, one chunk each
+in turn, so a deadline stops them all at the same step.
+
+    # where the accelerator is: train, export each agent's policies (the acting params only)
+    python -m qflow.experiments.stacked train --family puzzle-3x3-play --agents qflow,fql,flow_bc \\
+        --tasks 1-5 --seeds 0,1,2 --steps 50000 --preset cpu --out gpu_out
+    # anywhere: evaluate the exported policies into run directories `qflow report` reads
+    python -m qflow.experiments.stacked evaluate gpu_out/puzzle-3x3-play__qflow --episodes 50 \\
+        --out results/runs/h2h
+
+Training writes per agent ``FAMILY__AGENT/``: ``group.json`` (members, config, data, versions,
+device, throughput, steps reached), ``metrics.csv`` (losses per member) and ``policies.msgpack``
+(flax msgpack, written atomically at every export). Evaluation writes ``ENV__AGENT/seedS/`` with
+run.json, metrics.csv, eval.csv and summary.json, the layout of ``qflow.experiments.suite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qflow.agents import get_agent
+from qflow.agents.base import build_config
+from qflow.data.loading import load_single_task
+from qflow.data.registry import env_id_for_task
+from qflow.envs import env_defaults
+from qflow.experiments.suite import parse_tasks
+from qflow.training.logs import CSVLog
+from qflow.training.trainer import act, make_train_chunk, stack
+from qflow.utils import atomic_write_json, atomic_writer, package_versions
+
+PER_TASK_KEYS = ("rewards", "masks")
+POLICIES = "policies.msgpack"
+
+
+def member_list(tasks, seeds) -> list[tuple[int, int]]:
+    return [(t, s) for t in tasks for s in seeds]
+
+
+def load_family(family: str, tasks, members, episodes=None, data_dir=None):
+    """Shared transitions plus rewards/masks stacked per member (task-major order)."""
+    per_task, files = {}, None
+    for t in tasks:
+        data, files = load_single_task(f"{family}-singletask-task{t}-v0", episodes, 0, data_dir, progress=False)
+        per_task[t] = data
+    data = {k: v for k, v in per_task[tasks[0]].items() if k not in PER_TASK_KEYS}
+    for k in PER_TASK_KEYS:
+        data[k] = np.stack([per_task[t][k] for t, _ in members])
+    return data, files
+
+
+def export_policies(path: Path, agents, step: int) -> None:
+    import flax.serialization
+
+    acting = {k: agents.params[k] for k in type(agents).ACTING_PARAMS}
+    with atomic_writer(path) as f:
+        f.write(flax.serialization.to_bytes({"step": step, "params": jax.device_get(acting)}))
+
+
+def load_policies(path: Path, template_params) -> tuple[dict, int]:
+    import flax.serialization
+
+    try:
+        state = flax.serialization.from_bytes({"step": 0, "params": template_params}, path.read_bytes())
+    except Exception as err:
+        raise ValueError(f"unreadable policies file {path} ({type(err).__name__}: {err})") from err
+    return state["params"], int(state["step"])
+
+
+def train(args) -> None:
+    tasks, seeds = parse_tasks(args.tasks), [int(s) for s in args.seeds.split(",")]
+    members = member_list(tasks, seeds)
+    agent_names = [a for a in args.agents.split(",") if a]
+    started = time.time()
+    data, files = load_family(args.family, tasks, members, args.dataset_episodes, args.data_dir)
+    meta = files.metadata()
+    data_info = {"dataset": files.name, "origin": files.origin, "episodes": files.episodes, "seed": files.seed,
+                 "transitions": int(len(data["actions"])), "sha256": meta.get("sha256")}
+    device_data = jax.device_put({k: jnp.asarray(v) for k, v in data.items()})
+    obs_dim, action_dim = data["observations"].shape[1], data["actions"].shape[1]
+    del data
+    print(f"[stacked] {args.family}: data loaded in {time.time() - started:.0f} s on {jax.devices()[0]}", flush=True)
+
+    groups = []
+    for name in agent_names:
+        agent_cls, config_cls = get_agent(name)
+        configs = {json.dumps(env_defaults(env_id_for_task(f"{args.family}-singletask-v0", t), name), sort_keys=True)
+                   for t in tasks}
+        if len(configs) != 1:
+            raise ValueError(f"{name}: tasks of {args.family} have different per-env settings; stack one task")
+        config = build_config(config_cls, args.preset, json.loads(configs.pop()), args.set)
+        out = Path(args.out) / f"{args.family}__{name}"
+        agents = stack([agent_cls.create(s, obs_dim, action_dim, config) for _, s in members])
+        group = {"family": args.family, "agent": name, "members": [{"task": t, "seed": s} for t, s in members],
+                 "steps": args.steps, "preset": args.preset, "config": config.as_dict(), "data": data_info,
+                 "versions": package_versions(), "commit": os.environ.get("QFLOW_COMMIT", "unknown"),
+                 "device": jax.devices()[0].device_kind, "command": " ".join(sys.argv), "step": 0,
+                 "train_seconds": 0.0, "compile_seconds": None}
+        groups.append({"info": group, "agents": agents, "out": out, "log": CSVLog(out / "metrics.csv")})
+
+    chunk = min(args.chunk, args.export_every)
+    if args.steps % chunk or args.export_every % chunk:
+        raise ValueError("--steps and --export-every must be multiples of --chunk")
+    fns = {g["info"]["agent"]: make_train_chunk(chunk, per_member=PER_TASK_KEYS) for g in groups}
+    step, round_seconds, stop, exported = 0, 0.0, "steps reached", 0
+    while step < args.steps:
+        if args.deadline and time.time() + 1.2 * round_seconds > args.deadline:
+            stop = "deadline"
+            break
+        t_round = time.time()
+        for g in groups:
+            t0 = time.time()
+            g["agents"], info = fns[g["info"]["agent"]](g["agents"], device_data)
+            info = jax.device_get(info)  # blocks: the time below is this agent's own
+            seconds = time.time() - t0
+            if step == 0:
+                g["info"]["compile_seconds"] = round(seconds, 2)
+            else:
+                g["info"]["train_seconds"] += seconds
+            bad = [k for k, v in info.items() if k.startswith("loss") and not np.all(np.isfinite(v))]
+            if bad:
+                raise FloatingPointError(f"{g['info']['agent']}: non-finite {', '.join(bad)} at step {step + chunk}")
+            g["last_info"] = info
+        step += chunk
+        round_seconds = time.time() - t_round
+        if step % args.export_every == 0 or step == args.steps:
+            _export(groups, step, started, chunk)
+            exported = step
+    if step > exported:  # stopped by the deadline between exports
+        _export(groups, step, started, chunk)
+    for g in groups:
+        atomic_write_json(g["out"] / "group.json", {**g["info"], "stop": stop})
+    print(f"[stacked] {args.family}: stopped at step {step} ({stop}) after {time.time() - started:.0f} s", flush=True)
+
+
+def _export(groups, step, started, chunk) -> None:
+    for g in groups:
+        info = g["info"]
+        timed = max(step - chunk, 1)  # the first chunk includes compilation and is not timed
+        info.update(step=step, wall_seconds=round(time.time() - started, 1),
+                    updates_per_s=round(timed / info["train_seconds"], 2) if info["train_seconds"] else None)
+        info["agent_updates_per_s"] = info["updates_per_s"] and round(info["updates_per_s"] * len(info["members"]), 1)
+        for i, m in enumerate(info["members"]):
+            row = {"step": step, "task": m["task"], "seed": m["seed"], "wall_time": info["wall_seconds"]}
+            row.update({k: float(v[i]) for k, v in sorted(g["last_info"].items())})
+            g["log"].write(row)
+        export_policies(g["out"] / POLICIES, g["agents"], step)
+        atomic_write_json(g["out"] / "group.json", {**info, "stop": "running"})
+    print(f"[stacked] step {step}: " + ", ".join(f"{g['info']['agent']} {g['info']['updates_per_s']} upd/s"
+                                                  for g in groups), flush=True)
+
+
+def evaluate(args) -> None:
+    """Evaluate each member's exported policy; one suite-style run directory per (task, seed)."""
+    from qflow.evaluation.evaluate import Evaluator
+
+    group_dir = Path(args.group)
+    group = json.loads((group_dir / "group.json").read_text())
+    agent_cls, config_cls = get_agent(group["agent"])
+    config = config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in group["config"].items()})
+    members = group["members"]
+    with open(group_dir / "metrics.csv", newline="") as f:  # read only: CSVLog() would trim the file
+        metrics = list(csv.DictReader(f))
+    evaluators = {}
+    for i, m in enumerate(members):
+        env_id = f"{group['family']}-singletask-task{m['task']}-v0"
+        run_dir = Path(args.out) / f"{env_id}__{group['agent']}" / f"seed{m['seed']}"
+        if (run_dir / "summary.json").exists():
+            continue
+        if env_id not in evaluators:
+            evaluators = {env_id: Evaluator(env_id, min(10, args.episodes))}  # one task's envs at a time
+        env = evaluators[env_id].envs[0]
+        template = agent_cls.create(m["seed"], env.observation_space.shape[0], env.action_space.shape[0], config)
+        acting_template = {k: template.params[k] for k in agent_cls.ACTING_PARAMS}
+        stacked_template = jax.tree.map(lambda x: jnp.stack([x] * len(members)), acting_template)
+        params, step = load_policies(group_dir / POLICIES, stacked_template)
+        agent = template.replace(params={**template.params, **jax.tree.map(lambda x: x[i], params)})
+        keys = iter(jax.random.split(jax.random.PRNGKey(m["seed"] * 7919 + step), 100_000))
+        t0 = time.time()
+        result = evaluators[env_id].run(lambda o: act(agent, jnp.asarray(o), next(keys)), args.episodes,
+                                        seed=m["seed"] + step)
+        run_info = {"env": env_id, "agent": group["agent"], "seed": m["seed"], "steps": step, "preset": group["preset"],
+                    "online_steps": 0, "config": group["config"], "eval_episodes": args.episodes,
+                    "data": group["data"], "versions": group["versions"], "device": group["device"],
+                    "trained_by": "qflow.experiments.stacked", "stacked_members": len(members),
+                    "train_command": group["command"], "commit": group.get("commit"),
+                    "eval_versions": package_versions()}
+        atomic_write_json(run_dir / "run.json", run_info)
+        metrics_log = CSVLog(run_dir / "metrics.csv")  # drops rows of an interrupted earlier attempt
+        for r in metrics:
+            if int(r["task"]) == m["task"] and int(r["seed"]) == m["seed"]:
+                metrics_log.write(r)
+        eval_log = CSVLog(run_dir / "eval.csv")
+        eval_log.write({"step": step, **result, "eval_seconds": round(time.time() - t0, 1)})
+        atomic_write_json(run_dir / "summary.json", {
+            **run_info, "run_dir": str(run_dir), "success": result["success"], "success_last3": result["success"],
+            "return": result["return"], "eval_steps": [step], "wall_time_s": group.get("wall_seconds"),
+            "command": " ".join(sys.argv)})
+        print(f"[stacked] {env_id} {group['agent']} seed {m['seed']} step {step}: success {result['success']:.2f}",
+              flush=True)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train every task x seed of one dataset, agents in lockstep")
+    t.add_argument("--family", required=True, help="dataset family, e.g. puzzle-3x3-play")
+    t.add_argument("--agents", default="qflow,fql,flow_bc")
+    t.add_argument("--tasks", default="1-5")
+    t.add_argument("--seeds", default="0,1,2")
+    t.add_argument("--steps", type=int, required=True)
+    t.add_argument("--preset", default="cpu")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, all agents")
+    t.add_argument("--chunk", type=int, default=1000, help="updates per jitted call")
+    t.add_argument("--export-every", type=int, default=5000, help="steps between policy exports")
+    t.add_argument("--deadline", type=float, default=None, help="unix time: stop all agents before it")
+    t.add_argument("--dataset-episodes", type=int, default=None, help="default: the official size")
+    t.add_argument("--data-dir", default=None)
+    t.add_argument("--out", required=True)
+    e = sub.add_parser("evaluate", help="evaluate exported policies into suite-style run directories")
+    e.add_argument("group", help="a FAMILY__AGENT directory written by train")
+    e.add_argument("--episodes", type=int, default=50)
+    e.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    train(args) if args.command == "train" else evaluate(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
