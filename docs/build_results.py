@@ -37,6 +37,18 @@ def throughput_table(path: Path) -> str:
     return "\n".join(lines)
 
 
+def gpu_throughput_table(training: Path) -> str:
+    """Stacked-training speed of every (environment, agent) group, read from its group.json."""
+    lines = ["| environment | agent | stacked agents | updates/s per agent | agent-updates/s | compile s | "
+             "training s | steps | device |", "|" + "---|" * 9]
+    for path in sorted(training.glob("*__*/group.json")):
+        g = json.loads(path.read_text())
+        lines.append(f"| {g['family']} | {g['agent']} | {len(g['members'])} | {g['updates_per_s']} | "
+                     f"{g['agent_updates_per_s']:,} | {g['compile_seconds']} | {g['train_seconds']:.0f} | "
+                     f"{g['step']:,} | {g['device']} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     toy = json.loads((RESULTS / "toy2d/toy2d.json").read_text())
     compute = json.loads((RESULTS / "bench/compute/compute.json").read_text())

@@ -170,6 +170,9 @@ def evaluate(args) -> None:
 
     group_dir = Path(args.group)
     group = json.loads((group_dir / "group.json").read_text())
+    if not (group_dir / POLICIES).exists():
+        raise FileNotFoundError(f"{group_dir}: no policies exported (training stopped at step {group.get('step')}, "
+                                f"{group.get('stop')}); train longer or with a later --deadline")
     agent_cls, config_cls = get_agent(group["agent"])
     config = config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in group["config"].items()})
     members = group["members"]

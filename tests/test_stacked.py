@@ -1,0 +1,106 @@
+"""Stacked training of several tasks of one dataset: per-member data, policy export, evaluation."""
+
+import csv
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from qflow.agents import AGENTS, get_agent
+from qflow.agents.base import build_config
+from qflow.cli import main as cli
+from qflow.data.loading import load_single_task
+from qflow.experiments import stacked
+from qflow.reporting.report import find_runs
+from qflow.training.trainer import make_train_chunk, stack
+from tests.test_qflow_agent import ACT, OBS, random_batch, tiny_agent
+
+FAMILY = "pointmaze-medium-navigate"
+SMALL = ["--set", "actor_dims=32,32", "--set", "critic_dims=32,32", "--set", "batch_size=32"]
+
+
+@pytest.mark.parametrize("seed_axis", ["map", "vmap"])
+def test_per_member_rewards_match_training_each_alone(seed_axis):
+    data = random_batch(0, batch=64)
+    rewards = jnp.stack([data["rewards"], -1.0 - data["rewards"]])  # two tasks, same transitions
+    masks = jnp.stack([data["masks"], jnp.ones_like(data["masks"])])
+    agent = tiny_agent()  # the same seed for both members: only their data differs
+    fn = make_train_chunk(20, seed_axis, per_member=("rewards", "masks"))
+    together, _ = fn(stack([agent, agent]), {**data, "rewards": rewards, "masks": masks})
+    for i in range(2):
+        alone, _ = make_train_chunk(20)(stack([agent]), {**data, "rewards": rewards[i], "masks": masks[i]})
+        for a, b in zip(jax.tree.leaves(together.params), jax.tree.leaves(alone.params)):
+            np.testing.assert_allclose(a[i], b[0], atol=2e-5)
+    critic = jax.tree.leaves(together.params["critic"])
+    assert max(float(jnp.abs(x[0] - x[1]).max()) for x in critic) > 1e-3  # the tasks really differ
+
+
+def tiny(name):
+    agent_cls, config_cls = get_agent(name)
+    config = build_config(config_cls, "paper")
+    small = {f.name: (8,) for f in dataclasses.fields(config) if f.name.endswith("_dims")}
+    return agent_cls.create(0, OBS, ACT, dataclasses.replace(config, **small, **(
+        {"time_embed_dim": 4} if hasattr(config, "time_embed_dim") else {})))
+
+
+@pytest.mark.parametrize("name", sorted(AGENTS))
+def test_acting_params_are_all_that_acting_reads(name):
+    agent = tiny(name)
+    obs, rng = jax.random.normal(jax.random.PRNGKey(3), (5, OBS)), jax.random.PRNGKey(4)
+    expected = agent.sample_actions(obs, rng)
+    poison = lambda tree: jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), tree)  # noqa: E731
+    others = {k: poison(v) if k not in agent.ACTING_PARAMS else v for k, v in agent.params.items()}
+    np.testing.assert_array_equal(agent.replace(params=others).sample_actions(obs, rng), expected)
+    acting = {k: poison(v) if k in agent.ACTING_PARAMS else v for k, v in agent.params.items()}
+    assert not np.array_equal(agent.replace(params=acting).sample_actions(obs, rng), expected)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    assert cli(["data", "prepare", f"{FAMILY}-v0", "--episodes", "3", "--data-dir", str(root), "--workers", "1",
+                "--no-download"]) == 0
+    return root
+
+
+def test_family_data_stacks_each_tasks_rewards(data_dir):
+    members = stacked.member_list([1, 2], [0, 5])
+    data, files = stacked.load_family(FAMILY, [1, 2], members, episodes=3, data_dir=data_dir)
+    assert files.episodes == 3 and data["rewards"].shape == (4, len(data["actions"]))
+    for i, (task, _) in enumerate(members):
+        alone, _ = load_single_task(f"{FAMILY}-singletask-task{task}-v0", 3, 0, data_dir, progress=False)
+        np.testing.assert_array_equal(data["rewards"][i], alone["rewards"])
+        np.testing.assert_array_equal(data["masks"][i], alone["masks"])
+        np.testing.assert_array_equal(data["observations"], alone["observations"])
+    assert not np.array_equal(data["rewards"][0], data["rewards"][2])  # task 1 vs task 2
+
+
+def test_train_export_evaluate_report(data_dir, tmp_path):
+    out, runs = tmp_path / "gpu", tmp_path / "runs"
+    base = ["train", "--family", FAMILY, "--agents", "qflow,flow_bc", "--tasks", "1-2", "--seeds", "0",
+            "--dataset-episodes", "3", "--data-dir", str(data_dir), "--chunk", "50", "--export-every", "50"]
+    assert stacked.main([*base, "--steps", "100", "--out", str(out), *SMALL]) == 0
+    for name in ("qflow", "flow_bc"):
+        group = out / f"{FAMILY}__{name}"
+        info = json.loads((group / "group.json").read_text())
+        assert info["step"] == 100 and info["stop"] == "steps reached" and len(info["members"]) == 2
+        with open(group / "metrics.csv", newline="") as f:
+            steps = [(int(r["step"]), int(r["task"])) for r in csv.DictReader(f)]
+        assert steps == [(50, 1), (50, 2), (100, 1), (100, 2)]
+        assert stacked.main(["evaluate", str(group), "--episodes", "2", "--out", str(runs)]) == 0
+    found, notes = find_runs([runs], metric="success")
+    assert sorted((r.agent, r.task, r.steps) for r in found) == [
+        ("flow_bc", "1", 100), ("flow_bc", "2", 100), ("qflow", "1", 100), ("qflow", "2", 100)]
+    summary = json.loads((runs / f"{FAMILY}-singletask-task2-v0__qflow" / "seed0" / "summary.json").read_text())
+    assert summary["eval_steps"] == [100] and 0 <= summary["success"] <= 1 and summary["data"]["episodes"] == 3
+
+    # a deadline already past stops every agent before its first update, and evaluation says so
+    late = tmp_path / "late"
+    assert stacked.main([*base, "--agents", "flow_bc", "--steps", "100", "--deadline", "1", "--out", str(late)]) == 0
+    info = json.loads((late / f"{FAMILY}__flow_bc" / "group.json").read_text())
+    assert info["step"] == 0 and info["stop"] == "deadline"
+    with pytest.raises(FileNotFoundError, match="no policies"):
+        stacked.main(["evaluate", str(late / f"{FAMILY}__flow_bc"), "--out", str(runs)])
