@@ -15,8 +15,8 @@ from qflow.data.registry import env_family
 # baselines was not in the stored sources; what was found: humanoidmaze-medium from the FQL README
 # (IQL alpha=10; ReBRAC alpha_actor=0.01, alpha_critic=0.01; IFQL num_samples=32). Manipulation rows
 # marked "proxy" take the published values for the *pixel* version of the task (FQL / Value Flows
-# READMEs); unmarked alphas are the defaults. ReBRAC's critic penalty needs dataset next actions, which
-# our batches lack, so alpha_critic stays 0 everywhere (published values noted). Sweep before claiming.
+# READMEs); unmarked alphas are the defaults. ReBRAC's critic penalty (alpha_critic) uses the dataset's
+# next actions, loaded when it is > 0; set where a published value was found. Sweep before claiming.
 # family -> agent -> config values. Looked up by the longest matching family prefix.
 ENV_TABLE: dict[str, dict[str, dict]] = {
     "antmaze-large-navigate": {
@@ -48,7 +48,7 @@ ENV_TABLE: dict[str, dict[str, dict]] = {
         "fql": dict(alpha=30.0, discount=0.995),
         "fbrac": dict(alpha=10.0, discount=0.995),
         "iql": dict(alpha=10.0, discount=0.995),  # FQL README
-        "rebrac": dict(alpha_actor=0.01, discount=0.995),  # FQL README; its alpha_critic=0.01 is off (no next_actions)
+        "rebrac": dict(alpha_actor=0.01, alpha_critic=0.01, discount=0.995),  # FQL README
         "ifql": dict(num_samples=32, discount=0.995),  # FQL README
     },
     "humanoidmaze-large-navigate": {
@@ -80,7 +80,7 @@ ENV_TABLE: dict[str, dict[str, dict]] = {
         "fql": dict(alpha=300.0),
         "fbrac": dict(alpha=100.0),
         "iql": dict(alpha=10.0),  # proxy: Value Flows README, visual-scene
-        "rebrac": dict(alpha_actor=0.3),  # proxy: Value Flows README, visual-scene (its alpha_critic=0.01 is off)
+        "rebrac": dict(alpha_actor=0.3, alpha_critic=0.01),  # proxy: Value Flows README, visual-scene
         "ifql": dict(),
     },
     "puzzle-3x3-play": {
@@ -88,7 +88,7 @@ ENV_TABLE: dict[str, dict[str, dict]] = {
         "fql": dict(alpha=1000.0),
         "fbrac": dict(alpha=100.0),
         "iql": dict(alpha=10.0),  # proxy: Value Flows README, visual-puzzle-3x3
-        "rebrac": dict(alpha_actor=0.1),  # proxy: Value Flows README, visual-puzzle-3x3 (its alpha_critic=0.003 is off)
+        "rebrac": dict(alpha_actor=0.1, alpha_critic=0.003),  # proxy: Value Flows README, visual-puzzle-3x3
         "ifql": dict(),
     },
     "puzzle-4x4-play": {

@@ -129,3 +129,24 @@ def test_unknown_names_list_the_supported_ones(tmp_path):
 def test_expert_datasets_ask_for_official_files(tmp_path):
     with pytest.raises(DatasetError, match="antmaze-large-navigate-v0.npz and antmaze-large-navigate-v0-val.npz"):
         prepare("antmaze-large-navigate-v0", data_dir=tmp_path, download=False)
+
+
+def test_next_actions_follow_the_episode_and_stop_at_its_end():
+    from qflow.data.loading import next_actions
+
+    actions = np.arange(10, dtype=np.float32).reshape(5, 2)  # rows 0-2: episode 1, rows 3-4: episode 2
+    terminals = np.array([0, 0, 1, 0, 1])
+    np.testing.assert_array_equal(next_actions(actions, terminals)[:, 0], [2, 4, 4, 8, 8])
+
+
+def test_extra_data_errors_name_the_fix(tmp_path):
+    from qflow.data.loading import load_single_task
+    from qflow.training.trainer import TrainArgs, train
+
+    with pytest.raises(ValueError, match="unknown extra dataset keys.*available: next_actions"):
+        load_single_task("cube-single-play-singletask-task1-v0", 2, 0, tmp_path, extra=("next_obs2",))
+    # ReBRAC's critic penalty on scene reads next actions, which online transitions do not have
+    args = TrainArgs(env="scene-play-singletask-task2-v0", agent="rebrac", steps=0, online_steps=10,
+                     data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="online transitions lack.*alpha_critic=0"):
+        train(args)

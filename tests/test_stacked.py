@@ -68,7 +68,7 @@ def data_dir(tmp_path_factory):
 
 def test_family_data_stacks_each_tasks_rewards(data_dir):
     members = stacked.member_list([1, 2], [0, 5])
-    data, files = stacked.load_family(FAMILY, [1, 2], members, episodes=3, data_dir=data_dir)
+    data, files = stacked.load_family(FAMILY, [1, 2], members, episodes=3, data_dir=data_dir, extra=("next_actions",))
     assert files.episodes == 3 and data["rewards"].shape == (4, len(data["actions"]))
     for i, (task, _) in enumerate(members):
         alone, _ = load_single_task(f"{FAMILY}-singletask-task{task}-v0", 3, 0, data_dir, progress=False)
@@ -76,6 +76,10 @@ def test_family_data_stacks_each_tasks_rewards(data_dir):
         np.testing.assert_array_equal(data["masks"][i], alone["masks"])
         np.testing.assert_array_equal(data["observations"], alone["observations"])
     assert not np.array_equal(data["rewards"][0], data["rewards"][2])  # task 1 vs task 2
+    # next_actions: the next row's action wherever the next row continues the episode
+    cont = np.all(data["observations"][1:] == data["next_observations"][:-1], axis=1)
+    assert cont.mean() > 0.99
+    np.testing.assert_array_equal(data["next_actions"][:-1][cont], data["actions"][1:][cont])
 
 
 def test_train_export_evaluate_report(data_dir, tmp_path):

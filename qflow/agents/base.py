@@ -43,6 +43,10 @@ class AgentConfig:
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def extra_data(self) -> tuple[str, ...]:
+        """Dataset keys beyond the standard transition this config's losses read (e.g. "next_actions")."""
+        return ()
+
 
 def _coerce(value: str, current):
     kind = type(current)

@@ -6,9 +6,9 @@
            a' = clip(pibar(s') + clip(noise), -1, 1) from the EMA target actor (target policy smoothing).
 Acting is one call of pi. Both the critic and the actor have EMA targets.
 
-The critic penalty needs the dataset's next action a'_data (``batch["next_actions"]``), which the
-standard batches here do not carry: alpha_critic therefore defaults to 0, and a positive value
-raises an error unless the batch provides next_actions.
+The critic penalty needs the dataset's next action a'_data (``batch["next_actions"]``): with
+alpha_critic > 0 the config asks the loader for it (``extra_data``), offline only, since an online
+transition's next action is not known when it is stored.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ ACTION_CLIP = 1.0 - 1e-5
 @dataclasses.dataclass(frozen=True)
 class ReBRACConfig(AgentConfig):
     alpha_actor: float = 0.01  # actor BC weight on ||pi(s) - a||^2 (sum over action dims)
-    alpha_critic: float = 0.0  # critic BC penalty on ||a' - a'_data||^2; > 0 needs batch["next_actions"]
+    alpha_critic: float = 0.0  # critic BC penalty on ||a' - a'_data||^2; > 0 loads the data's next actions
     actor_noise: float = 0.2  # std of the Gaussian smoothing noise added to the target action
     actor_noise_clip: float = 0.5  # the smoothing noise is clipped to [-clip, clip]
     actor_freq: int = 2  # the actor (and its EMA target) is updated every actor_freq-th update
@@ -47,6 +47,9 @@ class ReBRACConfig(AgentConfig):
                              "(e.g. --set actor_noise_clip=0.5)")
         if self.actor_freq < 1:
             raise ValueError(f"actor_freq must be >= 1, got {self.actor_freq} (e.g. --set actor_freq=2)")
+
+    def extra_data(self) -> tuple[str, ...]:
+        return ("next_actions",) if self.alpha_critic > 0 else ()
 
 
 class ReBRACAgent(flax.struct.PyTreeNode):

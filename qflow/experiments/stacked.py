@@ -51,11 +51,12 @@ def member_list(tasks, seeds) -> list[tuple[int, int]]:
     return [(t, s) for t in tasks for s in seeds]
 
 
-def load_family(family: str, tasks, members, episodes=None, data_dir=None):
+def load_family(family: str, tasks, members, episodes=None, data_dir=None, extra=()):
     """Shared transitions plus rewards/masks stacked per member (task-major order)."""
     per_task, files = {}, None
     for t in tasks:
-        data, files = load_single_task(f"{family}-singletask-task{t}-v0", episodes, 0, data_dir, progress=False)
+        data, files = load_single_task(f"{family}-singletask-task{t}-v0", episodes, 0, data_dir, progress=False,
+                                       extra=extra)
         per_task[t] = data
     data = {k: v for k, v in per_task[tasks[0]].items() if k not in PER_TASK_KEYS}
     for k in PER_TASK_KEYS:
@@ -85,8 +86,17 @@ def train(args) -> None:
     tasks, seeds = parse_tasks(args.tasks), [int(s) for s in args.seeds.split(",")]
     members = member_list(tasks, seeds)
     agent_names = [a for a in args.agents.split(",") if a]
+    configs = {}
+    for name in agent_names:
+        config_cls = get_agent(name)[1]
+        rows = {json.dumps(env_defaults(env_id_for_task(f"{args.family}-singletask-v0", t), name), sort_keys=True)
+                for t in tasks}
+        if len(rows) != 1:
+            raise ValueError(f"{name}: tasks of {args.family} have different per-env settings; stack one task")
+        configs[name] = build_config(config_cls, args.preset, json.loads(rows.pop()), args.set)
+    extra = tuple(sorted({k for c in configs.values() for k in c.extra_data()}))
     started = time.time()
-    data, files = load_family(args.family, tasks, members, args.dataset_episodes, args.data_dir)
+    data, files = load_family(args.family, tasks, members, args.dataset_episodes, args.data_dir, extra)
     meta = files.metadata()
     data_info = {"dataset": files.name, "origin": files.origin, "episodes": files.episodes, "seed": files.seed,
                  "transitions": int(len(data["actions"])), "sha256": meta.get("sha256")}
@@ -96,13 +106,8 @@ def train(args) -> None:
     print(f"[stacked] {args.family}: data loaded in {time.time() - started:.0f} s on {jax.devices()[0]}", flush=True)
 
     groups = []
-    for name in agent_names:
-        agent_cls, config_cls = get_agent(name)
-        configs = {json.dumps(env_defaults(env_id_for_task(f"{args.family}-singletask-v0", t), name), sort_keys=True)
-                   for t in tasks}
-        if len(configs) != 1:
-            raise ValueError(f"{name}: tasks of {args.family} have different per-env settings; stack one task")
-        config = build_config(config_cls, args.preset, json.loads(configs.pop()), args.set)
+    for name, config in configs.items():
+        agent_cls = get_agent(name)[0]
         out = Path(args.out) / f"{args.family}__{name}"
         agents = stack([agent_cls.create(s, obs_dim, action_dim, config) for _, s in members])
         group = {"family": args.family, "agent": name, "members": [{"task": t, "seed": s} for t, s in members],

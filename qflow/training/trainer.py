@@ -134,8 +134,12 @@ def train(args: TrainArgs) -> list[dict]:
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args)
     dirs = seed_dirs(run_dir, args.seeds)
 
+    if args.online_steps and config.extra_data():
+        raise ValueError(f"{args.agent} with this config reads {', '.join(config.extra_data())} from the dataset, which "
+                         f"online transitions lack; for online fine-tuning use e.g. --set alpha_critic=0")
     started = time.time()
-    data, files = load_single_task(args.env, args.dataset_episodes, args.dataset_seed, args.data_dir, args.progress)
+    data, files = load_single_task(args.env, args.dataset_episodes, args.dataset_seed, args.data_dir, args.progress,
+                                   extra=config.extra_data())
     meta = files.metadata()
     run_info = {
         "env": args.env, "agent": args.agent, "steps": args.steps, "preset": args.preset,
