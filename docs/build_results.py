@@ -151,8 +151,8 @@ the agents one after the other; `results/bench/throughput_paper_qflow_vs_fql.jso
 {throughput_table(RESULTS / "bench/throughput_paper_qflow_vs_fql.json")}
 
 The matmul reference (256x512 @ 512x512) is timed three times in each agent's measurement and the
-best kept; it still varies between measurements on this VM (180 to 282 GFLOP/s over five runs of the
-same command, listed in `results/bench/README.md`, where Q-Flow ran 8.9 to 11.9 updates/s), so the
+best kept; it still varies between measurements on this VM (180 to 282 GFLOP/s over six runs of the
+same code, listed in `results/bench/README.md`, where Q-Flow ran 8.9 to 12.2 updates/s), so the
 fraction is noisy and only agents inside one run compare.
 """
     out = ROOT / "docs/results.md"
