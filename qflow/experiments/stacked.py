@@ -86,6 +86,10 @@ def train(args) -> None:
     tasks, seeds = parse_tasks(args.tasks), [int(s) for s in args.seeds.split(",")]
     members = member_list(tasks, seeds)
     agent_names = [a for a in args.agents.split(",") if a]
+    chunk = min(args.chunk, args.export_every)
+    if args.steps < 1 or chunk < 1 or args.steps % chunk or args.export_every % chunk:
+        raise ValueError(f"--steps ({args.steps}) and --export-every ({args.export_every}) must be positive multiples "
+                         f"of --chunk ({args.chunk})")
     configs = {}
     for name in agent_names:
         config_cls = get_agent(name)[1]
@@ -117,9 +121,6 @@ def train(args) -> None:
                  "train_seconds": 0.0, "compile_seconds": None}
         groups.append({"info": group, "agents": agents, "out": out, "log": CSVLog(out / "metrics.csv")})
 
-    chunk = min(args.chunk, args.export_every)
-    if args.steps % chunk or args.export_every % chunk:
-        raise ValueError("--steps and --export-every must be multiples of --chunk")
     fns = {g["info"]["agent"]: make_train_chunk(chunk, per_member=PER_TASK_KEYS) for g in groups}
     step, round_seconds, stop, exported = 0, 0.0, "steps reached", 0
     while step < args.steps:
@@ -244,7 +245,10 @@ def main(argv=None) -> int:
     e.add_argument("--episodes", type=int, default=50)
     e.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    train(args) if args.command == "train" else evaluate(args)
+    if args.command == "train":
+        train(args)
+    else:
+        evaluate(args)
     return 0
 
 
