@@ -11,7 +11,7 @@
 #   e.g. scripts/gpu_grid.sh /tmp/grid 520 50000 puzzle-3x3-play cube-single-play
 # Extra trainer flags (e.g. --agents qflow,fql) go in STACKED_ARGS; EPISODES=N uses N-episode datasets
 # (a smoke test) instead of the official size; WORK (default /tmp/gpu_grid_work) holds data and runs.
-set -u
+set -u -o pipefail
 OUT=$1; BUDGET=$2; STEPS=$3; shift 3
 PY=${PYTHON:-python3}
 START=$(date +%s); DEADLINE=$((START + BUDGET))
@@ -29,11 +29,16 @@ for fam in "$@"; do
   left=$((DEADLINE - $(date +%s)))
   if [ "$left" -lt 120 ]; then log "skip $fam: ${left}s left"; continue; fi
   # leave two cores to the trainers already running
-  workers=$(( ${#pids[@]} > 0 ? CORES - 2 : CORES ))
+  workers=$(( ${#pids[@]} > 0 && CORES > 3 ? CORES - 2 : CORES ))
   log "regenerating $fam-v0 with $workers workers"
-  $PY -m qflow.cli data prepare "$fam-v0" "${size_args[@]}" --no-download --workers "$workers" 2>&1 | tr '\r' '\n' | grep -v "it/s\]$" | tail -3
+  if ! timeout $((left - 60)) $PY -m qflow.cli data prepare "$fam-v0" "${size_args[@]}" --no-download \
+      --workers "$workers" 2>&1 | tr '\r' '\n' | grep -v "it/s\]$" | tail -3; then
+    log "skip $fam: data preparation failed or ran out of time (rerun resumes from its shards)"; continue
+  fi
+  left=$((DEADLINE - $(date +%s)))
+  if [ "$left" -lt 60 ]; then log "skip $fam: ${left}s left after its data"; continue; fi
   log "training $fam"
-  timeout $((DEADLINE - $(date +%s) + 60)) $PY -m qflow.experiments.stacked train --family "$fam" --steps "$STEPS" \
+  timeout $((left + 60)) $PY -m qflow.experiments.stacked train --family "$fam" --steps "$STEPS" \
       --deadline "$DEADLINE" --out "$WORK/train" "${train_size[@]}" ${STACKED_ARGS:-} > "$WORK/train/$fam.log" 2>&1 &
   pids+=($!)
 done
@@ -41,9 +46,11 @@ for p in "${pids[@]}"; do wait "$p" || log "a trainer exited with status $?"; do
 for fam in "$@"; do
   [ -f "$WORK/train/$fam.log" ] && { log "--- $fam log"; grep -v "Warning\|warn(" "$WORK/train/$fam.log" | tail -30; }
 done
-for d in "$WORK"/train/*__*/; do
-  [ -d "$d" ] || continue
-  name=$(basename "$d"); cp "$WORK/train/${name%%__*}.log" "$d/train.log" 2>/dev/null
-  tar cf "$OUT/$name.tar" -C "$WORK/train" "$name"
+for fam in "$@"; do
+  for d in "$WORK/train/$fam"__*/; do
+    [ -d "$d" ] || continue
+    name=$(basename "$d"); cp "$WORK/train/$fam.log" "$d/train.log" 2>/dev/null
+    tar cf "$OUT/.$name.tar.tmp" -C "$WORK/train" "$name" && mv "$OUT/.$name.tar.tmp" "$OUT/$name.tar"
+  done
 done
 log "packed: $(cd "$OUT" && ls *.tar 2>/dev/null | tr '\n' ' ')"

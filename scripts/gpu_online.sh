@@ -9,7 +9,7 @@
 # Evaluation happens at the end of the offline phase (success before) and at the end (after).
 # AGENTS (default "qflow fql"), SEEDS ("0 1 2"), PRESET (cpu), EVAL_EPISODES (50), EPISODES (dataset
 # size, default official), WORK (/tmp/gpu_online_work) and PYTHON (python3) may be set.
-set -u
+set -u -o pipefail
 OUT=$1; BUDGET=$2; ENV_ID=$3; OFFLINE=$4; ONLINE=$5
 PY=${PYTHON:-python3}; AGENTS=${AGENTS:-qflow fql}; SEEDS=${SEEDS:-0 1 2}
 START=$(date +%s); DEADLINE=$((START + BUDGET))
@@ -23,7 +23,7 @@ dataset=$($PY -c "from qflow.data.registry import parse_env_id; print(parse_env_
 
 log "$(nproc) cores; preparing $dataset"
 $PY -m qflow.cli data prepare "$dataset" ${EPISODES:+--episodes "$EPISODES"} --no-download 2>&1 | tr '\r' '\n' \
-    | grep -v "it/s\]$" | tail -2
+    | grep -v "it/s\]$" | tail -2 || { log "data preparation failed"; exit 1; }
 pids=()
 for agent in $AGENTS; do
   for seed in $SEEDS; do
@@ -41,5 +41,6 @@ for p in "${pids[@]}"; do wait "$p" || log "a run ended with status $? (killed a
 for f in "$WORK"/runs/*.log; do log "--- $(basename "$f")"; grep -v "Warning\|warn(" "$f" | tail -4; done
 (cd "$WORK/runs" && for r in */; do cp "${r%/}.log" "$r/train.log" 2>/dev/null; done
  find . -maxdepth 2 \( -name run.json -o -name metrics.csv -o -name eval.csv -o -name online.csv \
-      -o -name summary.json -o -name train.log \) -print0 | tar cf "$OUT/online_runs.tar" --null -T -)
+      -o -name summary.json -o -name train.log \) -print0 | tar cf "$OUT/.online_runs.tar.tmp" --null -T - \
+ && mv "$OUT/.online_runs.tar.tmp" "$OUT/online_runs.tar")
 log "packed $(tar tf "$OUT/online_runs.tar" | wc -l) files into $OUT/online_runs.tar"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from qflow.agents import AGENTS, get_agent
-from qflow.agents.base import build_config
+from qflow.agents.base import acting_state, build_config, with_acting_state
 from qflow.cli import main as cli
 from qflow.data.loading import load_single_task
 from qflow.experiments import stacked
@@ -38,24 +38,32 @@ def test_per_member_rewards_match_training_each_alone(seed_axis):
     assert max(float(jnp.abs(x[0] - x[1]).max()) for x in critic) > 1e-3  # the tasks really differ
 
 
-def tiny(name):
+def tiny(name, seed=0):
     agent_cls, config_cls = get_agent(name)
     config = build_config(config_cls, "paper")
     small = {f.name: (8,) for f in dataclasses.fields(config) if f.name.endswith("_dims")}
-    return agent_cls.create(0, OBS, ACT, dataclasses.replace(config, **small, **(
+    return agent_cls.create(seed, OBS, ACT, dataclasses.replace(config, **small, **(
         {"time_embed_dim": 4} if hasattr(config, "time_embed_dim") else {})))
 
 
 @pytest.mark.parametrize("name", sorted(AGENTS))
-def test_acting_params_are_all_that_acting_reads(name):
-    agent = tiny(name)
+def test_acting_state_is_all_that_acting_reads(name):
+    trained, other = tiny(name, seed=0), tiny(name, seed=1)  # every array differs between the two
     obs, rng = jax.random.normal(jax.random.PRNGKey(3), (5, OBS)), jax.random.PRNGKey(4)
-    expected = agent.sample_actions(obs, rng)
-    poison = lambda tree: jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), tree)  # noqa: E731
-    others = {k: poison(v) if k not in agent.ACTING_PARAMS else v for k, v in agent.params.items()}
-    np.testing.assert_array_equal(agent.replace(params=others).sample_actions(obs, rng), expected)
-    acting = {k: poison(v) if k in agent.ACTING_PARAMS else v for k, v in agent.params.items()}
-    assert not np.array_equal(agent.replace(params=acting).sample_actions(obs, rng), expected)
+    expected = trained.sample_actions(obs, rng)
+    state = acting_state(trained)
+    # an agent that shares nothing else with `trained` acts identically once it has the acting state
+    np.testing.assert_array_equal(with_acting_state(other, state).sample_actions(obs, rng), expected)
+    # and every exported piece is needed: keeping `other`'s version of any one of them changes the actions
+    theirs = acting_state(other)
+    pieces = [("params", k) for k in state["params"]] + [(f, None) for f in state if f != "params"]
+    for field, key in pieces:
+        mixed = {**state, "params": dict(state["params"])}
+        if key is None:
+            mixed[field] = theirs[field]
+        else:
+            mixed["params"][key] = theirs["params"][key]
+        assert not np.array_equal(with_acting_state(other, mixed).sample_actions(obs, rng), expected), (field, key)
 
 
 @pytest.fixture(scope="module")

@@ -113,3 +113,17 @@ def gradient_step(agent, batch):
 def ema(target, params, rate):
     """Polyak averaging of target networks: target <- (1 - rate) * target + rate * params."""
     return jax.tree.map(lambda t, p: (1 - rate) * t + rate * p, target, params)
+
+
+def acting_state(agent) -> dict:
+    """What ``sample_actions`` reads: the params named by ``ACTING_PARAMS`` and the other fields named
+    by ``ACTING_FIELDS`` (if any). Works on stacked agents too. An exported policy keeps only this."""
+    fields = getattr(type(agent), "ACTING_FIELDS", ())
+    return {"params": {k: agent.params[k] for k in type(agent).ACTING_PARAMS},
+            **{f: getattr(agent, f) for f in fields}}
+
+
+def with_acting_state(agent, state: dict):
+    """``agent`` with its acting state replaced by ``state`` (from ``acting_state``)."""
+    fields = getattr(type(agent), "ACTING_FIELDS", ())
+    return agent.replace(params={**agent.params, **state["params"]}, **{f: state[f] for f in fields})

@@ -41,7 +41,8 @@ class IFQLConfig(AgentConfig):
 
 
 class IFQLAgent(flax.struct.PyTreeNode):
-    ACTING_PARAMS = ("flow", "critic")  # the params sample_actions reads (what an exported policy keeps)
+    ACTING_PARAMS = ("flow",)  # the params sample_actions reads (what an exported policy keeps)
+    ACTING_FIELDS = ("target_critic",)  # best-of-N ranks the candidates with the target critic
     rng: Any
     params: Any  # {"flow", "critic", "value"}: one Adam over L_Q + L_V + L_flow
     target_critic: Any  # EMA of params["critic"]

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qflow.agents import get_agent
-from qflow.agents.base import build_config
+from qflow.agents.base import acting_state, build_config, with_acting_state
 from qflow.data.loading import load_single_task
 from qflow.data.registry import env_id_for_task
 from qflow.envs import env_defaults
@@ -57,7 +57,7 @@ def load_family(family: str, tasks, members, episodes=None, data_dir=None, extra
     for t in tasks:
         data, files = load_single_task(f"{family}-singletask-task{t}-v0", episodes, 0, data_dir, progress=False,
                                        extra=extra)
-        per_task[t] = data
+        per_task[t] = data if not per_task else {k: data[k] for k in PER_TASK_KEYS}  # the rest is shared
     data = {k: v for k, v in per_task[tasks[0]].items() if k not in PER_TASK_KEYS}
     for k in PER_TASK_KEYS:
         data[k] = np.stack([per_task[t][k] for t, _ in members])
@@ -67,19 +67,22 @@ def load_family(family: str, tasks, members, episodes=None, data_dir=None, extra
 def export_policies(path: Path, agents, step: int) -> None:
     import flax.serialization
 
-    acting = {k: agents.params[k] for k in type(agents).ACTING_PARAMS}
     with atomic_writer(path) as f:
-        f.write(flax.serialization.to_bytes({"step": step, "params": jax.device_get(acting)}))
+        f.write(flax.serialization.to_bytes({"step": step, "state": jax.device_get(acting_state(agents))}))
 
 
-def load_policies(path: Path, template_params) -> tuple[dict, int]:
+def load_policies(path: Path, template_state) -> tuple[dict, int]:
     import flax.serialization
 
     try:
-        state = flax.serialization.from_bytes({"step": 0, "params": template_params}, path.read_bytes())
+        state = flax.serialization.from_bytes({"step": 0, "state": template_state}, path.read_bytes())
     except Exception as err:
         raise ValueError(f"unreadable policies file {path} ({type(err).__name__}: {err})") from err
-    return state["params"], int(state["step"])
+    return state["state"], int(state["step"])
+
+
+def step_of(group_dir: Path) -> int:
+    return int(json.loads((group_dir / "group.json").read_text())["step"])
 
 
 def train(args) -> None:
@@ -113,6 +116,8 @@ def train(args) -> None:
     for name, config in configs.items():
         agent_cls = get_agent(name)[0]
         out = Path(args.out) / f"{args.family}__{name}"
+        if (out / "group.json").exists():
+            raise FileExistsError(f"{out} already holds a stacked run; pass another --out")
         agents = stack([agent_cls.create(s, obs_dim, action_dim, config) for _, s in members])
         group = {"family": args.family, "agent": name, "members": [{"task": t, "seed": s} for t, s in members],
                  "steps": args.steps, "preset": args.preset, "config": config.as_dict(), "data": data_info,
@@ -120,6 +125,7 @@ def train(args) -> None:
                  "device": jax.devices()[0].device_kind, "command": " ".join(sys.argv), "step": 0,
                  "train_seconds": 0.0, "compile_seconds": None}
         groups.append({"info": group, "agents": agents, "out": out, "log": CSVLog(out / "metrics.csv")})
+        atomic_write_json(out / "group.json", {**group, "stop": "starting"})
 
     fns = {g["info"]["agent"]: make_train_chunk(chunk, per_member=PER_TASK_KEYS) for g in groups}
     step, round_seconds, stop, exported = 0, 0.0, "steps reached", 0
@@ -171,7 +177,10 @@ def _export(groups, step, started, chunk) -> None:
 
 
 def evaluate(args) -> None:
-    """Evaluate each member's exported policy; one suite-style run directory per (task, seed)."""
+    """Evaluate each member's exported policy; one suite-style run directory per (task, seed).
+
+    One evaluation per run, so its summary's ``success`` and ``success_last3`` are that evaluation.
+    """
     from qflow.evaluation.evaluate import Evaluator
 
     group_dir = Path(args.group)
@@ -188,16 +197,16 @@ def evaluate(args) -> None:
     for i, m in enumerate(members):
         env_id = f"{group['family']}-singletask-task{m['task']}-v0"
         run_dir = Path(args.out) / f"{env_id}__{group['agent']}" / f"seed{m['seed']}"
-        if (run_dir / "summary.json").exists():
-            continue
+        if (run_dir / "summary.json").exists() and step_of(group_dir) in \
+                json.loads((run_dir / "summary.json").read_text()).get("eval_steps", []):
+            continue  # evaluated already at the exported step
         if env_id not in evaluators:
             evaluators = {env_id: Evaluator(env_id, min(10, args.episodes))}  # one task's envs at a time
         env = evaluators[env_id].envs[0]
         template = agent_cls.create(m["seed"], env.observation_space.shape[0], env.action_space.shape[0], config)
-        acting_template = {k: template.params[k] for k in agent_cls.ACTING_PARAMS}
-        stacked_template = jax.tree.map(lambda x: jnp.stack([x] * len(members)), acting_template)
-        params, step = load_policies(group_dir / POLICIES, stacked_template)
-        agent = template.replace(params={**template.params, **jax.tree.map(lambda x: x[i], params)})
+        stacked_template = jax.tree.map(lambda x: jnp.stack([x] * len(members)), acting_state(template))
+        state, step = load_policies(group_dir / POLICIES, stacked_template)
+        agent = with_acting_state(template, jax.tree.map(lambda x: x[i], state))
         keys = iter(jax.random.split(jax.random.PRNGKey(m["seed"] * 7919 + step), 100_000))
         t0 = time.time()
         result = evaluators[env_id].run(lambda o: act(agent, jnp.asarray(o), next(keys)), args.episodes,
