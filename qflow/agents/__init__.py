@@ -7,6 +7,7 @@ from qflow.agents.ifql import IFQLAgent, IFQLConfig
 from qflow.agents.iql import IQLAgent, IQLConfig
 from qflow.agents.qflow import QFlowAgent, QFlowConfig
 from qflow.agents.rebrac import ReBRACAgent, ReBRACConfig
+from qflow.agents.sac import SACAgent, SACConfig
 
 AGENTS = {
     "qflow": (QFlowAgent, QFlowConfig),
@@ -16,6 +17,7 @@ AGENTS = {
     "iql": (IQLAgent, IQLConfig),
     "rebrac": (ReBRACAgent, ReBRACConfig),
     "ifql": (IFQLAgent, IFQLConfig),
+    "sac": (SACAgent, SACConfig),  # online RL (no behaviour regularisation): for experts and online baselines
 }
 
 
