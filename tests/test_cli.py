@@ -139,3 +139,12 @@ def test_nan_loss_stops_with_step_and_loss(data_dir, tmp_path, capsys, monkeypat
     err = capsys.readouterr().err.splitlines()[0]
     assert err.startswith("qflow: error: non-finite") and "loss_q" in err and "at step 50" in err
     assert not (tmp_path / "nan" / "summary.json").exists()
+
+
+def test_rebrac_critic_penalty_trains_on_the_datasets_next_actions(data_dir, tmp_path):
+    # alpha_critic > 0 makes ReBRAC's loss read batch["next_actions"] (it raises without them), so this
+    # run finishing means the trainer asked the loader for them and passed them through the batches
+    run = tmp_path / "rebrac"
+    assert main(train_args(data_dir, run, "--agent", "rebrac", "--set", "alpha_critic=0.01", "--steps", "100",
+                           "--eval-every", "100")) == 0
+    assert json.loads((run / "summary.json").read_text())["config"]["alpha_critic"] == 0.01

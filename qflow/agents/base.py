@@ -85,6 +85,11 @@ def build_config(config_cls, preset: str = "paper", env_defaults: dict | None = 
     return config
 
 
+def config_from_record(config_cls, record: dict) -> AgentConfig:
+    """A config back from its ``as_dict()`` as stored in JSON (lists become the tuples they were)."""
+    return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()})
+
+
 def aggregate(q: jnp.ndarray, how: str) -> jnp.ndarray:
     """Reduce the ensemble axis 0: mean or min of the heads."""
     return q.min(0) if how == "min" else q.mean(0)
@@ -113,6 +118,14 @@ def gradient_step(agent, batch):
 def ema(target, params, rate):
     """Polyak averaging of target networks: target <- (1 - rate) * target + rate * params."""
     return jax.tree.map(lambda t, p: (1 - rate) * t + rate * p, target, params)
+
+
+def step_with_target_critic(agent, batch):
+    """``gradient_step`` then EMA of ``target_critic`` toward ``params["critic"]``: the whole update of
+    every agent whose only target network is its critic's."""
+    rng, params, opt_state, info = gradient_step(agent, batch)
+    target = ema(agent.target_critic, params["critic"], agent.config.target_update_rate)
+    return agent.replace(rng=rng, params=params, target_critic=target, opt_state=opt_state), info
 
 
 def acting_state(agent) -> dict:

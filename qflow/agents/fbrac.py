@@ -17,7 +17,7 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import AgentConfig, aggregate, ema, gradient_step, make_optimizer
+from qflow.agents.base import AgentConfig, aggregate, make_optimizer, step_with_target_critic
 from qflow.networks import Critic, VelocityField, euler_sample
 
 ACTION_CLIP = 1.0 - 1e-5  # dataset actions are clipped before flow matching
@@ -115,9 +115,7 @@ class FBRACAgent(flax.struct.PyTreeNode):
 
     # ------------------------------------------------------------------ public API
     def update(self, batch):
-        rng, params, opt_state, info = gradient_step(self, batch)
-        target = ema(self.target_critic, params["critic"], self.config.target_update_rate)
-        return self.replace(rng=rng, params=params, target_critic=target, opt_state=opt_state), info
+        return step_with_target_critic(self, batch)
 
     def sample_actions(self, obs, rng):
         z = jax.random.normal(rng, (*obs.shape[:-1], self.nets["actor"].action_dim))

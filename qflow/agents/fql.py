@@ -16,7 +16,7 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import AgentConfig, aggregate, ema, gradient_step, make_optimizer
+from qflow.agents.base import AgentConfig, aggregate, make_optimizer, step_with_target_critic
 from qflow.networks import MLP, Critic, VelocityField, euler_sample
 
 ACTION_CLIP = 1.0 - 1e-5
@@ -124,9 +124,7 @@ class FQLAgent(flax.struct.PyTreeNode):
         return loss_q + loss_flow + loss_onestep, info
 
     def update(self, batch):
-        rng, params, opt_state, info = gradient_step(self, batch)
-        target = ema(self.target_critic, params["critic"], self.config.target_update_rate)
-        return self.replace(rng=rng, params=params, target_critic=target, opt_state=opt_state), info
+        return step_with_target_critic(self, batch)
 
     def sample_actions(self, obs, rng):
         z = jax.random.normal(rng, (*obs.shape[:-1], self.nets["flow"].action_dim))

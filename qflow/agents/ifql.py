@@ -17,7 +17,7 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import AgentConfig, ema, gradient_step, make_optimizer
+from qflow.agents.base import AgentConfig, make_optimizer, step_with_target_critic
 from qflow.agents.iql import Value, expectile_loss
 from qflow.networks import Critic, VelocityField, euler_sample
 
@@ -105,9 +105,7 @@ class IFQLAgent(flax.struct.PyTreeNode):
         return loss_q + loss_v + loss_flow, info
 
     def update(self, batch):
-        rng, params, opt_state, info = gradient_step(self, batch)
-        target = ema(self.target_critic, params["critic"], self.config.target_update_rate)
-        return self.replace(rng=rng, params=params, target_critic=target, opt_state=opt_state), info
+        return step_with_target_critic(self, batch)
 
     def best_of_n(self, obs, x0):
         """obs (B, obs_dim), x0 (B, N, action_dim) -> (chosen (B, A), candidates (B, N, A), q (B, N))."""

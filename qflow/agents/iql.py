@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import AgentConfig, ema, gradient_step, make_optimizer
+from qflow.agents.base import AgentConfig, make_optimizer, step_with_target_critic
 from qflow.networks import MLP, Critic, Ensemble
 
 ACTION_CLIP = 1.0 - 1e-5  # dataset actions are clipped into the open interval, as for the flow agents
@@ -142,9 +142,7 @@ class IQLAgent(flax.struct.PyTreeNode):
         return loss_q + loss_v + loss_actor, info
 
     def update(self, batch):
-        rng, params, opt_state, info = gradient_step(self, batch)
-        target = ema(self.target_critic, params["critic"], self.config.target_update_rate)
-        return self.replace(rng=rng, params=params, target_critic=target, opt_state=opt_state), info
+        return step_with_target_critic(self, batch)
 
     def sample_actions(self, obs, rng):
         del rng  # deterministic evaluation: the mean action

@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import AgentConfig, ema, gradient_step, make_optimizer
+from qflow.agents.base import AgentConfig, make_optimizer, step_with_target_critic
 from qflow.networks import MLP, Critic
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -115,9 +115,7 @@ class SACAgent(flax.struct.PyTreeNode):
         return loss_q + loss_actor + loss_alpha, info
 
     def update(self, batch):
-        rng, params, opt_state, info = gradient_step(self, batch)
-        target = ema(self.target_critic, params["critic"], self.config.target_update_rate)
-        return self.replace(rng=rng, params=params, target_critic=target, opt_state=opt_state), info
+        return step_with_target_critic(self, batch)
 
     def sample_actions(self, obs, rng):
         mean, log_std = self.nets["actor"].apply(self.params["actor"], obs)

@@ -28,6 +28,12 @@ def next_actions(actions: np.ndarray, terminals: np.ndarray) -> np.ndarray:
     return nxt
 
 
+def data_record(files: DatasetFiles, transitions: int) -> dict:
+    """What a run records about its data: name, origin, size, generation seed, sha256."""
+    return {"dataset": files.name, "origin": files.origin, "episodes": files.episodes, "seed": files.seed,
+            "transitions": int(transitions), "sha256": files.metadata().get("sha256")}
+
+
 def load_single_task(env_id: str, episodes: int | None = None, seed: int = 0, data_dir=None,
                      progress: bool = True, extra: tuple[str, ...] = ()) -> tuple[dict[str, np.ndarray], DatasetFiles]:
     """Training transitions (rewards/masks relabelled for the task) and the files they came from.

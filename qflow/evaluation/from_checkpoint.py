@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from qflow.agents import get_agent
+from qflow.agents.base import config_from_record
 from qflow.data.registry import env_id_for_task
 from qflow.evaluation.evaluate import Evaluator
 from qflow.training import checkpoint
@@ -22,7 +23,7 @@ def load_agent(run_dir: Path):
         raise FileNotFoundError(f"{info_path} not found: is {run_dir} a single-seed run directory of qflow train?")
     info = json.loads(info_path.read_text())
     agent_cls, config_cls = get_agent(info["agent"])
-    config = config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in info["config"].items()})
+    config = config_from_record(config_cls, info["config"])
     env = Evaluator(info["env"], 1).envs[0]
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
     template = agent_cls.create(info["seed"], obs_dim, action_dim, config)

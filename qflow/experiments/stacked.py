@@ -6,7 +6,7 @@ dataset; only rewards and masks differ per task, so those carry the agent axis a
 shared (``make_train_chunk(per_member=...)``). Several agents train in lockstep, one chunk each
 in turn, so a deadline stops them all at the same step.
 
-    # where the accelerator is: train, export each agent's policies (the acting params only)
+    # where the accelerator is: train, export each agent's policies (their acting state only)
     python -m qflow.experiments.stacked train --family puzzle-3x3-play --agents qflow,fql,flow_bc \\
         --tasks 1-5 --seeds 0,1,2 --steps 50000 --preset cpu --out gpu_out
     # anywhere: evaluate the exported policies into run directories `qflow report` reads
@@ -34,13 +34,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from qflow.agents import get_agent
-from qflow.agents.base import acting_state, build_config, with_acting_state
-from qflow.data.loading import load_single_task
+from qflow.agents.base import acting_state, build_config, config_from_record, with_acting_state
+from qflow.data.loading import data_record, load_single_task
 from qflow.data.registry import env_id_for_task
 from qflow.envs import env_defaults
 from qflow.experiments.suite import parse_tasks
 from qflow.training.logs import CSVLog
-from qflow.training.trainer import act, make_train_chunk, stack
+from qflow.training.trainer import act, check_finite, make_train_chunk, stack
 from qflow.utils import atomic_write_json, atomic_writer, package_versions
 
 PER_TASK_KEYS = ("rewards", "masks")
@@ -81,10 +81,6 @@ def load_policies(path: Path, template_state) -> tuple[dict, int]:
     return state["state"], int(state["step"])
 
 
-def step_of(group_dir: Path) -> int:
-    return int(json.loads((group_dir / "group.json").read_text())["step"])
-
-
 def train(args) -> None:
     tasks, seeds = parse_tasks(args.tasks), [int(s) for s in args.seeds.split(",")]
     members = member_list(tasks, seeds)
@@ -104,9 +100,7 @@ def train(args) -> None:
     extra = tuple(sorted({k for c in configs.values() for k in c.extra_data()}))
     started = time.time()
     data, files = load_family(args.family, tasks, members, args.dataset_episodes, args.data_dir, extra)
-    meta = files.metadata()
-    data_info = {"dataset": files.name, "origin": files.origin, "episodes": files.episodes, "seed": files.seed,
-                 "transitions": int(len(data["actions"])), "sha256": meta.get("sha256")}
+    data_info = data_record(files, len(data["actions"]))
     device_data = jax.device_put({k: jnp.asarray(v) for k, v in data.items()})
     obs_dim, action_dim = data["observations"].shape[1], data["actions"].shape[1]
     del data
@@ -143,10 +137,9 @@ def train(args) -> None:
                 g["info"]["compile_seconds"] = round(seconds, 2)
             else:
                 g["info"]["train_seconds"] += seconds
-            bad = [k for k, v in info.items() if k.startswith("loss") and not np.all(np.isfinite(v))]
-            if bad:
-                raise FloatingPointError(f"{g['info']['agent']}: non-finite {', '.join(bad)} at step {step + chunk}")
-            g["last_info"] = info
+            check_finite(info, step + chunk, [g["out"]])
+            g["sums"] = info if "sums" not in g else jax.tree.map(np.add, g["sums"], info)
+            g["count"] = g.get("count", 0) + 1
         step += chunk
         round_seconds = time.time() - t_round
         if step % args.export_every == 0 or step == args.steps:
@@ -166,9 +159,10 @@ def _export(groups, step, started, chunk) -> None:
         info.update(step=step, wall_seconds=round(time.time() - started, 1),
                     updates_per_s=round(timed / info["train_seconds"], 2) if info["train_seconds"] else None)
         info["agent_updates_per_s"] = info["updates_per_s"] and round(info["updates_per_s"] * len(info["members"]), 1)
+        sums, count = g.pop("sums"), g.pop("count")  # losses averaged since the previous export
         for i, m in enumerate(info["members"]):
             row = {"step": step, "task": m["task"], "seed": m["seed"], "wall_time": info["wall_seconds"]}
-            row.update({k: float(v[i]) for k, v in sorted(g["last_info"].items())})
+            row.update({k: float(v[i]) / count for k, v in sorted(sums.items())})
             g["log"].write(row)
         export_policies(g["out"] / POLICIES, g["agents"], step)
         atomic_write_json(g["out"] / "group.json", {**info, "stop": "running"})
@@ -189,27 +183,29 @@ def evaluate(args) -> None:
         raise FileNotFoundError(f"{group_dir}: no policies exported (training stopped at step {group.get('step')}, "
                                 f"{group.get('stop')}); train longer or with a later --deadline")
     agent_cls, config_cls = get_agent(group["agent"])
-    config = config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in group["config"].items()})
+    config = config_from_record(config_cls, group["config"])
     members = group["members"]
     with open(group_dir / "metrics.csv", newline="") as f:  # read only: CSVLog() would trim the file
         metrics = list(csv.DictReader(f))
-    evaluators = {}
+    evaluator = None
+    template = state = step = None
     for i, m in enumerate(members):
         env_id = f"{group['family']}-singletask-task{m['task']}-v0"
         run_dir = Path(args.out) / f"{env_id}__{group['agent']}" / f"seed{m['seed']}"
-        if (run_dir / "summary.json").exists() and step_of(group_dir) in \
+        if (run_dir / "summary.json").exists() and group["step"] in \
                 json.loads((run_dir / "summary.json").read_text()).get("eval_steps", []):
             continue  # evaluated already at the exported step
-        if env_id not in evaluators:
-            evaluators = {env_id: Evaluator(env_id, min(10, args.episodes))}  # one task's envs at a time
-        env = evaluators[env_id].envs[0]
-        template = agent_cls.create(m["seed"], env.observation_space.shape[0], env.action_space.shape[0], config)
-        stacked_template = jax.tree.map(lambda x: jnp.stack([x] * len(members)), acting_state(template))
-        state, step = load_policies(group_dir / POLICIES, stacked_template)
+        if evaluator is None or evaluator.env_id != env_id:  # members are task-major: one task's envs at a time
+            evaluator = Evaluator(env_id, min(10, args.episodes))
+        if template is None:  # one template serves all: only the acting state decides the actions
+            env = evaluator.envs[0]
+            template = agent_cls.create(0, env.observation_space.shape[0], env.action_space.shape[0], config)
+            stacked = jax.tree.map(lambda x: jnp.stack([x] * len(members)), acting_state(template))
+            state, step = load_policies(group_dir / POLICIES, stacked)
         agent = with_acting_state(template, jax.tree.map(lambda x: x[i], state))
         keys = iter(jax.random.split(jax.random.PRNGKey(m["seed"] * 7919 + step), 100_000))
         t0 = time.time()
-        result = evaluators[env_id].run(lambda o: act(agent, jnp.asarray(o), next(keys)), args.episodes,
+        result = evaluator.run(lambda o: act(agent, jnp.asarray(o), next(keys)), args.episodes,
                                         seed=m["seed"] + step)
         run_info = {"env": env_id, "agent": group["agent"], "seed": m["seed"], "steps": step, "preset": group["preset"],
                     "online_steps": 0, "config": group["config"], "eval_episodes": args.episodes,

@@ -145,7 +145,7 @@ class OnlinePhase:
         so the caller's dict stops holding the arrays."""
         from tqdm import tqdm
 
-        from qflow.training.trainer import _check_finite, _make_evaluator, act
+        from qflow.training.trainer import check_finite, _make_evaluator, act
 
         args, run_dir = self.args, self.run_dir
         seed = args.seeds[0]
@@ -263,7 +263,7 @@ class OnlinePhase:
                 carry["sums"] = jax.tree.map(jnp.zeros_like, carry["sums"])
                 means = {k: float(v) / since_log for k, v in sums.items()}
                 since_log = 0
-                _check_finite(means, step, [run_dir])
+                check_finite(means, step, [run_dir])
                 row = {"step": step, "wall_time": round(time.time() - started, 2), **means}
                 metrics_log.write(row)
                 if tb:

@@ -19,7 +19,7 @@ import numpy as np
 
 from qflow.agents import get_agent
 from qflow.agents.base import build_config
-from qflow.data.loading import load_single_task
+from qflow.data.loading import data_record, load_single_task
 from qflow.envs import env_defaults
 from qflow.training import checkpoint
 from qflow.training.logs import CSVLog
@@ -140,13 +140,11 @@ def train(args: TrainArgs) -> list[dict]:
     started = time.time()
     data, files = load_single_task(args.env, args.dataset_episodes, args.dataset_seed, args.data_dir, args.progress,
                                    extra=config.extra_data())
-    meta = files.metadata()
     run_info = {
         "env": args.env, "agent": args.agent, "steps": args.steps, "preset": args.preset,
         "online_steps": args.online_steps, "updates_per_step": args.updates_per_step,
         "config": config.as_dict(), "eval_every": args.eval_every, "eval_episodes": args.eval_episodes,
-        "data": {"dataset": files.name, "origin": files.origin, "episodes": files.episodes,
-                 "seed": files.seed, "transitions": int(len(data["actions"])), "sha256": meta.get("sha256")},
+        "data": data_record(files, len(data["actions"])),
         "versions": package_versions(), "device": jax.devices()[0].device_kind,
     }
     for seed, d in zip(args.seeds, dirs):
@@ -187,7 +185,7 @@ def train(args: TrainArgs) -> list[dict]:
         step += chunk
         bar.update(chunk)
         info = jax.device_get(info)
-        _check_finite(info, step, dirs)
+        check_finite(info, step, dirs)
         sums = info if sums is None else jax.tree.map(np.add, sums, info)
         count += 1
         if step % args.log_every == 0 or step == args.steps:
@@ -244,7 +242,7 @@ def _make_evaluator(args: TrainArgs):
     return Evaluator(args.env, min(args.eval_envs, args.eval_episodes))
 
 
-def _check_finite(info, step, dirs) -> None:
+def check_finite(info, step, dirs) -> None:
     bad = [k for k, v in sorted(info.items()) if k.startswith("loss") and not np.all(np.isfinite(v))]
     if bad:
         where = dirs[0].parent if len(dirs) > 1 else dirs[0]
