@@ -1,4 +1,4 @@
-"""Command line: ``qflow train | eval | data prepare | bench throughput | bench compute | report | toy2d``."""
+"""Command line: ``qflow train | eval | data prepare | expert train | bench throughput | bench compute | report | toy2d``."""
 
 from __future__ import annotations
 
@@ -73,6 +73,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--workers", type=int, default=None, help="generation processes (default: one per core)")
     p.add_argument("--no-download", action="store_true", help="skip OGBench's download attempt")
+
+    p.add_argument("--expert", default=None,
+                   help="antmaze only: the ant expert (DIR/expert.msgpack from `qflow expert train --run-dir DIR`)")
+
+    x = sub.add_parser("expert", help="train the ant expert that antmaze datasets are generated with")
+    xsub = x.add_subparsers(dest="expert_command", required=True)
+    xt = xsub.add_parser("train", help="SAC on online-ant-xy-v0 (OGBench's recipe: 400k env steps); rerun to resume")
+    from qflow.training.expert import ExpertSettings
+
+    xd = ExpertSettings()
+    xt.add_argument("--run-dir", required=True, help="checkpoints, logs and DIR/expert.msgpack")
+    xt.add_argument("--steps", type=int, default=xd.steps, help=f"env steps (default {xd.steps})")
+    xt.add_argument("--random-steps", type=int, default=xd.random_steps, help="uniform random actions first")
+    xt.add_argument("--seed", type=int, default=xd.seed)
+    xt.add_argument("--preset", default=xd.preset, help=f"network sizes (default {xd.preset}: 2x256)")
+    xt.add_argument("--set", dest="overrides", action="append", default=None, metavar="KEY=VALUE",
+                    help=f"SAC config override (default {' '.join(xd.overrides)})")
+    xt.add_argument("--eval-every", type=int, default=xd.eval_every)
+    xt.add_argument("--eval-episodes", type=int, default=xd.eval_episodes)
+    xt.add_argument("--log-every", type=int, default=xd.log_every)
+    xt.add_argument("--checkpoint-every", type=int, default=xd.checkpoint_every)
+    xt.add_argument("--no-progress", action="store_true")
 
     b = sub.add_parser("bench", help="benchmarks that print numbers")
     bsub = b.add_subparsers(dest="bench_command", required=True)
@@ -216,8 +238,24 @@ def cmd_data(a) -> int:
     from qflow.data.prepare import prepare
 
     files = prepare(a.dataset, episodes=a.episodes, seed=a.seed, data_dir=a.data_dir, workers=a.workers,
-                    download=not a.no_download)
+                    download=not a.no_download, expert=a.expert)
     print(f"{files.train}\n{files.val}\norigin: {files.origin}, {files.episodes} training episodes")
+    return 0
+
+
+def cmd_expert(a) -> int:
+    from qflow.training.expert import ExpertSettings, train_expert
+
+    settings = ExpertSettings(
+        steps=a.steps, random_steps=a.random_steps, seed=a.seed, preset=a.preset,
+        overrides=tuple(a.overrides) if a.overrides is not None else ExpertSettings().overrides,
+        eval_every=a.eval_every, eval_episodes=a.eval_episodes, log_every=a.log_every,
+        checkpoint_every=a.checkpoint_every)
+    summary = train_expert(a.run_dir, settings, progress=not a.no_progress)
+    ev, rnd = summary["final_eval"], summary["random_policy_eval"]
+    print(f"[qflow] expert after {summary['env_steps']} env steps: return {ev['return']:.1f} (speed "
+          f"{ev['speed']:.2f} m/s along the commanded direction) vs random policy {rnd['return']:.1f}; "
+          f"{summary['expert']}")
     return 0
 
 
@@ -288,7 +326,7 @@ def cmd_toy2d(a) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data, "bench": cmd_bench, "report": cmd_report,
+    handlers = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data, "expert": cmd_expert, "bench": cmd_bench, "report": cmd_report,
                 "toy2d": cmd_toy2d}
     from qflow.data.prepare import DatasetError
     from qflow.data.registry import UnknownDatasetError

@@ -110,7 +110,7 @@ def test_killed_generation_resumes_from_finished_shards(tmp_path, monkeypatch):
     partial = directory / f".{name}.partial"
     partial.mkdir(parents=True)
     prep.atomic_write_json(partial / "job.json", {"name": name, "seed": 5, "episodes": 3, "shard": 1})
-    prep._make_shard((name, 5, 0, 1, str(partial / "shard-000000.npz")))  # the one shard done before the kill
+    prep._make_shard((name, 5, 0, 1, str(partial / "shard-000000.npz"), None))  # the shard done before the kill
     (partial / ".shard-000001.npz.abc.tmp").write_bytes(b"half")  # a write that was cut off
     resumed = prepare(name, episodes=3, seed=5, data_dir=tmp_path, workers=1, download=False, progress=False)
     assert not partial.exists()
@@ -126,9 +126,12 @@ def test_unknown_names_list_the_supported_ones(tmp_path):
         parse_env_id("cube-single-play-v0")
 
 
-def test_expert_datasets_ask_for_official_files(tmp_path):
-    with pytest.raises(DatasetError, match="antmaze-large-navigate-v0.npz and antmaze-large-navigate-v0-val.npz"):
+def test_expert_datasets_ask_for_an_expert_or_official_files(tmp_path):
+    with pytest.raises(DatasetError, match="qflow expert train") as err:
         prepare("antmaze-large-navigate-v0", data_dir=tmp_path, download=False)
+    assert "antmaze-large-navigate-v0.npz and antmaze-large-navigate-v0-val.npz" in str(err.value)
+    with pytest.raises(DatasetError, match="humanoidmaze-medium-navigate-v0.npz and"):
+        prepare("humanoidmaze-medium-navigate-v0", data_dir=tmp_path, download=False)
 
 
 def test_next_actions_follow_the_episode_and_stop_at_its_end():

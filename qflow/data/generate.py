@@ -109,15 +109,23 @@ class _ManipspaceCollector:
         return not (too_right or lost_left)
 
 
-class _PointmazeCollector:
-    """Navigate data: random start cell, goals in vertex cells, oracle subgoal direction plus noise."""
+class _MazeNavigateCollector:
+    """Navigate data: random start cell, goals in vertex cells, new goal whenever reached.
 
-    def __init__(self, recipe: Recipe):
+    The low-level action follows the direction to the maze oracle's subgoal: for the point mass it is
+    that direction itself; for the ant it is the expert's deterministic action on the ant's state
+    without its xy plus that direction (what the expert saw in ``online-ant-xy-v0``). Then Gaussian
+    noise (``recipe.noise``), clipped to [-1, 1]."""
+
+    def __init__(self, recipe: Recipe, expert=None):
         import gymnasium
 
         import ogbench.locomaze  # noqa: F401
 
-        self.recipe = recipe
+        if recipe.kind == "antmaze" and expert is None:
+            raise ValueError(f"{recipe.env_name} data needs the ant expert (pass --expert)")
+        self.recipe, self.expert = recipe, expert
+        self._subgoals = {}  # (cell, goal cell) -> oracle subgoal xy
         self.env = gymnasium.make(recipe.env_name, terminate_at_goal=False, max_episode_steps=recipe.episode_rows)
         maze = self.env.unwrapped.maze_map
         self.free_cells, self.vertex_cells = [], []
@@ -131,22 +139,38 @@ class _PointmazeCollector:
                 if not (vertical_corridor or horizontal_corridor):
                     self.vertex_cells.append((i, j))
 
+    def _subgoal_direction(self) -> np.ndarray:
+        """Unit vector to the oracle's subgoal. The oracle (a BFS over the maze in Python, every step)
+        depends only on the current and goal cells, so its answers are memoised: same values, faster."""
+        env = self.env.unwrapped
+        xy = env.get_xy()
+        key = (env.xy_to_ij(xy), env.xy_to_ij(env.cur_goal_xy))
+        if key not in self._subgoals:
+            self._subgoals[key] = env.get_oracle_subgoal(xy, env.cur_goal_xy)[0]
+        direction = self._subgoals[key] - xy
+        return direction / (np.linalg.norm(direction) + 1e-6)
+
+    def _base_action(self, direction: np.ndarray) -> np.ndarray:
+        if self.expert is None:
+            return direction
+        states = self.env.unwrapped.get_ob(ob_type="states")
+        return self.expert.act(np.concatenate([states[2:], direction])[None])[0]
+
     def episode(self, seed: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
         np.random.seed(seed % 2**32)  # the maze's reset draws start noise from NumPy's global generator
         self.env.action_space.seed(seed)  # ... and takes a few random settling actions
         env = self.env.unwrapped
+        action_dim = self.env.action_space.shape[0]
         start = self.free_cells[rng.integers(len(self.free_cells))]
         goal = self.vertex_cells[rng.integers(len(self.vertex_cells))]
         ob, _ = self.env.reset(seed=seed, options=dict(task_info=dict(init_ij=start, goal_ij=goal)))
         rows = {k: [] for k in ROW_DTYPES if k != "button_states"}
         done = False
         while not done:
-            xy = env.get_xy()
-            subgoal, _ = env.get_oracle_subgoal(xy, env.cur_goal_xy)
-            direction = subgoal - xy
-            direction = direction / (np.linalg.norm(direction) + 1e-6)
-            action = np.clip(direction + rng.normal(0.0, self.recipe.noise, size=2), -1, 1)
+            direction = self._subgoal_direction()
+            noise = rng.normal(0.0, self.recipe.noise, size=action_dim)
+            action = np.clip(self._base_action(direction) + noise, -1, 1)
             next_ob, _, terminated, truncated, info = self.env.step(action)
             done = terminated or truncated
             if info["success"]:
@@ -160,12 +184,13 @@ class _PointmazeCollector:
         return {k: np.asarray(v, dtype=ROW_DTYPES[k]) for k, v in rows.items()}
 
 
-def make_collector(recipe: Recipe):
+def make_collector(recipe: Recipe, expert=None):
+    """The collector for ``recipe``; ``expert`` (a ``qflow.training.expert.Expert``) drives the ant."""
     from qflow.utils import quiet_env_warnings
 
     quiet_env_warnings()
     if recipe.kind == "manipspace":
         return _ManipspaceCollector(recipe)
-    if recipe.kind == "pointmaze":
-        return _PointmazeCollector(recipe)
+    if recipe.kind in ("pointmaze", "antmaze"):
+        return _MazeNavigateCollector(recipe, expert)
     raise ValueError(f"unknown recipe kind {recipe.kind!r}")

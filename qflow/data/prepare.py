@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from qflow.data.generate import episode_seed, make_collector
-from qflow.data.registry import OFFICIAL_ONLY_PREFIXES, REGENERABLE, check_dataset_name
+from qflow.data.registry import EXPERT_KINDS, OFFICIAL_ONLY_PREFIXES, REGENERABLE, check_dataset_name
 from qflow.utils import atomic_write_json, atomic_writer, package_versions
 
 SHARD_EPISODES = 10
@@ -147,6 +147,7 @@ def prepare(
     workers: int | None = None,
     download: bool = True,
     progress: bool = True,
+    expert: Path | str | None = None,
 ) -> DatasetFiles:
     """Return the dataset's files, producing them if needed (official > download > regenerate)."""
     check_dataset_name(name)
@@ -171,7 +172,19 @@ def prepare(
         _write_metadata(files, {"source": "ogbench.download_datasets"})
         return files
 
-    if name.startswith(OFFICIAL_ONLY_PREFIXES):
+    recipe = REGENERABLE.get(name)
+    expert_model = None
+    if recipe is not None and recipe.kind in EXPERT_KINDS:
+        if expert is None:
+            raise DatasetError(
+                f"{name} is regenerated with a trained ant expert: run `qflow expert train --run-dir "
+                f"runs/experts/ant-xy-seed0`, then `qflow data prepare {name} --expert "
+                f"runs/experts/ant-xy-seed0/expert.msgpack`; or place the official files {name}.npz and "
+                f"{name}-val.npz in {root} (or pass --data-dir / set QFLOW_DATA_DIR).")
+        from qflow.training.expert import Expert
+
+        expert_model = Expert(expert)
+    elif name.startswith(OFFICIAL_ONLY_PREFIXES):
         raise DatasetError(
             f"{name} cannot be regenerated here (it needs a trained expert policy). Place the official files "
             f"{name}.npz and {name}-val.npz in {root} (or pass --data-dir / set QFLOW_DATA_DIR)."
@@ -181,8 +194,9 @@ def prepare(
             raise DatasetError(f"{path} exists but its partner file does not. Move it away and run: {fix}")
 
     files = dataclasses.replace(files, origin="regenerated", seed=seed)
-    _regenerate(files, partial, workers=workers, progress=progress)
-    _write_metadata(files, {"recipe": REGENERABLE[name].as_dict(), "shard_episodes": SHARD_EPISODES})
+    _regenerate(files, partial, workers=workers, progress=progress, expert=expert_model)
+    extra = {"expert": expert_model.record()} if expert_model else {}
+    _write_metadata(files, {"recipe": recipe.as_dict(), "shard_episodes": SHARD_EPISODES, **extra})
     shutil.rmtree(partial)  # last: until here a rerun resumes from the shards
     return files
 
@@ -218,12 +232,18 @@ def _init_worker(counter) -> None:
     global _COUNTER
     _COUNTER = counter
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")  # the expert's tiny MLP: one thread
 
 
 def _make_shard(args) -> str:
     """Generate episodes [start, stop) and write them atomically as one shard file."""
-    name, seed, start, stop, out = args
-    collector = make_collector(REGENERABLE[name])
+    name, seed, start, stop, out, expert_path = args
+    expert = None
+    if expert_path:
+        from qflow.training.expert import Expert
+
+        expert = Expert(expert_path)
+    collector = make_collector(REGENERABLE[name], expert)
     episodes = []
     for index in range(start, stop):
         episodes.append(collector.episode(episode_seed(seed, index)))
@@ -236,14 +256,15 @@ def _make_shard(args) -> str:
     return out
 
 
-def _regenerate(files: DatasetFiles, partial: Path, workers: int | None, progress: bool) -> None:
+def _regenerate(files: DatasetFiles, partial: Path, workers: int | None, progress: bool, expert=None) -> None:
     from tqdm import tqdm
 
     recipe = REGENERABLE[files.name]
     n_train, n_val = files.episodes, val_episodes(files.episodes)
     total_episodes = n_train + n_val
     partial.mkdir(parents=True, exist_ok=True)
-    stamp = {"name": files.name, "seed": files.seed, "episodes": files.episodes, "shard": SHARD_EPISODES}
+    stamp = {"name": files.name, "seed": files.seed, "episodes": files.episodes, "shard": SHARD_EPISODES,
+             **({"expert_sha256": expert.sha256} if expert else {})}  # shards of another expert never mix
     stamp_path = partial / "job.json"
     if stamp_path.exists() and json.loads(stamp_path.read_text()) != stamp:
         raise DatasetError(f"{partial} holds shards of a different job; move it away and rerun")
@@ -256,7 +277,7 @@ def _regenerate(files: DatasetFiles, partial: Path, workers: int | None, progres
         if out.exists():
             done_rows += (stop - start) * recipe.episode_rows
         else:
-            jobs.append((files.name, files.seed, start, stop, str(out)))
+            jobs.append((files.name, files.seed, start, stop, str(out), str(expert.path) if expert else None))
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
     total_rows = total_episodes * recipe.episode_rows
 

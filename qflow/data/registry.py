@@ -15,11 +15,11 @@ import re
 class Recipe:
     """OGBench's published generation recipe for one dataset (see shared docs, OGBENCH.md)."""
 
-    kind: str  # "manipspace" (plan oracles) or "pointmaze" (maze oracle subgoal direction)
+    kind: str  # "manipspace" (plan oracles), "pointmaze" (maze oracle subgoal direction) or "antmaze" (+ ant expert)
     env_name: str  # goal-conditioned gymnasium id the generator drives, e.g. "cube-single-v0"
     episodes: int  # official number of training episodes (validation adds 10 %)
     episode_rows: int  # rows stored per episode (max_episode_steps of the generator)
-    noise: float  # manipspace: plan noise; pointmaze: std of Gaussian action noise
+    noise: float  # manipspace: plan noise; mazes: std of Gaussian action noise
     noise_smoothing: float = 0.0  # manipspace only: temporal smoothing of the plan noise
 
     def as_dict(self) -> dict:
@@ -34,6 +34,10 @@ def _pointmaze(env_name: str, episodes: int = 1000, rows: int = 1001) -> Recipe:
     return Recipe("pointmaze", env_name, episodes=episodes, episode_rows=rows, noise=0.5)
 
 
+def _antmaze(env_name: str, episodes: int = 1000, rows: int = 1001) -> Recipe:
+    return Recipe("antmaze", env_name, episodes=episodes, episode_rows=rows, noise=0.2)
+
+
 REGENERABLE: dict[str, Recipe] = {
     "cube-single-play-v0": _manip("cube-single-v0"),
     "cube-double-play-v0": _manip("cube-double-v0"),
@@ -43,10 +47,15 @@ REGENERABLE: dict[str, Recipe] = {
     "pointmaze-medium-navigate-v0": _pointmaze("pointmaze-medium-v0"),
     "pointmaze-large-navigate-v0": _pointmaze("pointmaze-large-v0"),
     "pointmaze-giant-navigate-v0": _pointmaze("pointmaze-giant-v0", episodes=500, rows=2001),
+    # need a trained ant expert (`qflow expert train`, then `qflow data prepare ... --expert`)
+    "antmaze-medium-navigate-v0": _antmaze("antmaze-medium-v0"),
+    "antmaze-large-navigate-v0": _antmaze("antmaze-large-v0"),
+    "antmaze-giant-navigate-v0": _antmaze("antmaze-giant-v0", episodes=500, rows=2001),
 }
 
-# Datasets whose generation needs a trained expert: loadable from official files only (for now).
-OFFICIAL_ONLY_PREFIXES = ("antmaze-", "humanoidmaze-", "antsoccer-")
+# Generation needs an expert we do not train (days on a CPU): loadable from official files only.
+OFFICIAL_ONLY_PREFIXES = ("humanoidmaze-", "antsoccer-")
+EXPERT_KINDS = ("antmaze",)  # recipes whose generation needs --expert
 
 _SINGLETASK = re.compile(r"^(?P<base>.+)-singletask(?:-task(?P<task>[1-5]))?-(?P<version>v\d+)$")
 
@@ -63,11 +72,11 @@ def check_dataset_name(name: str) -> str:
     """Return ``name`` if it is a dataset we can load or regenerate, else raise a helpful error."""
     if name in REGENERABLE:
         return name
-    if name.startswith(OFFICIAL_ONLY_PREFIXES) and name.endswith("-v0") and "singletask" not in name:
+    if name.startswith(OFFICIAL_ONLY_PREFIXES + ("antmaze-",)) and name.endswith("-v0") and "singletask" not in name:
         return name
     raise UnknownDatasetError(
-        f"unknown dataset '{name}'. Regenerable datasets: {supported_names()}; antmaze-*, humanoidmaze-* "
-        "and antsoccer-* datasets load from official files only."
+        f"unknown dataset '{name}'. Regenerable datasets: {supported_names()} (antmaze with a trained ant "
+        "expert); other antmaze-*, humanoidmaze-* and antsoccer-* datasets load from official files only."
     )
 
 
