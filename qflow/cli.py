@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expert", default=None,
                    help="antmaze only: the ant expert (DIR/expert.msgpack from `qflow expert train --run-dir DIR`)")
 
+    q = dsub.add_parser("inspect", help="navigate datasets: per-task goal-reaching fraction and an xy coverage plot")
+    q.add_argument("dataset", help="e.g. antmaze-large-navigate-v0")
+    q.add_argument("--episodes", type=int, default=None, help="training episodes (default: official size)")
+    q.add_argument("--data-dir", default=None)
+    q.add_argument("--out", required=True, help="writes OUT/DATASET.json and OUT/DATASET_xy.png")
+
     x = sub.add_parser("expert", help="train the ant expert that antmaze datasets are generated with")
     xsub = x.add_subparsers(dest="expert_command", required=True)
     xt = xsub.add_parser("train", help="SAC on online-ant-xy-v0 (OGBench's recipe: 400k env steps); rerun to resume")
@@ -236,6 +242,15 @@ def cmd_eval(a) -> int:
 
 def cmd_data(a) -> int:
     from qflow.data.prepare import prepare
+
+    if a.data_command == "inspect":
+        from qflow.data.inspect import inspect_dataset
+
+        stats = inspect_dataset(a.dataset, a.out, a.episodes, a.data_dir)
+        tasks = ", ".join(f"{k} {v['success_fraction']:.2%}" for k, v in stats["tasks"].items())
+        print(f"[qflow] {a.dataset}: {stats['rows']:,} rows; rows at each task's goal: {tasks}; free cells visited "
+              f"{stats['free_cells_visited']:.0%}; mean speed {stats['mean_speed_per_s']:.2f}/s -> {a.out}")
+        return 0
 
     files = prepare(a.dataset, episodes=a.episodes, seed=a.seed, data_dir=a.data_dir, workers=a.workers,
                     download=not a.no_download, expert=a.expert)

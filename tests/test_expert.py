@@ -93,3 +93,10 @@ def test_antmaze_generation_with_an_untrained_expert_loads_through_ogbench(tmp_p
     assert np.all(np.abs(train["actions"]) <= 1)
     # noise 0.2 around a near-zero untrained expert: clipped Gaussian actions with about that spread
     assert 0.15 < train["actions"].std() < 0.25
+
+    from qflow.data.inspect import inspect_dataset
+
+    stats = inspect_dataset("antmaze-large-navigate-v0", tmp_path / "inspect", episodes=2, data_dir=tmp_path / "data")
+    assert stats["rows"] == 2002 and sorted(stats["tasks"]) == [f"task{i}" for i in range(1, 6)]
+    assert all(0 <= t["success_fraction"] <= 1 for t in stats["tasks"].values()) and stats["free_cells_visited"] > 0
+    assert (tmp_path / "inspect" / "antmaze-large-navigate-v0_xy.png").stat().st_size > 10_000

@@ -194,8 +194,11 @@ def prepare(
             raise DatasetError(f"{path} exists but its partner file does not. Move it away and run: {fix}")
 
     files = dataclasses.replace(files, origin="regenerated", seed=seed)
+    started = time.time()
     _regenerate(files, partial, workers=workers, progress=progress, expert=expert_model)
-    extra = {"expert": expert_model.record()} if expert_model else {}
+    # wall time of this call (a resumed generation counts only its own part) and its workers
+    extra = {"generation": {"seconds_this_call": round(time.time() - started, 1), "workers": workers or os.cpu_count()},
+             **({"expert": expert_model.record()} if expert_model else {})}
     _write_metadata(files, {"recipe": recipe.as_dict(), "shard_episodes": SHARD_EPISODES, **extra})
     shutil.rmtree(partial)  # last: until here a rerun resumes from the shards
     return files
