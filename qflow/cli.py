@@ -341,8 +341,8 @@ def cmd_toy2d(a) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data, "expert": cmd_expert, "bench": cmd_bench, "report": cmd_report,
-                "toy2d": cmd_toy2d}
+    handlers = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data, "expert": cmd_expert, "bench": cmd_bench,
+                "report": cmd_report, "toy2d": cmd_toy2d}
     from qflow.data.prepare import DatasetError
     from qflow.data.registry import UnknownDatasetError
     from qflow.training.checkpoint import CheckpointError

@@ -130,8 +130,9 @@ def test_expert_datasets_ask_for_an_expert_or_official_files(tmp_path):
     with pytest.raises(DatasetError, match="qflow expert train") as err:
         prepare("antmaze-large-navigate-v0", data_dir=tmp_path, download=False)
     assert "antmaze-large-navigate-v0.npz and antmaze-large-navigate-v0-val.npz" in str(err.value)
-    with pytest.raises(DatasetError, match="humanoidmaze-medium-navigate-v0.npz and"):
-        prepare("humanoidmaze-medium-navigate-v0", data_dir=tmp_path, download=False)
+    for name in ("humanoidmaze-medium-navigate-v0", "antmaze-large-stitch-v0"):  # no recipe: official files only
+        with pytest.raises(DatasetError, match=f"{name}.npz and {name}-val.npz"):
+            prepare(name, data_dir=tmp_path, download=False)
 
 
 def test_next_actions_follow_the_episode_and_stop_at_its_end():

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from qflow.data.generate import episode_seed, make_collector
-from qflow.data.registry import EXPERT_KINDS, OFFICIAL_ONLY_PREFIXES, REGENERABLE, check_dataset_name
+from qflow.data.registry import EXPERT_KINDS, REGENERABLE, check_dataset_name
 from qflow.utils import atomic_write_json, atomic_writer, package_versions
 
 SHARD_EPISODES = 10
@@ -184,7 +184,7 @@ def prepare(
         from qflow.training.expert import Expert
 
         expert_model = Expert(expert)
-    elif name.startswith(OFFICIAL_ONLY_PREFIXES):
+    elif recipe is None:  # humanoidmaze, antsoccer, antmaze stitch/explore: no recipe here
         raise DatasetError(
             f"{name} cannot be regenerated here (it needs a trained expert policy). Place the official files "
             f"{name}.npz and {name}-val.npz in {root} (or pass --data-dir / set QFLOW_DATA_DIR)."

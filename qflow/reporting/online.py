@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import warnings
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from qflow.reporting.report import _interval
 from qflow.utils import atomic_writer
 
 REPS = 2_000
@@ -57,14 +57,9 @@ def read_run(run_dir: Path) -> dict | None:
 
 
 def _mean_ci(values) -> tuple[float, float, float]:
-    from rliable import library as rly, metrics
-
-    scores = np.asarray(values, np.float64)[:, None]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        points, cis = rly.get_interval_estimates({"x": scores}, lambda x: np.array([metrics.aggregate_mean(x)]),
-                                                 reps=REPS, random_state=np.random.RandomState(0))
-    return float(points["x"][0]), float(cis["x"][0, 0]), float(cis["x"][1, 0])
+    """Mean over runs and its 95 % interval, by the same rliable bootstrap as ``qflow report``."""
+    points, cis = _interval(np.asarray(values, np.float64)[:, None], REPS)
+    return float(points[0]), float(cis[0, 0]), float(cis[1, 0])
 
 
 def before_after(run_dirs) -> tuple[list[dict], str]:

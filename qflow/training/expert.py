@@ -8,8 +8,8 @@ generator later feeds the same 29-d observation (ant state without xy, plus the 
 maze oracle's subgoal) and takes the expert's deterministic action.
 
 ``qflow expert train --run-dir DIR`` runs SAC for ``--steps`` env steps (OGBench: 400k): uniform random
-actions for the first ``--random-steps``, then one SAC update per env step in one jitted, donated
-call (``qflow.training.online.make_online_step``: insert, update, next stochastic action). Time-limit
+actions for the first ``--random-steps``, then one SAC update per env step through the online
+fine-tuning step (``qflow.training.online.make_online_step``: insert, update, next stochastic action). Time-limit
 truncations bootstrap (mask 1); only a fall (terminated) cuts the bootstrap.
 
 Files in DIR: ``metrics.csv`` (losses, every --log-every steps), ``episodes.csv`` (one row per

@@ -64,7 +64,7 @@ def make_online_step(obs_dim: int, action_dim: int, updates_per_step: int, batch
     carry = {"agent", "buffer", "sums" (metric sums since the last log), "rng" (action and batch noise)};
     packed = [obs, action, reward, next_obs, mask, obs_to_act_on] as one float32 vector.
     The buffer is written and sampled in its own call: in one program with the update, XLA copied the
-    whole donated buffer every step (93 ms instead of 30 ms per step at 400k rows, measured)."""
+    whole donated buffer every step (93 ms instead of 23 ms per SAC step at 400k rows, measured)."""
 
     def store_and_sample(buffer, packed, rng):
         buffer = buffer.insert(unpack_transition(packed, obs_dim, action_dim))
