@@ -93,21 +93,36 @@ def test_family_data_stacks_each_tasks_rewards(data_dir):
 def test_train_export_evaluate_report(data_dir, tmp_path):
     out, runs = tmp_path / "gpu", tmp_path / "runs"
     base = ["train", "--family", FAMILY, "--agents", "qflow,flow_bc", "--tasks", "1-2", "--seeds", "0",
-            "--dataset-episodes", "3", "--data-dir", str(data_dir), "--chunk", "50", "--export-every", "50"]
-    assert stacked.main([*base, "--steps", "100", "--out", str(out), *SMALL]) == 0
+            "--dataset-episodes", "3", "--data-dir", str(data_dir), "--chunk", "25", "--export-every", "50"]
+    assert stacked.main([*base, "--steps", "100", "--log-every", "25", "--out", str(out), *SMALL]) == 0
     for name in ("qflow", "flow_bc"):
         group = out / f"{FAMILY}__{name}"
         info = json.loads((group / "group.json").read_text())
         assert info["step"] == 100 and info["stop"] == "steps reached" and len(info["members"]) == 2
         with open(group / "metrics.csv", newline="") as f:
-            steps = [(int(r["step"]), int(r["task"])) for r in csv.DictReader(f)]
-        assert steps == [(50, 1), (50, 2), (100, 1), (100, 2)]
+            rows = list(csv.DictReader(f))
+        assert [(int(r["step"]), int(r["task"])) for r in rows] == [(s, t) for s in (25, 50, 75, 100) for t in (1, 2)]
+        assert ("diag_v_explained_var" in rows[0]) == (name == "qflow")  # flow BC has no critic to judge by
+        assert stacked.kept_exports(group) == [50, 100]
         assert stacked.main(["evaluate", str(group), "--episodes", "2", "--out", str(runs)]) == 0
     found, notes = find_runs([runs], metric="success")
     assert sorted((r.agent, r.task, r.steps) for r in found) == [
         ("flow_bc", "1", 100), ("flow_bc", "2", 100), ("qflow", "1", 100), ("qflow", "2", 100)]
     summary = json.loads((runs / f"{FAMILY}-singletask-task2-v0__qflow" / "seed0" / "summary.json").read_text())
     assert summary["eval_steps"] == [100] and 0 <= summary["success"] <= 1 and summary["data"]["episodes"] == 3
+
+    # --all-exports adds the evaluations it lacks (step 50) and keeps the one it has (step 100)
+    qflow_group = out / f"{FAMILY}__qflow"
+    for _ in range(2):  # the second call finds nothing left to do
+        assert stacked.main(["evaluate", str(qflow_group), "--episodes", "2", "--all-exports", "--out", str(runs)]) == 0
+    for task in (1, 2):
+        run = runs / f"{FAMILY}-singletask-task{task}-v0__qflow" / "seed0"
+        with open(run / "eval.csv", newline="") as f:
+            evals = list(csv.DictReader(f))
+        assert [int(r["step"]) for r in evals] == [50, 100]
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["eval_steps"] == [50, 100] and summary["steps"] == 100
+        assert summary["success_last3"] == pytest.approx(np.mean([float(r["success"]) for r in evals]))
 
     # a deadline already past stops every agent before its first update, and evaluation says so
     late = tmp_path / "late"

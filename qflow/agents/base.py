@@ -86,8 +86,14 @@ def build_config(config_cls, preset: str = "paper", env_defaults: dict | None = 
 
 
 def config_from_record(config_cls, record: dict) -> AgentConfig:
-    """A config back from its ``as_dict()`` as stored in JSON (lists become the tuples they were)."""
-    return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()})
+    """A config back from its ``as_dict()`` as stored in JSON (lists become the tuples they were).
+
+    A key the record lacks because it was written before the key existed takes the value such runs
+    used (``legacy_defaults``), never today's default: an old run is never relabelled as a new one.
+    """
+    legacy = config_cls.legacy_defaults() if hasattr(config_cls, "legacy_defaults") else {}
+    values = {**legacy, **record}
+    return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def aggregate(q: jnp.ndarray, how: str) -> jnp.ndarray:
@@ -126,6 +132,21 @@ def step_with_target_critic(agent, batch):
     rng, params, opt_state, info = gradient_step(agent, batch)
     target = ema(agent.target_critic, params["critic"], agent.config.target_update_rate)
     return agent.replace(rng=rng, params=params, target_critic=target, opt_state=opt_state), info
+
+
+def policy_diagnostics(agent, batch, rng) -> dict:
+    """What the acting policy gains over the data, judged by the target critic (mean over heads).
+
+    diag_policy_improvement  mean Qbar(s, pi(s)) - Qbar(s, a_data), pi = ``sample_actions``;
+    diag_action_distance     mean ||pi(s) - a_data||.
+    """
+    obs, data_actions = batch["observations"], jnp.clip(batch["actions"], -1.0, 1.0)
+    pi = agent.sample_actions(obs, rng)
+    q_target = lambda a: agent.nets["critic"].apply(agent.target_critic, obs, a).mean(0)  # noqa: E731
+    return {
+        "diag_policy_improvement": jnp.mean(q_target(pi) - q_target(data_actions)),
+        "diag_action_distance": jnp.mean(jnp.linalg.norm(pi - data_actions, axis=-1)),
+    }
 
 
 def acting_state(agent) -> dict:

@@ -17,7 +17,7 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import AgentConfig, aggregate, make_optimizer, step_with_target_critic
+from qflow.agents.base import AgentConfig, aggregate, make_optimizer, policy_diagnostics, step_with_target_critic
 from qflow.networks import Critic, VelocityField, euler_sample
 
 ACTION_CLIP = 1.0 - 1e-5  # dataset actions are clipped before flow matching
@@ -116,6 +116,10 @@ class FBRACAgent(flax.struct.PyTreeNode):
     # ------------------------------------------------------------------ public API
     def update(self, batch):
         return step_with_target_critic(self, batch)
+
+    def diagnostics(self, batch, rng):
+        """Policy improvement and distance from the data (base.policy_diagnostics), once per chunk."""
+        return policy_diagnostics(self, batch, rng)
 
     def sample_actions(self, obs, rng):
         z = jax.random.normal(rng, (*obs.shape[:-1], self.nets["actor"].action_dim))

@@ -16,7 +16,7 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import AgentConfig, aggregate, make_optimizer, step_with_target_critic
+from qflow.agents.base import AgentConfig, aggregate, make_optimizer, policy_diagnostics, step_with_target_critic
 from qflow.networks import MLP, Critic, VelocityField, euler_sample
 
 ACTION_CLIP = 1.0 - 1e-5
@@ -125,6 +125,10 @@ class FQLAgent(flax.struct.PyTreeNode):
 
     def update(self, batch):
         return step_with_target_critic(self, batch)
+
+    def diagnostics(self, batch, rng):
+        """Policy improvement and distance from the data (base.policy_diagnostics), once per chunk."""
+        return policy_diagnostics(self, batch, rng)
 
     def sample_actions(self, obs, rng):
         z = jax.random.normal(rng, (*obs.shape[:-1], self.nets["flow"].action_dim))

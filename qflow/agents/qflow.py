@@ -12,16 +12,20 @@ only its own network's parameters (the others enter through stop_gradient).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import flax
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import AgentConfig, aggregate, make_optimizer, step_with_target_critic
+from qflow.agents.base import AgentConfig, aggregate, make_optimizer, policy_diagnostics, step_with_target_critic
 from qflow.networks import Critic, FlowValue, VelocityField, euler_sample
 
 ACTION_CLIP = 1.0 - 1e-5  # dataset actions are clipped before flow matching
+# V's time features: angle = scale * f * tau. "f_tau" is METHOD.md and the authors' code; "2pi_f_tau"
+# is what this project used until 2026-11-30 (kept so those runs can be reloaded and re-run).
+TIME_FEATURE_SCALES = {"f_tau": 1.0, "2pi_f_tau": 2.0 * math.pi}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +34,7 @@ class QFlowConfig(AgentConfig):
     flow_steps: int = 10  # K: Euler steps for acting, for the TD target action and for Psi
     q_agg: str = "mean"  # how target-critic heads (and V heads in L_V) are aggregated: "mean" or "min"
     time_embed_dim: int = 64  # Fourier features of tau fed to V (log-spaced frequencies 1..256)
+    time_features: str = "f_tau"  # sin/cos(f tau) ("f_tau", METHOD.md) or sin/cos(2 pi f tau) ("2pi_f_tau", old runs)
     stratify_tau: bool = True  # sample tau per step bucket so Psi runs only the steps each row needs
 
     def validate(self) -> None:
@@ -42,6 +47,13 @@ class QFlowConfig(AgentConfig):
             raise ValueError(f"q_agg must be 'mean' or 'min', got {self.q_agg!r}")
         if self.time_embed_dim < 2 or self.time_embed_dim % 2:
             raise ValueError(f"time_embed_dim must be an even number >= 2, got {self.time_embed_dim}")
+        if self.time_features not in TIME_FEATURE_SCALES:
+            raise ValueError(f"time_features must be one of {sorted(TIME_FEATURE_SCALES)}, got {self.time_features!r}")
+
+    @classmethod
+    def legacy_defaults(cls) -> dict:
+        """Values of keys that records written before the key existed ran with (see config_from_record)."""
+        return {"time_features": "2pi_f_tau"}
 
 
 def bucket_sizes(batch: int, steps: int) -> list[int]:
@@ -107,7 +119,8 @@ class QFlowAgent(flax.struct.PyTreeNode):
         nets = {
             "actor": VelocityField(config.actor_dims, action_dim),
             "critic": Critic(config.critic_dims),
-            "value": FlowValue(config.critic_dims, config.time_embed_dim),
+            "value": FlowValue(config.critic_dims, config.time_embed_dim,
+                               time_scale=TIME_FEATURE_SCALES[config.time_features]),
         }
         rng, k_actor, k_critic, k_value = jax.random.split(jax.random.PRNGKey(seed), 4)
         obs, act, t = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim)), jnp.zeros((1,))
@@ -169,9 +182,34 @@ class QFlowAgent(flax.struct.PyTreeNode):
         info = {
             "loss_q": loss_q, "loss_v": loss_v, "loss_pi": loss_pi,
             "q_mean": q.mean(), "v_mean": v.mean(), "grad_v_norm": jnp.linalg.norm(grad_v, axis=-1).mean(),
+            # per-row arrays (dropped from logs by gradient_step; read by tests and diagnostics)
             "td_target": td_target, "v_target": v_target, "velocity_target": velocity_target,
+            "v": v, "grad_v": grad_v, "bc_velocity": actions - x0, "weight": weight,
         }
         return loss_q + loss_v + loss_pi, info
+
+    def diagnostics(self, batch, rng):
+        """How the guidance is doing, on one batch (logged once per training chunk, not per update).
+
+        diag_v_explained_var   1 - Var_w(v_target - V) / Var_w(v_target): V's fit to its target;
+        diag_guidance_norm     mean ||grad_x V|| / lambda: the value term of the velocity target;
+        diag_bc_velocity_norm  mean ||a - x0||: the behaviour-cloning term it is added to;
+        plus the policy diagnostics every actor-critic agent logs (base.policy_diagnostics).
+        Means over rows carry the stratification weights, like L_V and L_pi.
+        """
+        k_noise, k_pi = jax.random.split(rng)
+        _, info = self.losses(self.params, batch, self.draw_noise(k_noise, *batch["actions"].shape))
+        w = info["weight"] / info["weight"].sum()
+        wmean = lambda x: jnp.sum(w * x)  # noqa: E731
+        err = info["v_target"] - info["v"]
+        target_var = wmean((info["v_target"] - wmean(info["v_target"])) ** 2)
+        residual_var = wmean((err - wmean(err)) ** 2)
+        return {
+            "diag_v_explained_var": 1.0 - residual_var / jnp.maximum(target_var, 1e-12),
+            "diag_guidance_norm": wmean(jnp.linalg.norm(info["grad_v"], axis=-1)) / self.config.guidance_lambda,
+            "diag_bc_velocity_norm": wmean(jnp.linalg.norm(info["bc_velocity"], axis=-1)),
+            **policy_diagnostics(self, batch, k_pi),
+        }
 
     # ------------------------------------------------------------------ public API
     def update(self, batch):

@@ -14,9 +14,11 @@ in turn, so a deadline stops them all at the same step.
         --out results/runs/h2h
 
 Training writes per agent ``FAMILY__AGENT/``: ``group.json`` (members, config, data, versions,
-device, throughput, steps reached), ``metrics.csv`` (losses per member) and ``policies.msgpack``
-(flax msgpack, written atomically at every export). Evaluation writes ``ENV__AGENT/seedS/`` with
-run.json, metrics.csv, eval.csv and summary.json, the layout of ``qflow.experiments.suite``.
+device, throughput, steps reached), ``metrics.csv`` (losses and diagnostics per member, every
+``--log-every`` steps), ``policies.msgpack`` (the latest export, flax msgpack, written atomically)
+and ``exports/step_NNNNNNN.msgpack`` (every export, for learning curves). Evaluation writes
+``ENV__AGENT/seedS/`` with run.json, metrics.csv, eval.csv and summary.json, the layout of
+``qflow.experiments.suite``; ``--all-exports`` evaluates every kept export not yet evaluated.
 """
 
 from __future__ import annotations
@@ -39,12 +41,21 @@ from qflow.data.loading import data_record, load_single_task
 from qflow.data.registry import env_id_for_task
 from qflow.envs import env_defaults
 from qflow.experiments.suite import parse_tasks
-from qflow.training.logs import CSVLog
+from qflow.training.logs import CSVLog, read_rows, write_rows
 from qflow.training.trainer import act, check_finite, make_train_chunk, stack
 from qflow.utils import atomic_write_json, atomic_writer, package_versions
 
 PER_TASK_KEYS = ("rewards", "masks")
 POLICIES = "policies.msgpack"
+EXPORTS = "exports"  # every export, step_NNNNNNN.msgpack
+
+
+def export_path(group_dir: Path, step: int) -> Path:
+    return Path(group_dir) / EXPORTS / f"step_{step:07d}.msgpack"
+
+
+def kept_exports(group_dir: Path) -> list[int]:
+    return sorted(int(p.stem.split("_")[1]) for p in (Path(group_dir) / EXPORTS).glob("step_*.msgpack"))
 
 
 def member_list(tasks, seeds) -> list[tuple[int, int]]:
@@ -85,10 +96,11 @@ def train(args) -> None:
     tasks, seeds = parse_tasks(args.tasks), [int(s) for s in args.seeds.split(",")]
     members = member_list(tasks, seeds)
     agent_names = [a for a in args.agents.split(",") if a]
-    chunk = min(args.chunk, args.export_every)
-    if args.steps < 1 or chunk < 1 or args.steps % chunk or args.export_every % chunk:
-        raise ValueError(f"--steps ({args.steps}) and --export-every ({args.export_every}) must be positive multiples "
-                         f"of --chunk ({args.chunk})")
+    log_every = args.log_every or args.export_every
+    chunk = min(args.chunk, args.export_every, log_every)
+    if args.steps < 1 or chunk < 1 or args.steps % chunk or args.export_every % chunk or log_every % chunk:
+        raise ValueError(f"--steps ({args.steps}), --export-every ({args.export_every}) and --log-every ({log_every}) "
+                         f"must be positive multiples of --chunk ({args.chunk})")
     configs = {}
     for name in agent_names:
         config_cls = get_agent(name)[1]
@@ -115,6 +127,7 @@ def train(args) -> None:
         agents = stack([agent_cls.create(s, obs_dim, action_dim, config) for _, s in members])
         group = {"family": args.family, "agent": name, "members": [{"task": t, "seed": s} for t, s in members],
                  "steps": args.steps, "preset": args.preset, "config": config.as_dict(), "data": data_info,
+                 "export_every": args.export_every, "log_every": log_every,
                  "versions": package_versions(), "commit": os.environ.get("QFLOW_COMMIT", "unknown"),
                  "device": jax.devices()[0].device_kind, "command": " ".join(sys.argv), "step": 0,
                  "train_seconds": 0.0, "compile_seconds": None}
@@ -142,14 +155,27 @@ def train(args) -> None:
             g["count"] = g.get("count", 0) + 1
         step += chunk
         round_seconds = time.time() - t_round
+        if step % log_every == 0 or step == args.steps:
+            _log(groups, step, started)
         if step % args.export_every == 0 or step == args.steps:
             _export(groups, step, started, chunk)
             exported = step
     if step > exported:  # stopped by the deadline between exports
+        if "sums" in groups[0]:
+            _log(groups, step, started)
         _export(groups, step, started, chunk)
     for g in groups:
         atomic_write_json(g["out"] / "group.json", {**g["info"], "stop": stop})
     print(f"[stacked] {args.family}: stopped at step {step} ({stop}) after {time.time() - started:.0f} s", flush=True)
+
+
+def _log(groups, step, started) -> None:
+    for g in groups:
+        sums, count = g.pop("sums"), g.pop("count")  # averaged since the previous log row
+        for i, m in enumerate(g["info"]["members"]):
+            row = {"step": step, "task": m["task"], "seed": m["seed"], "wall_time": round(time.time() - started, 1)}
+            row.update({k: float(v[i]) / count for k, v in sorted(sums.items())})
+            g["log"].write(row)
 
 
 def _export(groups, step, started, chunk) -> None:
@@ -159,11 +185,7 @@ def _export(groups, step, started, chunk) -> None:
         info.update(step=step, wall_seconds=round(time.time() - started, 1),
                     updates_per_s=round(timed / info["train_seconds"], 2) if info["train_seconds"] else None)
         info["agent_updates_per_s"] = info["updates_per_s"] and round(info["updates_per_s"] * len(info["members"]), 1)
-        sums, count = g.pop("sums"), g.pop("count")  # losses averaged since the previous export
-        for i, m in enumerate(info["members"]):
-            row = {"step": step, "task": m["task"], "seed": m["seed"], "wall_time": info["wall_seconds"]}
-            row.update({k: float(v[i]) / count for k, v in sorted(sums.items())})
-            g["log"].write(row)
+        export_policies(export_path(g["out"], step), g["agents"], step)
         export_policies(g["out"] / POLICIES, g["agents"], step)
         atomic_write_json(g["out"] / "group.json", {**info, "stop": "running"})
     print(f"[stacked] step {step}: " + ", ".join(f"{g['info']['agent']} {g['info']['updates_per_s']} upd/s"
@@ -173,7 +195,9 @@ def _export(groups, step, started, chunk) -> None:
 def evaluate(args) -> None:
     """Evaluate each member's exported policy; one suite-style run directory per (task, seed).
 
-    One evaluation per run, so its summary's ``success`` and ``success_last3`` are that evaluation.
+    By default the latest export; with ``--all-exports`` every kept export not yet in the run's
+    eval.csv (so it can run beside training and be re-run as exports arrive). The summary's
+    ``success`` is the last evaluation and ``success_last3`` the mean of the last three.
     """
     from qflow.evaluation.evaluate import Evaluator
 
@@ -187,45 +211,62 @@ def evaluate(args) -> None:
     members = group["members"]
     with open(group_dir / "metrics.csv", newline="") as f:  # read only: CSVLog() would trim the file
         metrics = list(csv.DictReader(f))
-    evaluator = None
-    template = state = step = None
-    for i, m in enumerate(members):
-        env_id = f"{group['family']}-singletask-task{m['task']}-v0"
-        run_dir = Path(args.out) / f"{env_id}__{group['agent']}" / f"seed{m['seed']}"
-        if (run_dir / "summary.json").exists() and group["step"] in \
-                json.loads((run_dir / "summary.json").read_text()).get("eval_steps", []):
-            continue  # evaluated already at the exported step
-        if evaluator is None or evaluator.env_id != env_id:  # members are task-major: one task's envs at a time
-            evaluator = Evaluator(env_id, min(10, args.episodes))
+    run_dirs = [Path(args.out) / f"{group['family']}-singletask-task{m['task']}-v0__{group['agent']}" / f"seed{m['seed']}"
+                for m in members]
+    done = [{int(float(r["step"])) for r in read_rows(d / "eval.csv")} for d in run_dirs]
+    sources = [export_path(group_dir, s) for s in kept_exports(group_dir)] if args.all_exports else []
+    sources = sources or [group_dir / POLICIES]  # no kept exports (or not asked for): the latest one
+    evaluators, template = {}, None
+
+    def evaluator_for(env_id):
+        if env_id not in evaluators:
+            evaluators[env_id] = Evaluator(env_id, min(10, args.episodes))
+        return evaluators[env_id]
+
+    for path in sources:
         if template is None:  # one template serves all: only the acting state decides the actions
-            env = evaluator.envs[0]
+            env = evaluator_for(f"{group['family']}-singletask-task{members[0]['task']}-v0").envs[0]
             template = agent_cls.create(0, env.observation_space.shape[0], env.action_space.shape[0], config)
             stacked = jax.tree.map(lambda x: jnp.stack([x] * len(members)), acting_state(template))
-            state, step = load_policies(group_dir / POLICIES, stacked)
-        agent = with_acting_state(template, jax.tree.map(lambda x: x[i], state))
-        keys = iter(jax.random.split(jax.random.PRNGKey(m["seed"] * 7919 + step), 100_000))
-        t0 = time.time()
-        result = evaluator.run(lambda o: act(agent, jnp.asarray(o), next(keys)), args.episodes,
-                                        seed=m["seed"] + step)
-        run_info = {"env": env_id, "agent": group["agent"], "seed": m["seed"], "steps": step, "preset": group["preset"],
-                    "online_steps": 0, "config": group["config"], "eval_episodes": args.episodes,
-                    "data": group["data"], "versions": group["versions"], "device": group["device"],
-                    "trained_by": "qflow.experiments.stacked", "stacked_members": len(members),
-                    "train_command": group["command"], "commit": group.get("commit"),
-                    "eval_versions": package_versions()}
-        atomic_write_json(run_dir / "run.json", run_info)
-        metrics_log = CSVLog(run_dir / "metrics.csv")  # drops rows of an interrupted earlier attempt
-        for r in metrics:
-            if int(r["task"]) == m["task"] and int(r["seed"]) == m["seed"]:
-                metrics_log.write(r)
-        eval_log = CSVLog(run_dir / "eval.csv")
-        eval_log.write({"step": step, **result, "eval_seconds": round(time.time() - t0, 1)})
-        atomic_write_json(run_dir / "summary.json", {
-            **run_info, "run_dir": str(run_dir), "success": result["success"], "success_last3": result["success"],
-            "return": result["return"], "eval_steps": [step], "wall_time_s": group.get("wall_seconds"),
-            "command": " ".join(sys.argv)})
-        print(f"[stacked] {env_id} {group['agent']} seed {m['seed']} step {step}: success {result['success']:.2f}",
-              flush=True)
+        state, step = load_policies(path, stacked)
+        for i, m in enumerate(members):
+            if step in done[i]:
+                continue
+            env_id = f"{group['family']}-singletask-task{m['task']}-v0"
+            evaluator = evaluator_for(env_id)
+            agent = with_acting_state(template, jax.tree.map(lambda x: x[i], state))
+            keys = iter(jax.random.split(jax.random.PRNGKey(m["seed"] * 7919 + step), 100_000))
+            t0 = time.time()
+            result = evaluator.run(lambda o: act(agent, jnp.asarray(o), next(keys)), args.episodes,
+                                   seed=m["seed"] + step)
+            _record_evaluation(run_dirs[i], group, m, step, result, round(time.time() - t0, 1), metrics, args)
+            done[i].add(step)
+            print(f"[stacked] {env_id} {group['agent']} seed {m['seed']} step {step}: success {result['success']:.2f}",
+                  flush=True)
+
+
+def _record_evaluation(run_dir: Path, group, member, step, result, seconds, metrics, args) -> None:
+    run_info = {"env": f"{group['family']}-singletask-task{member['task']}-v0", "agent": group["agent"],
+                "seed": member["seed"], "steps": step, "preset": group["preset"], "online_steps": 0,
+                "config": group["config"], "eval_episodes": args.episodes, "data": group["data"],
+                "versions": group["versions"], "device": group["device"], "trained_by": "qflow.experiments.stacked",
+                "stacked_members": len(group["members"]), "train_command": group["command"],
+                "commit": group.get("commit"), "eval_versions": package_versions()}
+    metrics_log = CSVLog(run_dir / "metrics.csv")  # rewritten whole: drops rows of an interrupted attempt
+    for r in metrics:
+        if int(r["task"]) == member["task"] and int(r["seed"]) == member["seed"]:
+            metrics_log.write(r)
+    rows = sorted([*read_rows(run_dir / "eval.csv"), {"step": step, **result, "eval_seconds": seconds}],
+                  key=lambda r: int(float(r["step"])))
+    write_rows(run_dir / "eval.csv", rows)
+    successes = [float(r["success"]) for r in rows]
+    run_info["steps"] = int(float(rows[-1]["step"]))
+    atomic_write_json(run_dir / "run.json", run_info)
+    atomic_write_json(run_dir / "summary.json", {
+        **run_info, "run_dir": str(run_dir), "success": successes[-1],
+        "success_last3": float(np.mean(successes[-3:])), "return": float(rows[-1]["return"]),
+        "eval_steps": [int(float(r["step"])) for r in rows], "wall_time_s": group.get("wall_seconds"),
+        "command": " ".join(sys.argv)})
 
 
 def main(argv=None) -> int:
@@ -241,6 +282,7 @@ def main(argv=None) -> int:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, all agents")
     t.add_argument("--chunk", type=int, default=1000, help="updates per jitted call")
     t.add_argument("--export-every", type=int, default=5000, help="steps between policy exports")
+    t.add_argument("--log-every", type=int, default=None, help="steps between metrics rows (default: --export-every)")
     t.add_argument("--deadline", type=float, default=None, help="unix time: stop all agents before it")
     t.add_argument("--dataset-episodes", type=int, default=None, help="default: the official size")
     t.add_argument("--data-dir", default=None)
@@ -248,6 +290,7 @@ def main(argv=None) -> int:
     e = sub.add_parser("evaluate", help="evaluate exported policies into suite-style run directories")
     e.add_argument("group", help="a FAMILY__AGENT directory written by train")
     e.add_argument("--episodes", type=int, default=50)
+    e.add_argument("--all-exports", action="store_true", help="every kept export not yet evaluated, not just the latest")
     e.add_argument("--out", required=True)
     args = p.parse_args(argv)
     if args.command == "train":

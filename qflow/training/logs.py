@@ -8,6 +8,23 @@ from pathlib import Path
 from qflow.utils import atomic_writer
 
 
+def read_rows(path: Path) -> list[dict]:
+    """Every row of a CSV file (none if it does not exist), without touching it."""
+    if not Path(path).exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Replace a CSV file's rows atomically (columns: the union over rows, in first-seen order)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_writer(Path(path), "w") as f:
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 class CSVLog:
     """Rows with a ``step`` column. Opening with ``after_step`` drops rows a crashed run wrote past
     its last checkpoint, so a resumed run does not log a step twice."""
@@ -20,10 +37,7 @@ class CSVLog:
             self._rewrite(rows)
 
     def read(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        with open(self.path, newline="") as f:
-            return list(csv.DictReader(f))
+        return read_rows(self.path)
 
     def _rewrite(self, rows) -> None:
         with atomic_writer(self.path, "w") as f:

@@ -26,6 +26,9 @@ from qflow.training.logs import CSVLog
 from qflow.utils import atomic_write_json, package_versions
 
 
+DIAGNOSTICS_STREAM = 0x646961  # fold_in constant of the diagnostics' random stream ("dia")
+
+
 class TrainingDiverged(RuntimeError):
     pass
 
@@ -84,7 +87,8 @@ def unstack(tree, n):
     return [jax.tree.map(lambda x: x[i], tree) for i in range(n)]
 
 
-def make_train_chunk(length: int, seed_axis: str | None = None, per_member: tuple[str, ...] = ()):
+def make_train_chunk(length: int, seed_axis: str | None = None, per_member: tuple[str, ...] = (),
+                     diagnostics: bool = True):
     """Jitted (agents, data) -> (agents, mean info) running ``length`` updates per stacked agent.
 
     ``seed_axis`` says how stacked agents share the call: "vmap" batches them (what a GPU wants),
@@ -92,7 +96,9 @@ def make_train_chunk(length: int, seed_axis: str | None = None, per_member: tupl
     XLA's CPU backend runs the batched dot_generals of vmap markedly slower per seed). Default:
     "map" on CPU, "vmap" elsewhere. Both give the same numbers up to floating-point rounding.
     ``per_member`` names data keys that carry a leading agent axis (e.g. the rewards and masks of
-    different tasks of one dataset); all other keys are shared by every agent.
+    different tasks of one dataset); all other keys are shared by every agent. With ``diagnostics``,
+    an agent that has a ``diagnostics(batch, rng)`` method adds its values (``diag_*``), computed
+    once at the end of the chunk on a fresh batch, to the chunk's info.
     """
     seed_axis = seed_axis or ("map" if jax.default_backend() == "cpu" else "vmap")
     if seed_axis not in ("map", "vmap"):
@@ -109,7 +115,13 @@ def make_train_chunk(length: int, seed_axis: str | None = None, per_member: tupl
             return agent, info
 
         agent, infos = jax.lax.scan(step, agent, None, length=length)
-        return agent, jax.tree.map(jnp.mean, infos)
+        info = jax.tree.map(jnp.mean, infos)
+        if diagnostics and hasattr(agent, "diagnostics"):  # once per chunk, on a fresh batch: ~1 update's cost per chunk
+            # fold_in leaves agent.rng alone, so logging diagnostics never changes what is trained
+            k_batch, k_diag = jax.random.split(jax.random.fold_in(agent.rng, DIAGNOSTICS_STREAM))
+            idx = jax.random.randint(k_batch, (agent.config.batch_size,), 0, size)
+            info.update(agent.diagnostics(jax.tree.map(lambda x: x[idx], data), k_diag))
+        return agent, info
 
     def chunk(agents, data):
         own = {k: data[k] for k in per_member}
