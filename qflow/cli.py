@@ -174,6 +174,8 @@ def _toy2d_parser(sub) -> None:
                    help=f"shared flow-BC pretraining of the velocity field (default {d.pretrain_epochs:g}, paper 0)")
     g.add_argument("--bc-epochs", type=float, default=None,
                    help=f"each method's losses, value term off (default {d.bc_epochs:g}, paper {PAPER['bc_epochs']:g})")
+    g.add_argument("--curve-points", type=int, default=None,
+                   help="measure reward and support this many times during the RL phase (default 0: at the end)")
     g.add_argument("--rl-epochs", type=float, default=None,
                    help=f"value term on (default {d.rl_epochs:g}, paper {PAPER['rl_epochs']:g})")
     g.add_argument("--batch-size", type=int, default=None,
@@ -328,6 +330,7 @@ def cmd_toy2d(a) -> int:
         "datasets": a.datasets and listed(a.datasets), "methods": a.methods and listed(a.methods),
         "strengths": a.strengths and listed(a.strengths, float), "seeds": a.seeds,
         "pretrain_epochs": a.pretrain_epochs, "bc_epochs": a.bc_epochs, "rl_epochs": a.rl_epochs,
+        "curve_points": a.curve_points,
         "batch_size": a.batch_size, "flow_steps": a.flow_steps,
         "hidden_dims": a.hidden and listed(a.hidden.replace("x", ","), int), "n_data": a.n_data,
         "eval_samples": a.eval_samples, "support_radius": a.support_radius, "knob_scale": a.knob_scale,

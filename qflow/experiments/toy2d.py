@@ -85,6 +85,7 @@ class ToySettings:
     eval_samples: int = 2000  # action samples per agent for the metrics
     support_radius: float = 0.1  # "inside the data support": nearest data point closer than this ([-4, 4] units)
     chunk: int = 200  # updates per jitted call (rounded so both phases use whole chunks)
+    curve_points: int = 0  # measure reward / support this many times during the RL phase (0: at the end only)
     data_seed: int = 0  # seed of the data generators
     evolution_strength: float = 1.0  # strength shown in the flow-evolution figure
     paper: bool = False  # True when these are the paper's settings (recorded in the outputs)
@@ -97,6 +98,8 @@ class ToySettings:
         """(chunk length, pretraining, BC and RL steps); every phase rounded up to whole chunks."""
         rl = max(1, round(self.rl_epochs * self.steps_per_epoch))
         length = min(self.chunk, rl)
+        if self.curve_points > 1:  # every curve point falls on a chunk boundary
+            length = min(length, max(1, rl // self.curve_points))
         whole = lambda epochs: length * math.ceil(round(epochs * self.steps_per_epoch) / length)  # noqa: E731
         return length, whole(self.pretrain_epochs), whole(self.bc_epochs), whole(self.rl_epochs)
 
@@ -111,6 +114,8 @@ class ToySettings:
             raise ValueError(f"--strengths must be positive numbers, got {self.strengths}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"--seeds must be distinct integers, got {self.seeds}")
+        if self.curve_points < 0:
+            raise ValueError(f"--curve-points must be >= 0, got {self.curve_points}")
         for name in ("n_data", "batch_size", "flow_steps", "eval_samples", "chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -260,9 +265,12 @@ class _Runner:
         self.length, self.bar, self.fn = length, bar, make_train_chunk(length)
         self.nonfinite: list[str] = []
 
-    def run(self, agents, data, steps: int, tag: str):
-        for _ in range(steps // self.length):
+    def run(self, agents, data, steps: int, tag: str, every: int = 0, measure=None):
+        """``steps`` updates; ``measure(agents, updates_done)`` after every ``every`` chunks when given."""
+        for i in range(steps // self.length):
             agents, info = self.fn(agents, data)
+            if measure is not None and ((i + 1) % every == 0 or i + 1 == steps // self.length):
+                measure(agents, (i + 1) * self.length)
             bad = [k for k, v in info.items() if k.startswith("loss") and not np.all(np.isfinite(np.asarray(v)))]
             if bad and tag not in self.nonfinite:
                 self.nonfinite.append(tag)  # recorded, not fatal: BPTT blowing up is one of the outcomes
@@ -286,8 +294,12 @@ def pretrain_flow(data: dict, settings: ToySettings, runner: _Runner, tag: str):
     return runner.run(agents, data, pre_steps, f"{tag} pretraining")
 
 
-def train_method(method: str, data: dict, settings: ToySettings, runner: _Runner, tag: str, pretrained) -> dict:
+def train_method(method: str, data: dict, settings: ToySettings, runner: _Runner, tag: str, pretrained,
+                 measure=None) -> dict:
     """{strength: stacked agents over seeds}; flow BC has a single entry under key None.
+
+    ``measure({strength: agents}, rl_updates)``, when given, is called ``settings.curve_points``
+    times during the RL phase (flow BC: during its last ``rl_steps`` updates).
 
     ``pretrained``: flow-BC agents after pretraining; their velocity field starts every method.
     BC phase: one stack over seeds with the knob at ``bc_knob``. RL phase: those agents copied once per
@@ -300,11 +312,14 @@ def train_method(method: str, data: dict, settings: ToySettings, runner: _Runner
     from qflow.agents import get_agent
     from qflow.training.trainer import stack
 
-    _, pre_steps, bc_steps, rl_steps = settings.phase_steps()
+    length, pre_steps, bc_steps, rl_steps = settings.phase_steps()
     n_seeds = len(settings.seeds)
     copy = lambda tree: jax.tree.map(jnp.copy, tree)  # noqa: E731  (training chunks donate their input)
+    every = max(1, (rl_steps // length) // max(1, settings.curve_points))
     if method == "flow_bc":
-        return {None: runner.run(copy(pretrained), data, bc_steps + rl_steps, tag)}
+        agents = runner.run(copy(pretrained), data, bc_steps, tag)
+        on_curve = measure and (lambda agents, done: measure({None: agents}, done))  # noqa: E731
+        return {None: runner.run(agents, data, rl_steps, tag, every, on_curve)}
 
     KnobAgent = knob_agent_class()
     agent_cls, _ = get_agent(method)
@@ -321,8 +336,10 @@ def train_method(method: str, data: dict, settings: ToySettings, runner: _Runner
     tiled = jax.tree.map(lambda x: jnp.concatenate([x] * len(strengths)), agents.inner.replace(rng=agents.rng))
     tiled = tiled.replace(opt_state=jax.vmap(tiled.tx.init)(tiled.params))  # fresh Adam for the RL phase
     knobs = np.repeat(np.asarray(strengths, np.float64) * settings.knob_scale, n_seeds)
-    trained = runner.run(wrap(tiled, knobs), data, rl_steps, f"{tag} RL phase")
-    return {s: jax.tree.map(lambda x, i=i: x[i * n_seeds:(i + 1) * n_seeds], trained) for i, s in enumerate(strengths)}
+    split = lambda trained: {s: jax.tree.map(lambda x, i=i: x[i * n_seeds:(i + 1) * n_seeds], trained)  # noqa: E731
+                             for i, s in enumerate(strengths)}
+    on_curve = measure and (lambda agents, done: measure(split(agents), done))  # noqa: E731
+    return split(runner.run(wrap(tiled, knobs), data, rl_steps, f"{tag} RL phase", every, on_curve))
 
 
 @functools.lru_cache(maxsize=None)
@@ -503,7 +520,7 @@ def run_toy2d(settings: ToySettings, out_dir: str | Path | None = "results/toy2d
         out.mkdir(parents=True, exist_ok=True)
     caption = caption_for(settings)
 
-    rows, summary_results, timings, figures = [], {}, {}, []
+    rows, summary_results, timings, figures, curve = [], {}, {}, [], []
     for d_index, name in enumerate(settings.datasets):
         points = generate(name, settings.n_data, settings.data_seed + d_index)
         data = bandit_batch(name, points)
@@ -523,7 +540,20 @@ def run_toy2d(settings: ToySettings, out_dir: str | Path | None = "results/toy2d
             if bar is not None:
                 bar.set_postfix_str(f"{name} / {method}")
             t0 = time.time()
-            trained[method] = train_method(method, data, settings, runner, f"{name}/{method}", pretrained)
+
+            def measure(by_strength, rl_updates, name=name, method=method, points=points):
+                for strength, agents in by_strength.items():
+                    samples = sample_actions(agents, settings.eval_samples, seed=12345)
+                    for i, seed in enumerate(settings.seeds):
+                        finite = np.all(np.isfinite(samples[i]), -1)
+                        curve.append({"dataset": name, "method": method, "strength": "" if strength is None else strength,
+                                      "seed": seed, "rl_updates": rl_updates,
+                                      "reward_mean": float(reward(name, samples[i][finite]).mean()) if finite.any()
+                                      else float("nan"),
+                                      "support_fraction": support_fraction(samples[i], points, settings.support_radius)})
+
+            trained[method] = train_method(method, data, settings, runner, f"{name}/{method}", pretrained,
+                                           measure if settings.curve_points else None)
             results[method] = {}
             for strength, agents in trained[method].items():
                 samples = sample_actions(agents, settings.eval_samples, seed=12345)
@@ -577,7 +607,52 @@ def run_toy2d(settings: ToySettings, out_dir: str | Path | None = "results/toy2d
         "figures": figures,
         "rows": rows,
     }
+    if curve:
+        summary["curve"] = curve
+        if out is not None and plots:
+            summary["figures"] += [f"{name}_curve.png" for name in dict.fromkeys(r["dataset"] for r in curve)]
     if out is not None:
         _write_tables(out, rows, caption)
+        if curve:
+            _write_curve(out, curve, caption, plots)
         atomic_write_json(out / "toy2d.json", summary)
     return summary
+
+
+def _write_curve(out: Path, curve: list[dict], caption: str, plots: bool) -> None:
+    """toy2d_curve.csv (reward and support per seed at each measured RL update) and one figure per dataset."""
+    from qflow.utils import atomic_writer
+
+    fields = ["dataset", "method", "strength", "seed", "rl_updates", "reward_mean", "support_fraction"]
+    with atomic_writer(out / "toy2d_curve.csv", "w") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(curve)
+    if not plots:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for name in dict.fromkeys(r["dataset"] for r in curve):
+        rows = [r for r in curve if r["dataset"] == name]
+        strengths = sorted({r["strength"] for r in rows if r["strength"] != ""})
+        fig, axes = plt.subplots(2, len(strengths), figsize=(3.2 * len(strengths), 5.6), squeeze=False)
+        for j, strength in enumerate(strengths):
+            for method in dict.fromkeys(r["method"] for r in rows):
+                pick = [r for r in rows if r["method"] == method and r["strength"] in (strength, "")]
+                steps = sorted({r["rl_updates"] for r in pick})
+                for k, key in enumerate(("reward_mean", "support_fraction")):
+                    mean = [np.mean([r[key] for r in pick if r["rl_updates"] == u]) for u in steps]
+                    axes[k][j].plot(steps, mean, marker=".", label=LABELS[method])
+            axes[0][j].set_title(f"strength {strength:g}", fontsize=9)
+            axes[1][j].set_xlabel("RL updates")
+        axes[0][0].set_ylabel("mean reward")
+        axes[1][0].set_ylabel("in support (fraction)")
+        axes[0][-1].legend(fontsize=7)
+        fig.suptitle(f"{name}: reward and support against RL updates (mean over seeds)", fontsize=10)
+        fig.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=6.5, wrap=True)
+        fig.tight_layout(rect=(0, 0.05, 1, 0.96))
+        fig.savefig(out / f"{name}_curve.png", dpi=110)
+        plt.close(fig)

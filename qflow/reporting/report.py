@@ -98,6 +98,18 @@ def _read_curve(path: Path):
         raise ReportError(f"{path}: malformed eval.csv, expected columns step,success,... ({err!r})") from None
 
 
+TIME_FEATURES = {"f_tau": "sin/cos(f tau), as METHOD.md and the authors' code",
+                 "2pi_f_tau": "sin/cos(2 pi f tau), the features this project used before 2026-11-30"}
+
+
+def legacy_config(agent: str) -> dict:
+    """Config values of keys that summaries written before the key existed ran with (e.g. Q-Flow's time features)."""
+    from qflow.agents import AGENTS
+
+    config_cls = AGENTS[agent][1] if agent in AGENTS else None
+    return config_cls.legacy_defaults() if hasattr(config_cls, "legacy_defaults") else {}
+
+
 def _load(run_dir: Path, metric: str, partial: bool) -> Run | None:
     """One run from summary.json, or (partial) from run.json plus the evaluations in eval.csv."""
     path = run_dir / ("run.json" if partial else "summary.json")
@@ -120,8 +132,9 @@ def _load(run_dir: Path, metric: str, partial: bool) -> Run | None:
     episodes = _get(info, path, "data", "episodes", kind=int)
     origin = _get(info, path, "data", "origin", kind=str)
     versions = info.get("versions") if isinstance(info.get("versions"), dict) else {}
+    config = {**legacy_config(_get(info, path, "agent", kind=str)), **_get(info, path, "config", kind=dict)}
     return Run(path=path, env=env, family=env_family(env), task=str(task) if task else "default",
-               agent=_get(info, path, "agent", kind=str), config=_get(info, path, "config", kind=dict),
+               agent=_get(info, path, "agent", kind=str), config=config,
                seed=_get(info, path, "seed", kind=int), steps=_get(info, path, "steps", kind=int),
                online_steps=_get(info, path, "online_steps", kind=int) if info.get("online_steps") else 0,
                preset=_get(info, path, "preset", kind=str), eval_episodes=_get(info, path, "eval_episodes", kind=int),
@@ -236,6 +249,9 @@ def _caption(runs, metric: str, reps: int) -> list[str]:
         f"Data: {'; '.join(values('data'))}.",
         f"Versions: {'; '.join(values('versions'))}.",
     ]
+    features = sorted({r.config["time_features"] for r in runs if "time_features" in r.config})
+    if features:
+        lines.append(f"Q-Flow's V time features: {'; '.join(TIME_FEATURES.get(f, f) for f in features)}.")
     partial = [r for r in runs if r.partial]
     if partial:
         lines.append(f"{len(partial)} unfinished run(s) without summary.json, scored from eval.csv up to step(s) "

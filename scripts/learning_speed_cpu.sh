@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Issue 13's learning-speed study on a CPU: Q-Flow vs FQL on cube-single tasks 2 and 4, seeds 0-2,
+# `cpu` preset, every member stacked in one process (agents in lockstep, stopped together by the
+# deadline), diagnostics logged every 1k steps, a policy export every 5k steps. A second loop
+# evaluates every export (50 episodes) as it arrives, so a session that ends early keeps its curves.
+#   usage: scripts/learning_speed_cpu.sh OUT MINUTES [TASKS] [SEEDS]
+set -euo pipefail
+OUT=$1
+MINUTES=$2
+TASKS=${3:-2,4}
+SEEDS=${4:-0,1,2}
+mkdir -p "$OUT"
+deadline=$(( $(date +%s) + MINUTES * 60 ))
+python -m qflow.experiments.stacked train --family cube-single-play --agents qflow,fql --tasks "$TASKS" \
+    --seeds "$SEEDS" --steps 1000000 --preset cpu --chunk 1000 --log-every 1000 --export-every 5000 \
+    --deadline "$deadline" --out "$OUT/train" > "$OUT/train.log" 2>&1 &
+train=$!
+evaluate_all() {
+    for group in "$OUT"/train/*__*; do
+        if [ -f "$group/policies.msgpack" ]; then
+            python -m qflow.experiments.stacked evaluate "$group" --all-exports --episodes 50 --out "$OUT/runs" \
+                >> "$OUT/eval.log" 2>&1 || echo "evaluation of $group failed (see eval.log)" >&2
+        fi
+    done
+}
+while kill -0 "$train" 2>/dev/null; do
+    evaluate_all
+    sleep 30
+done
+wait "$train"
+evaluate_all
+echo "done: $OUT"
