@@ -14,6 +14,7 @@ from qflow.agents.base import acting_state, build_config, with_acting_state
 from qflow.cli import main as cli
 from qflow.data.loading import load_single_task
 from qflow.experiments import stacked
+from qflow.reporting.diagnostics import improvement_onset, make_diagnostics_report
 from qflow.reporting.report import find_runs
 from qflow.training.trainer import make_train_chunk, stack
 from tests.test_qflow_agent import ACT, OBS, random_batch, tiny_agent
@@ -124,6 +125,15 @@ def test_train_export_evaluate_report(data_dir, tmp_path):
         assert summary["eval_steps"] == [50, 100] and summary["steps"] == 100
         assert summary["success_last3"] == pytest.approx(np.mean([float(r["success"]) for r in evals]))
 
+    # the diagnostics report reads those curves and the diag_* columns the training logged
+    report = make_diagnostics_report([runs], tmp_path / "diag", reps=50)
+    assert {(r["agent"], r["step"]) for r in report["success"]} == {
+        ("qflow", 50), ("qflow", 100), ("flow_bc", 100)}
+    assert sorted((r["agent"], r["env"][-4]) for r in report["onset"]) == [("qflow", "1"), ("qflow", "2")]
+    assert all(r["last_step"] == 100 for r in report["onset"])
+    assert (tmp_path / "diag" / "diagnostics.png").stat().st_size > 0
+
+
     # a deadline already past stops every agent before its first update, and evaluation says so
     late = tmp_path / "late"
     assert stacked.main([*base, "--agents", "flow_bc", "--steps", "100", "--deadline", "1", "--out", str(late)]) == 0
@@ -131,3 +141,10 @@ def test_train_export_evaluate_report(data_dir, tmp_path):
     assert info["step"] == 0 and info["stop"] == "deadline"
     with pytest.raises(FileNotFoundError, match="no policies"):
         stacked.main(["evaluate", str(late / f"{FAMILY}__flow_bc"), "--out", str(runs)])
+
+
+def test_improvement_onset_is_the_start_of_the_last_positive_stretch():
+    steps = np.array([1000, 2000, 3000, 4000])
+    assert improvement_onset(steps, np.array([-1.0, 1.0, -0.5, 2.0])) == 4000
+    assert improvement_onset(steps, np.array([0.1, 1.0, 0.5, 2.0])) == 1000
+    assert improvement_onset(steps, np.array([0.1, 1.0, 0.5, 0.0])) is None

@@ -74,9 +74,10 @@ def run_throughput(agent_name: str, preset: str, overrides, obs_dim: int, action
 
         return seeds * updates / _timed(run, 2)
 
-    fused_rate = rate(make_train_chunk(updates), fresh([0]), 1)
-    single_rate = rate(make_train_chunk(1), fresh([0]), updates)
-    pair_rate = rate(make_train_chunk(updates), fresh([0, 1]), 1)  # total seed-updates/s, two seeds in one call
+    # the update alone: diagnostics (once per chunk in training) are measured separately below
+    fused_rate = rate(make_train_chunk(updates, diagnostics=False), fresh([0]), 1)
+    single_rate = rate(make_train_chunk(1, diagnostics=False), fresh([0]), updates)
+    pair_rate = rate(make_train_chunk(updates, diagnostics=False), fresh([0, 1]), 1)  # seed-updates/s, 2 seeds/call
 
     batch = jax.tree.map(lambda x: x[: config.batch_size], data)
     one = agent_cls.create(0, obs_dim, action_dim, config)
@@ -87,6 +88,7 @@ def run_throughput(agent_name: str, preset: str, overrides, obs_dim: int, action
     # CPU a single timing swings by 30 % or more.
     mm = max(matmul_rate(config.batch_size, width) for _ in range(3))
     achieved = flops * fused_rate / 1e9
+    diagnostics = _diagnostics_cost(one, batch, flops, fused_rate) if hasattr(one, "diagnostics") else {}
     return {
         "agent": agent_name, "preset": preset, "config": config.as_dict(),
         "device": jax.devices()[0].device_kind, "jax": jax.__version__,
@@ -97,5 +99,21 @@ def run_throughput(agent_name: str, preset: str, overrides, obs_dim: int, action
         "achieved_gflop_s": round(achieved, 1),
         f"matmul_{config.batch_size}x{width}@{width}x{width}_gflop_s": round(mm, 1),
         "fraction_of_matmul_rate": round(achieved / mm, 3),
+        **diagnostics,
         "peak_rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
+    }
+
+
+def _diagnostics_cost(agent, batch, update_flops: float, update_rate: float, chunk: int = 1000) -> dict:
+    """What logging the diagnostics costs: one call per training chunk of ``chunk`` updates."""
+    diag = jax.jit(lambda a, b, k: a.diagnostics(b, k))
+    key = jax.random.PRNGKey(0)
+    flops = _flops(diag.lower(agent, batch, key).compile())
+    jax.block_until_ready(diag(agent, batch, key))
+    seconds = _timed(lambda: [diag(agent, batch, key) for _ in range(10)][-1], 3) / 10
+    return {
+        "diagnostics_gflop_per_call": round(flops / 1e9, 3),
+        "diagnostics_ms_per_call": round(1e3 * seconds, 2),
+        f"diagnostics_flop_fraction_per_{chunk}_updates": round(flops / (chunk * update_flops), 5),
+        f"diagnostics_time_fraction_per_{chunk}_updates": round(seconds * update_rate / chunk, 5),
     }

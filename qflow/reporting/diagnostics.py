@@ -1,0 +1,175 @@
+"""Learning curves beside the guidance diagnostics: where does each agent's policy start to gain?
+
+    python -m qflow.reporting.diagnostics RUN_DIR... --out DIR
+
+Reads finished or unfinished runs (summary.json or run.json, eval.csv, metrics.csv with the
+``diag_*`` columns the trainer logs) and writes:
+- ``diagnostics.png``: per task, success at each evaluation and every logged diagnostic against
+  gradient steps (mean over seeds, band = min-max);
+- ``success_by_step.csv`` / the Markdown table: success at each evaluated step, mean with a 95 %
+  bootstrap interval over seeds (the same rliable estimator as ``qflow report``);
+- ``improvement_onset.csv``: per run, the first logged step from which the policy improvement
+  (Qbar(s, pi(s)) - Qbar(s, a_data)) stays positive for every later log row, and its last value;
+- ``diagnostics.md`` with both tables and a caption built from the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from qflow.reporting.report import _caption, _interval, find_runs
+from qflow.training.logs import read_rows
+from qflow.utils import atomic_writer
+
+PANELS = [  # (column in metrics.csv, y label); success comes from eval.csv
+    ("diag_policy_improvement", "policy improvement\nQbar(s,pi) - Qbar(s,a)"),
+    ("diag_action_distance", "||pi(s) - a_data||"),
+    ("diag_guidance_ratio", "Q-Flow: ||grad V|| / lambda\nover ||a - x0||"),
+    ("diag_v_explained_var", "Q-Flow: V explained var."),
+    ("q_mean", "mean Q(s, a_data)"),
+]
+
+
+def metric_series(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{column: (steps, values)} from a run's metrics.csv, plus the guidance ratio where it can be formed."""
+    rows = read_rows(run_dir / "metrics.csv")
+    series = {}
+    for key in {k for r in rows for k in r} - {"step", "task", "seed", "wall_time"}:
+        pts = [(int(float(r["step"])), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+        if pts:
+            series[key] = tuple(np.array(x) for x in zip(*sorted(pts)))
+    if "diag_guidance_norm" in series and "diag_bc_velocity_norm" in series:
+        steps, guide = series["diag_guidance_norm"]
+        series["diag_guidance_ratio"] = (steps, guide / series["diag_bc_velocity_norm"][1])
+    return series
+
+
+def improvement_onset(steps: np.ndarray, values: np.ndarray) -> int | None:
+    """First step from which every later value is positive (None if the last one is not)."""
+    if len(values) == 0 or values[-1] <= 0:
+        return None
+    negative = np.nonzero(values <= 0)[0]
+    return int(steps[negative[-1] + 1]) if len(negative) else int(steps[0])
+
+
+def make_diagnostics_report(paths, out, reps: int = 2000) -> dict:
+    runs, notes = find_runs(paths, metric="success", include_partial=True)
+    if not runs:
+        raise SystemExit(f"qflow diagnostics: no runs with evaluations under {', '.join(map(str, paths))}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    by_group = defaultdict(list)
+    for r in runs:
+        by_group[(r.env, r.agent)].append(r)
+
+    success_rows, onset_rows = [], []
+    for (env, agent), rs in sorted(by_group.items()):
+        steps = sorted(set.intersection(*[set(r.curve[0].tolist()) for r in rs]))
+        for step in steps:
+            scores = np.array([[dict(zip(r.curve[0].tolist(), r.curve[1]))[step]] for r in rs])
+            point, ci = _interval(scores, reps)
+            success_rows.append(dict(env=env, agent=agent, step=int(step), seeds=len(rs), mean=float(point[0]),
+                                     ci_low=float(ci[0, 0]), ci_high=float(ci[1, 0])))
+        for r in sorted(rs, key=lambda r: r.seed):
+            series = metric_series(r.path.parent)
+            if "diag_policy_improvement" in series:
+                s, v = series["diag_policy_improvement"]
+                onset_rows.append(dict(env=env, agent=agent, seed=r.seed, onset_step=improvement_onset(s, v),
+                                       last_step=int(s[-1]), last_improvement=float(v[-1]),
+                                       last_action_distance=float(series["diag_action_distance"][1][-1])))
+    _write_csv(out / "success_by_step.csv", success_rows)
+    _write_csv(out / "improvement_onset.csv", onset_rows)
+    figure = _plot(runs, out / "diagnostics.png")
+
+    caption = " ".join(_caption(runs, "success", reps))
+    md = ["# Learning curves and guidance diagnostics", "", f"Made from: {', '.join(map(str, paths))}.", "",
+          "## Success at each evaluation (%)", "", "| task | agent | step | seeds | mean [95 % CI] |", "|---|---|---|---|---|"]
+    md += [f"| {r['env']} | {r['agent']} | {r['step']:,} | {r['seeds']} | {100 * r['mean']:.1f} "
+           f"[{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] |" for r in success_rows]
+    md += ["", f"*{caption}*", "", "## When the policy starts to gain over the data", "",
+           "Onset: the first logged step from which Qbar(s, pi(s)) - Qbar(s, a_data) (target critic, mean over "
+           "heads, a fresh batch every 1,000 steps) stays positive at every later log row; none: it is not "
+           "positive at the last row.", "",
+           "| task | agent | seed | onset step | last logged step | improvement there | ||pi(s) - a|| there |",
+           "|---|---|---|---|---|---|---|"]
+    md += [f"| {r['env']} | {r['agent']} | {r['seed']} | {_steps(r['onset_step'])} | {r['last_step']:,} "
+           f"| {r['last_improvement']:.3f} | {r['last_action_distance']:.3f} |" for r in onset_rows]
+    md += ["", f"![diagnostics]({figure.name})", ""]
+    if notes:
+        md += ["Skipped: " + "; ".join(notes), ""]
+    with atomic_writer(out / "diagnostics.md", "w") as f:
+        f.write("\n".join(md))
+    return {"runs": len(runs), "out": str(out), "success": success_rows, "onset": onset_rows}
+
+
+def _steps(step) -> str:
+    return "none" if step is None else f"{step:,}"
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    import csv
+
+    with atomic_writer(path, "w") as f:
+        if rows:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def _plot(runs, path: Path) -> Path:
+    from matplotlib.figure import Figure
+
+    tasks = sorted({r.env for r in runs})
+    agents = sorted({r.agent for r in runs})
+    fig = Figure(figsize=(4.2 * len(tasks) + 0.6, 2.3 * (len(PANELS) + 1)), layout="constrained")
+    axes = fig.subplots(len(PANELS) + 1, len(tasks), squeeze=False, sharex="col")
+    for j, env in enumerate(tasks):
+        for a, agent in enumerate(agents):
+            rs = [r for r in runs if r.env == env and r.agent == agent]
+            if not rs:
+                continue
+            color = f"C{a % 10}"
+            steps = sorted(set.intersection(*[set(r.curve[0].tolist()) for r in rs]))
+            ys = 100 * np.array([[dict(zip(r.curve[0].tolist(), r.curve[1]))[s] for s in steps] for r in rs])
+            if steps:
+                axes[0][j].plot(steps, ys.mean(0), color=color, marker=".", label=f"{agent} (n={len(rs)})")
+                axes[0][j].fill_between(steps, ys.min(0), ys.max(0), color=color, alpha=0.2, linewidth=0)
+            series = [metric_series(r.path.parent) for r in rs]
+            for i, (key, _) in enumerate(PANELS, start=1):
+                have = [s[key] for s in series if key in s]
+                if not have:
+                    continue
+                common = sorted(set.intersection(*[set(x.tolist()) for x, _ in have]))
+                vals = np.array([[dict(zip(x.tolist(), y))[s] for s in common] for x, y in have])
+                axes[i][j].plot(common, vals.mean(0), color=color, linewidth=1)
+                axes[i][j].fill_between(common, vals.min(0), vals.max(0), color=color, alpha=0.2, linewidth=0)
+        axes[0][j].set_title(env.replace("-singletask", "").replace("-v0", ""), fontsize=9)
+        axes[1][j].axhline(0, color="0.5", linewidth=0.6)
+        axes[-1][j].set_xlabel("gradient steps")
+    axes[0][0].set_ylabel("success (%)")
+    for i, (_, label) in enumerate(PANELS, start=1):
+        axes[i][0].set_ylabel(label, fontsize=8)
+    axes[0][-1].legend(fontsize=7)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--out", required=True)
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    a = p.parse_args(argv)
+    result = make_diagnostics_report(a.run_dirs, a.out, a.reps)
+    print(f"[qflow] diagnostics of {result['runs']} runs in {result['out']}: diagnostics.md, diagnostics.png, "
+          f"success_by_step.csv, improvement_onset.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
