@@ -111,6 +111,10 @@ def main() -> None:
     bench = json.loads((RESULTS / "bench/throughput_paper_qflow_vs_fql.json").read_text())
     text = f"""# Results
 
+**Time features.** Sections 1-4 were measured before the correction of V's time features: their
+Q-Flow runs fed V sin/cos(2 pi f tau) (`time_features=2pi_f_tau`), not the sin/cos(f tau) of
+METHOD.md and the authors' code that is now the default. Section 8 uses the corrected features.
+
 Everything below was measured by this project: on a 2-core CPU (no GPU), jax {bench[0]['jax']}, except
 the head-to-head's training, which ran on one lent NVIDIA H200 (jax 0.11.2) and was evaluated on
 the CPU; ogbench 1.2.2 throughout, on datasets **regenerated** by OGBench's recipe (no internet here,
@@ -164,12 +168,17 @@ results/demo/puzzle_t1_bc results/demo/seeds --out results/reports/demo_4seeds`.
 
 ## 3. Offline-to-online on scene-play task 1 (Q-Flow and FQL, issue 5)
 
+Q-Flow here: old time features, sin/cos(2 pi f tau).
+
 {online_section()}
 
 An earlier one-seed try on task 2 (100 episodes, same budget) scored 0 for both agents before and
 after: `results/reports/online_scene/`.
 
 ## 4. The 2-D illustration (`{toy['command']}`, {toy['wall_time_s']:.0f} s)
+
+Q-Flow here: old time features, sin/cos(2 pi f tau). Section 8 repeats two datasets with the
+corrected features and ten times the RL updates.
 
 {body(RESULTS / "toy2d/toy2d.md", ROOT)}
 

@@ -10,6 +10,7 @@ import pytest
 from qflow.agents.base import build_config
 from qflow.agents.flow_bc import FlowBCAgent, FlowBCConfig
 from qflow.agents.qflow import QFlowAgent, QFlowConfig, finish_flow, sample_tau
+from qflow.experiments.bandit import bandit_data, reward
 from qflow.training.trainer import make_train_chunk, stack
 
 OBS, ACT, B = 3, 2, 8
@@ -143,24 +144,8 @@ def test_invalid_hyperparameters_raise_clear_errors():
     assert build_config(QFlowConfig, overrides=["guidance_lambda=5", "flow_steps=20"]).flow_steps == 20
 
 
-def _bandit_data(n=4096, seed=0):
-    """One-step problem: two action modes, the one at +0.6 pays, the one at -0.6 does not."""
-    r = np.random.default_rng(seed)
-    sign = np.where(r.random(n) < 0.5, 1.0, -1.0)
-    actions = np.stack([sign * 0.6, np.zeros(n)], 1) + 0.05 * r.normal(size=(n, 2))
-    return {
-        "observations": jnp.zeros((n, 1)), "next_observations": jnp.zeros((n, 1)),
-        "actions": jnp.asarray(np.clip(actions, -1, 1), jnp.float32),
-        "rewards": jnp.asarray(reward(actions), jnp.float32), "masks": jnp.zeros(n),
-    }
-
-
-def reward(actions):
-    return -np.abs(np.asarray(actions)[..., 0] - 0.6)
-
-
 def test_qflow_earns_more_than_flow_bc_on_a_bandit():
-    data = _bandit_data()
+    data = bandit_data()
     seeds = [0, 1, 2]
     results = {}
     for name, cls, cfg_cls, extra in [("qflow", QFlowAgent, QFlowConfig, dict(guidance_lambda=0.3)),
@@ -168,9 +153,9 @@ def test_qflow_earns_more_than_flow_bc_on_a_bandit():
         cfg = dataclasses.replace(build_config(cfg_cls, "paper"), actor_dims=(64, 64), critic_dims=(64, 64),
                                   batch_size=128, **extra)
         agents = stack([cls.create(s, 1, 2, cfg) for s in seeds])
-        # 1000 updates: measured over seeds 0-5, Q-Flow's reward here peaks near 1000 updates (-0.23 to
-        # -0.32) and then drifts back toward and past BC's (-0.45 to -0.69 at 3000), with either time
-        # features (docs/results.md, the bandit section); this test checks that guidance works at all.
+        # 1000 updates: measured over seeds 0-5, Q-Flow's reward here peaks near 1000 updates and then
+        # drifts back toward and past BC's, with either time features (results/bandit, written by
+        # python -m qflow.experiments.bandit); this test checks that the guidance works at all.
         agents, _ = make_train_chunk(1000)(agents, data)
         scores = []
         for i in range(len(seeds)):

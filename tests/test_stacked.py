@@ -95,7 +95,7 @@ def test_train_export_evaluate_report(data_dir, tmp_path):
     out, runs = tmp_path / "gpu", tmp_path / "runs"
     base = ["train", "--family", FAMILY, "--agents", "qflow,flow_bc", "--tasks", "1-2", "--seeds", "0",
             "--dataset-episodes", "3", "--data-dir", str(data_dir), "--chunk", "25", "--export-every", "50"]
-    assert stacked.main([*base, "--steps", "100", "--log-every", "25", "--out", str(out), *SMALL]) == 0
+    assert stacked.main([*base, "--steps", "100", "--log-every", "25", "--keep-exports", "--out", str(out), *SMALL]) == 0
     for name in ("qflow", "flow_bc"):
         group = out / f"{FAMILY}__{name}"
         info = json.loads((group / "group.json").read_text())

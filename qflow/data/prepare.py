@@ -139,6 +139,39 @@ def _write_metadata(files: DatasetFiles, extra: dict) -> None:
         atomic_write_json(sidecar(path), meta)
 
 
+@contextlib.contextmanager
+def dataset_lock(directory: Path, name: str, progress: bool = True):
+    """Hold an exclusive lock on one dataset of one directory while it is checked or made.
+
+    A second process (a second `qflow data prepare`, or training runs started together on a fresh
+    data dir) waits here, then finds the finished files instead of regenerating over them. The lock
+    is an OS file lock, released when its holder exits, so a killed process leaves nothing stale.
+    """
+    import fcntl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f".{name}.lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            if progress:
+                print(f"[qflow] {name}: waiting for {holder}, which is making it in {directory}", flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def prepare(
     name: str,
     episodes: int | None = None,
@@ -152,6 +185,11 @@ def prepare(
     """Return the dataset's files, producing them if needed (official > download > regenerate)."""
     check_dataset_name(name)
     directory, episodes = dataset_dir(name, episodes, seed, data_dir)
+    with dataset_lock(directory, name, progress):
+        return _prepare_locked(name, episodes, seed, data_dir, directory, workers, download, progress, expert)
+
+
+def _prepare_locked(name, episodes, seed, data_dir, directory, workers, download, progress, expert) -> DatasetFiles:
     root = Path(data_dir).expanduser() if data_dir else default_data_dir()
     is_full = directory == root
     files = DatasetFiles(name, directory, "official", episodes, None)
@@ -306,13 +344,23 @@ def _regenerate(files: DatasetFiles, partial: Path, workers: int | None, progres
 
 
 def _merge(files: DatasetFiles, partial: Path, n_train: int, total_episodes: int, rows: int) -> None:
-    """Write train/val files from the shards with one preallocated copy of the data in memory."""
-    shard_paths = sorted(partial.glob("shard-*.npz"))
+    """Write train/val files from the shards with one preallocated copy of the data in memory.
+
+    Every shard the job needs must be there with the rows it should hold, and every row of the
+    output is written from one: nothing uninitialised can reach the disk.
+    """
+    expected = [partial / f"shard-{start:06d}.npz" for start in range(0, total_episodes, SHARD_EPISODES)]
+    missing = [p.name for p in expected if not p.exists()]
+    if missing:
+        raise DatasetError(f"{partial} lacks {len(missing)} of {len(expected)} shards ({', '.join(missing[:3])}"
+                           f"{', ...' if len(missing) > 3 else ''}); rerun the same command to make them")
+    shard_paths = expected
     with np.load(shard_paths[0]) as first:
         specs = {k: (first[k].shape[1:], first[k].dtype) for k in first.files}
     splits = {files.train: (0, n_train), files.val: (n_train, total_episodes)}
     for path, (ep_lo, ep_hi) in splits.items():
         arrays = {k: np.empty(((ep_hi - ep_lo) * rows, *shape), dtype) for k, (shape, dtype) in specs.items()}
+        filled = 0
         for shard in shard_paths:
             start = int(shard.stem.split("-")[1])
             stop = min(start + SHARD_EPISODES, total_episodes)
@@ -321,7 +369,13 @@ def _merge(files: DatasetFiles, partial: Path, n_train: int, total_episodes: int
                 continue
             with np.load(shard) as data:
                 for k in arrays:
+                    if data[k].shape[0] != (stop - start) * rows:
+                        raise DatasetError(f"{shard} holds {data[k].shape[0]} rows of {k}, not {(stop - start) * rows}; "
+                                           f"delete it and rerun the same command")
                     arrays[k][(lo - ep_lo) * rows:(hi - ep_lo) * rows] = data[k][(lo - start) * rows:(hi - start) * rows]
+            filled += (hi - lo) * rows
+        if filled != (ep_hi - ep_lo) * rows:  # cannot happen with the checks above; never write holes
+            raise DatasetError(f"merging {partial} filled {filled} of {(ep_hi - ep_lo) * rows} rows of {path.name}")
         with atomic_writer(path) as f:
             np.savez_compressed(f, **arrays)
         del arrays

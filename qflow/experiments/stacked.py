@@ -16,9 +16,10 @@ in turn, so a deadline stops them all at the same step.
 Training writes per agent ``FAMILY__AGENT/``: ``group.json`` (members, config, data, versions,
 device, throughput, steps reached), ``metrics.csv`` (losses and diagnostics per member, every
 ``--log-every`` steps), ``policies.msgpack`` (the latest export, flax msgpack, written atomically)
-and ``exports/step_NNNNNNN.msgpack`` (every export, for learning curves). Evaluation writes
-``ENV__AGENT/seedS/`` with run.json, metrics.csv, eval.csv and summary.json, the layout of
-``qflow.experiments.suite``; ``--all-exports`` evaluates every kept export not yet evaluated.
+and, with ``--keep-exports``, ``exports/step_NNNNNNN.msgpack`` (every export, for learning
+curves). Evaluation writes ``ENV__AGENT/seedS/`` with run.json, metrics.csv, eval.csv and
+summary.json, the layout of ``qflow.experiments.suite``; ``--all-exports`` evaluates every kept
+export not yet evaluated.
 """
 
 from __future__ import annotations
@@ -158,12 +159,12 @@ def train(args) -> None:
         if step % log_every == 0 or step == args.steps:
             _log(groups, step, started)
         if step % args.export_every == 0 or step == args.steps:
-            _export(groups, step, started, chunk)
+            _export(groups, step, started, chunk, args.keep_exports)
             exported = step
     if step > exported:  # stopped by the deadline between exports
         if "sums" in groups[0]:
             _log(groups, step, started)
-        _export(groups, step, started, chunk)
+        _export(groups, step, started, chunk, args.keep_exports)
     for g in groups:
         atomic_write_json(g["out"] / "group.json", {**g["info"], "stop": stop})
     print(f"[stacked] {args.family}: stopped at step {step} ({stop}) after {time.time() - started:.0f} s", flush=True)
@@ -178,14 +179,15 @@ def _log(groups, step, started) -> None:
             g["log"].write(row)
 
 
-def _export(groups, step, started, chunk) -> None:
+def _export(groups, step, started, chunk, keep: bool) -> None:
     for g in groups:
         info = g["info"]
         timed = max(step - chunk, 1)  # the first chunk includes compilation and is not timed
         info.update(step=step, wall_seconds=round(time.time() - started, 1),
                     updates_per_s=round(timed / info["train_seconds"], 2) if info["train_seconds"] else None)
         info["agent_updates_per_s"] = info["updates_per_s"] and round(info["updates_per_s"] * len(info["members"]), 1)
-        export_policies(export_path(g["out"], step), g["agents"], step)
+        if keep:
+            export_policies(export_path(g["out"], step), g["agents"], step)
         export_policies(g["out"] / POLICIES, g["agents"], step)
         atomic_write_json(g["out"] / "group.json", {**info, "stop": "running"})
     print(f"[stacked] step {step}: " + ", ".join(f"{g['info']['agent']} {g['info']['updates_per_s']} upd/s"
@@ -283,6 +285,8 @@ def main(argv=None) -> int:
     t.add_argument("--chunk", type=int, default=1000, help="updates per jitted call")
     t.add_argument("--export-every", type=int, default=5000, help="steps between policy exports")
     t.add_argument("--log-every", type=int, default=None, help="steps between metrics rows (default: --export-every)")
+    t.add_argument("--keep-exports", action="store_true",
+                   help="also keep every export as exports/step_NNNNNNN.msgpack (for learning curves)")
     t.add_argument("--deadline", type=float, default=None, help="unix time: stop all agents before it")
     t.add_argument("--dataset-episodes", type=int, default=None, help="default: the official size")
     t.add_argument("--data-dir", default=None)

@@ -1,0 +1,62 @@
+"""Two processes on one dataset: the second waits for the first and uses its files."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from qflow.data import prepare as prep
+from qflow.data.prepare import DatasetError, prepare
+
+NAME = "pointmaze-medium-navigate-v0"
+_real_merge = prep._merge
+
+
+def _prepare_cmd(root):
+    return [sys.executable, "-m", "qflow.cli", "data", "prepare", NAME, "--episodes", "2", "--data-dir", str(root),
+            "--workers", "1", "--no-download"]
+
+
+def test_concurrent_regenerations_make_one_correct_file(tmp_path):
+    alone = prepare(NAME, episodes=2, seed=0, data_dir=tmp_path / "alone", workers=1, download=False, progress=False)
+    shared = tmp_path / "shared"
+    procs = [subprocess.Popen(_prepare_cmd(shared), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    files = prepare(NAME, episodes=2, seed=0, data_dir=shared, workers=1, download=False, progress=False)
+    assert prep.sha256(files.train) == prep.sha256(alone.train)
+    assert prep.sha256(files.val) == prep.sha256(alone.val)
+    assert not (files.directory / f".{NAME}.partial").exists()
+
+
+def test_merge_refuses_missing_or_short_shards(tmp_path, monkeypatch):
+    monkeypatch.setattr(prep, "SHARD_EPISODES", 1)  # 2 + 1 episodes: three shards
+    merges = []
+
+    def stop_before_merge(*args):
+        merges.append(args)
+        raise KeyboardInterrupt  # as if killed between the shards and the merge
+
+    monkeypatch.setattr(prep, "_merge", stop_before_merge)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(NAME, episodes=2, seed=0, data_dir=tmp_path, workers=1, download=False, progress=False)
+    monkeypatch.setattr(prep, "_merge", _real_merge)
+    (files, partial, n_train, total, rows), = merges
+    shards = sorted(partial.glob("shard-*.npz"))
+    assert len(shards) == 3
+    keep = shards[1].read_bytes()
+    shards[1].unlink()
+    with pytest.raises(DatasetError, match="lacks 1 of 3 shards"):
+        prep._merge(files, partial, n_train, total, rows)
+    assert not files.train.exists()  # nothing half-made reached the data dir
+    with np.load(shards[0]) as data:  # a shard one row short
+        short = {k: v[:-1] for k, v in data.items()}
+    with open(shards[1], "wb") as f:
+        np.savez(f, **short)
+    with pytest.raises(DatasetError, match="rows of"):
+        prep._merge(files, partial, n_train, total, rows)
+    shards[1].write_bytes(keep)
+    prep._merge(files, partial, n_train, total, rows)
+    assert files.train.exists()
