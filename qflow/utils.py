@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic file writes and version stamps."""
+"""Small shared helpers: atomic file writes, file locks and version stamps."""
 
 from __future__ import annotations
 
@@ -28,6 +28,46 @@ def atomic_writer(path: Path, mode: str = "wb"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+class LockHeld(RuntimeError):
+    """Another live process holds a lock this one was told not to wait for."""
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, what: str, wait: bool, on_wait=None):
+    """Hold an exclusive OS lock on ``path`` (created if needed) for the block.
+
+    The lock file records its holder (pid and ``what``). The OS drops the lock when the holder
+    exits, however it exits, so a killed process never leaves a stale lock behind. ``wait``: block
+    until the lock is free (calling ``on_wait(holder)`` first), else raise ``LockHeld`` at once.
+    """
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            if not wait:
+                raise LockHeld(holder) from None
+            if on_wait is not None:
+                on_wait(holder)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} ({what})")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def atomic_write_json(path: Path, obj) -> None:

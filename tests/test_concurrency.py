@@ -60,3 +60,36 @@ def test_merge_refuses_missing_or_short_shards(tmp_path, monkeypatch):
     shards[1].write_bytes(keep)
     prep._merge(files, partial, n_train, total, rows)
     assert files.train.exists()
+
+
+def test_a_second_run_in_a_busy_run_dir_is_refused_naming_the_holder(tmp_path, capsys):
+    from qflow.cli import main as cli
+    from qflow.training.trainer import RUN_LOCK
+    from qflow.utils import file_lock
+
+    run = tmp_path / "run"
+    with file_lock(run / RUN_LOCK, "a test holding the run", wait=False):
+        code = cli(["train", "--env", "pointmaze-medium-navigate-singletask-task1-v0", "--run-dir", str(run),
+                    "--steps", "10", "--data-dir", str(tmp_path / "data"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"{run} is in use by pid" in err and "a test holding the run" in err and "--run-dir" in err
+    assert not (tmp_path / "data").exists()  # refused before touching anything else
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    from qflow.utils import LockHeld, file_lock
+
+    path = tmp_path / ".lock"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from qflow.utils import file_lock\n"
+        f"with file_lock({str(path)!r}, 'holder', wait=False):\n"
+        "    print('held', flush=True); time.sleep(600)")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(LockHeld, match=f"pid {holder.pid} \\(holder\\)"):
+        with file_lock(path, "second", wait=False):
+            pass
+    holder.kill()  # SIGKILL: no cleanup code runs
+    holder.wait()
+    with file_lock(path, "after the kill", wait=False):
+        assert "after the kill" in path.read_text()

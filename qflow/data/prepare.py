@@ -29,7 +29,7 @@ import numpy as np
 
 from qflow.data.generate import episode_seed, make_collector
 from qflow.data.registry import EXPERT_KINDS, REGENERABLE, check_dataset_name
-from qflow.utils import atomic_write_json, atomic_writer, package_versions
+from qflow.utils import atomic_write_json, atomic_writer, file_lock, package_versions
 
 SHARD_EPISODES = 10
 
@@ -139,37 +139,17 @@ def _write_metadata(files: DatasetFiles, extra: dict) -> None:
         atomic_write_json(sidecar(path), meta)
 
 
-@contextlib.contextmanager
 def dataset_lock(directory: Path, name: str, progress: bool = True):
-    """Hold an exclusive lock on one dataset of one directory while it is checked or made.
+    """An exclusive lock on one dataset of one directory while it is checked or made.
 
     A second process (a second `qflow data prepare`, or training runs started together on a fresh
-    data dir) waits here, then finds the finished files instead of regenerating over them. The lock
-    is an OS file lock, released when its holder exits, so a killed process leaves nothing stale.
+    data dir) waits here, then finds the finished files instead of regenerating over them.
     """
-    import fcntl
+    def say(holder):
+        if progress:
+            print(f"[qflow] {name}: waiting for {holder}, which is making it in {directory}", flush=True)
 
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f".{name}.lock"
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            if progress:
-                print(f"[qflow] {name}: waiting for {holder}, which is making it in {directory}", flush=True)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        try:
-            yield
-        finally:
-            handle.seek(0)
-            handle.truncate()
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return file_lock(directory / f".{name}.lock", f"preparing {name}", wait=True, on_wait=say)
 
 
 def prepare(

@@ -8,6 +8,7 @@ Python is entered once per chunk. The loop knows nothing about particular agents
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -23,7 +24,9 @@ from qflow.data.loading import data_record, load_single_task
 from qflow.envs import env_defaults
 from qflow.training import checkpoint
 from qflow.training.logs import CSVLog
-from qflow.utils import atomic_write_json, package_versions
+from qflow.utils import LockHeld, atomic_write_json, file_lock, package_versions
+
+RUN_LOCK = ".lock"  # held by the process training in a run directory
 
 
 DIAGNOSTICS_STREAM = 0x646961  # fold_in constant of the diagnostics' random stream ("dia")
@@ -141,9 +144,21 @@ def act(agent, obs, rng):
 def train(args: TrainArgs) -> list[dict]:
     """Train (or resume) and return one summary per seed."""
     args.validate()
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args)
+    with contextlib.ExitStack() as locks:
+        for d in seed_dirs(run_dir, args.seeds):  # one writer per run directory
+            try:
+                locks.enter_context(file_lock(d / RUN_LOCK, f"qflow train --agent {args.agent} --env {args.env}",
+                                              wait=False))
+            except LockHeld as held:
+                raise checkpoint.CheckpointError(
+                    f"{d} is in use by {held}; wait for it to finish or pass another --run-dir") from None
+        return _train(args, run_dir)
+
+
+def _train(args: TrainArgs, run_dir: Path) -> list[dict]:
     agent_cls, config_cls = get_agent(args.agent)
     config = build_config(config_cls, args.preset, env_defaults(args.env, args.agent), args.overrides)
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args)
     dirs = seed_dirs(run_dir, args.seeds)
 
     if args.online_steps and config.extra_data():
