@@ -103,6 +103,27 @@ def test_resume_continues_from_checkpoint(data_dir, tmp_path):
     assert float(a["loss_q"]) == pytest.approx(float(b["loss_q"]), rel=1e-4)
 
 
+def test_resume_refuses_what_would_change_the_run(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(train_args(data_dir, run)) == 0
+    before = (run / "eval.csv").read_text()
+    cases = [(["--steps", "100"], "already holds 200 steps, more than --steps 100; pass --steps 200"),
+             (["--eval-episodes", "3"], "differs in eval_episodes); to resume it pass --eval-episodes 2"),
+             (["--eval-every", "50"], "to resume it pass --eval-every 100"),
+             (["--seeds", "0,1"], "holds a single-seed run")]
+    capsys.readouterr()
+    for extra, message in cases:
+        assert main(train_args(data_dir, run, *extra)) == 2, extra
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, (extra, err)
+    assert (run / "eval.csv").read_text() == before  # nothing was relabelled or appended
+    assert not (run / "seed0").exists()
+    several = tmp_path / "several"
+    assert main(train_args(data_dir, several, "--seeds", "0,1", "--steps", "100")) == 0
+    assert main(train_args(data_dir, several, "--steps", "100")) == 2
+    assert "holds the runs of several seeds (seed0, seed1)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--set", "guidance_lambda=-1"], "guidance_lambda must be > 0"),
     (["--set", "flow_steps=0"], "flow_steps must be >= 1"),

@@ -15,8 +15,13 @@ from qflow.utils import atomic_write_json, atomic_writer
 
 CHECKPOINT = "checkpoint.msgpack"
 RUN_INFO = "run.json"
-# What must agree for a directory to be resumed by the same run.
-IDENTITY_KEYS = ("env", "agent", "seed", "config", "preset")
+# What must agree for a directory to be resumed by the same run: what is trained and how it is scored.
+IDENTITY_KEYS = ("env", "agent", "seed", "config", "preset", "eval_every", "eval_episodes", "updates_per_step")
+# Keys added after the first runs were recorded: a run.json without one is not refused for it.
+LATER_KEYS = ("updates_per_step",)
+# The flag that sets each key, for the message that says how to resume.
+FLAGS = {"env": "--env", "agent": "--agent", "seed": "--seed", "preset": "--preset", "eval_every": "--eval-every",
+         "eval_episodes": "--eval-episodes", "updates_per_step": "--updates-per-step"}
 
 
 class CheckpointError(RuntimeError):
@@ -31,16 +36,32 @@ def check_compatible(run_dir: Path, info: dict) -> None:
     """First use of a directory records the run; a later run must be the same run."""
     path = run_dir / RUN_INFO
     if path.exists():
-        old = json.loads(path.read_text())
-        diff = [k for k in IDENTITY_KEYS if old.get(k) != json.loads(json.dumps(info.get(k)))]
+        try:
+            old = json.loads(path.read_text())
+        except ValueError as err:
+            raise CheckpointError(f"{path} is unreadable ({err}); move the directory away or pass another --run-dir")
+        new = json.loads(json.dumps(info))
+        diff = [k for k in IDENTITY_KEYS if old.get(k) != new.get(k) and not (k in LATER_KEYS and k not in old)]
         if old.get("data", {}).get("sha256") != info["data"].get("sha256"):
             diff.append("data")
         if diff:
+            flags = " ".join(f"{FLAGS[k]} {old[k]}" for k in diff if k in FLAGS and k in old)
+            how = f"to resume it pass {flags} (the values it was started with), or " if flags else ""
             raise CheckpointError(
-                f"{run_dir} holds a different run (differs in {', '.join(diff)}); pass another --run-dir"
+                f"{run_dir} holds a different run (differs in {', '.join(diff)}); {how}pass another --run-dir"
             )
         return
     atomic_write_json(path, info)
+
+
+def check_layout(run_dir: Path, seeds) -> None:
+    """A single-seed run and a several-seed run (seedS/ subdirectories) never share a directory."""
+    if len(seeds) > 1 and (run_dir / RUN_INFO).exists():
+        raise CheckpointError(f"{run_dir} holds a single-seed run; pass another --run-dir for --seeds")
+    nested = sorted(p.parent.name for p in run_dir.glob(f"seed*/{RUN_INFO}"))
+    if len(seeds) == 1 and nested and not (run_dir / RUN_INFO).exists():
+        raise CheckpointError(f"{run_dir} holds the runs of several seeds ({', '.join(nested)}); resume them with "
+                              f"--seeds and this --run-dir, or pass another --run-dir")
 
 
 def save(run_dir: Path, agent, step: int) -> None:

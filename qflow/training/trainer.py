@@ -145,6 +145,7 @@ def train(args: TrainArgs) -> list[dict]:
     """Train (or resume) and return one summary per seed."""
     args.validate()
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args)
+    checkpoint.check_layout(run_dir, args.seeds)  # before the locks create any seedS/ directory
     with contextlib.ExitStack() as locks:
         for d in seed_dirs(run_dir, args.seeds):  # one writer per run directory
             try:
@@ -183,6 +184,10 @@ def _train(args: TrainArgs, run_dir: Path) -> list[dict]:
     restored = checkpoint.restore_all(dirs, agents)
     if restored is not None:
         agents, step = restored
+        if step > args.steps and not args.online_steps:  # never relabel a longer run as a shorter one
+            raise checkpoint.CheckpointError(
+                f"{run_dir} already holds {step:,} steps, more than --steps {args.steps:,}; pass --steps {step:,} or "
+                f"more to continue it, or another --run-dir")
         print(f"[qflow] resuming {run_dir} from step {step}")
     online = None
     if args.online_steps:  # online fine-tuning after the offline loop; its checkpoint wins on resume
