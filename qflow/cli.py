@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from qflow.utils import NONNEGATIVE, POSITIVE
+
 # `qflow train` with no arguments: the CPU demo (data, training and evaluation in one command).
 # puzzle-3x3 has a dense reward (buttons in the goal state), so TD values form within a CPU-sized
 # budget; measured numbers, and how clearly Q-Flow beats flow BC there, are in README.md.
@@ -16,7 +18,10 @@ DEMO = dict(env="puzzle-3x3-play-singletask-task1-v0", steps=20_000, eval_every=
 
 def _seeds(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(s) for s in text.split(",") if s.strip())
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+        if min(seeds, default=0) < 0:
+            raise argparse.ArgumentTypeError(f"seeds must be >= 0, got {text!r}")
+        return seeds
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
@@ -29,49 +34,49 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--env", default=None,
                    help=f"OGBench single-task id (default: the demo, {DEMO['env']})")
     t.add_argument("--agent", default="qflow")
-    t.add_argument("--seed", type=int, default=None, help="one seed (default 0)")
+    t.add_argument("--seed", type=NONNEGATIVE, default=None, help="one seed (default 0)")
     t.add_argument("--seeds", type=_seeds, default=None, help="several seeds trained side by side, e.g. 0,1,2")
-    t.add_argument("--steps", type=int, default=None, help=f"gradient steps (default {DEMO['steps']})")
-    t.add_argument("--eval-every", type=int, default=None, help=f"default {DEMO['eval_every']}")
-    t.add_argument("--eval-episodes", type=int, default=50)
-    t.add_argument("--eval-envs", type=int, default=10, help="environments stepped in lockstep when evaluating")
-    t.add_argument("--log-every", type=int, default=1_000)
-    t.add_argument("--checkpoint-every", type=int, default=5_000)
-    t.add_argument("--chunk", type=int, default=1_000, help="updates per jitted call")
+    t.add_argument("--steps", type=NONNEGATIVE, default=None, help=f"gradient steps (default {DEMO['steps']})")
+    t.add_argument("--eval-every", type=POSITIVE, default=None, help=f"default {DEMO['eval_every']}")
+    t.add_argument("--eval-episodes", type=POSITIVE, default=50)
+    t.add_argument("--eval-envs", type=POSITIVE, default=10, help="environments stepped in lockstep when evaluating")
+    t.add_argument("--log-every", type=POSITIVE, default=1_000)
+    t.add_argument("--checkpoint-every", type=POSITIVE, default=5_000)
+    t.add_argument("--chunk", type=POSITIVE, default=1_000, help="updates per jitted call")
     t.add_argument("--run-dir", default=None, help="default runs/ENV__AGENT__PRESET__seedS (rerun to resume)")
     t.add_argument("--preset", default=None,
                    help="network sizes: paper (4x512), cpu (3x256, default) or tiny (2x256, the demo)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override an agent config key, e.g. --set guidance_lambda=5 --set flow_steps=20")
     t.add_argument("--data-dir", default=None, help="dataset directory (default $QFLOW_DATA_DIR or ~/.ogbench/data)")
-    t.add_argument("--dataset-episodes", type=int, default=None,
+    t.add_argument("--dataset-episodes", type=POSITIVE, default=None,
                    help="regenerate/load a dataset of this many episodes (default: official size; demo: "
                         f"{DEMO['dataset_episodes']})")
-    t.add_argument("--dataset-seed", type=int, default=0)
+    t.add_argument("--dataset-seed", type=NONNEGATIVE, default=0)
     t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs (needs tensorboardX)")
     t.add_argument("--no-progress", action="store_true")
-    t.add_argument("--online-steps", type=int, default=0,
+    t.add_argument("--online-steps", type=NONNEGATIVE, default=0,
                    help="then fine-tune online for this many env steps (one seed; --steps may be 0); the step "
                         "counter, --eval-every/--log-every/--checkpoint-every continue over offline + online steps")
-    t.add_argument("--updates-per-step", type=int, default=1, help="agent updates per online env step")
-    t.add_argument("--buffer-size", type=int, default=None,
+    t.add_argument("--updates-per-step", type=POSITIVE, default=1, help="agent updates per online env step")
+    t.add_argument("--buffer-size", type=POSITIVE, default=None,
                    help="online replay capacity in transitions, offline dataset included (default: dataset size "
                         "+ --online-steps, so nothing is overwritten; offline rows are never overwritten)")
 
     e = sub.add_parser("eval", help="evaluate a run's checkpoint on one task or all five")
     e.add_argument("--run-dir", required=True)
-    e.add_argument("--episodes", type=int, default=50)
+    e.add_argument("--episodes", type=POSITIVE, default=50)
     e.add_argument("--task", default=None, help="task number 1-5 or 'all' (default: the run's task)")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=NONNEGATIVE, default=0)
 
     d = sub.add_parser("data", help="dataset commands")
     dsub = d.add_subparsers(dest="data_command", required=True)
     p = dsub.add_parser("prepare", help="official files, else OGBench download, else regeneration by the recipe")
     p.add_argument("dataset", help="e.g. cube-single-play-v0")
-    p.add_argument("--episodes", type=int, default=None, help="training episodes (default: official size)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--episodes", type=POSITIVE, default=None, help="training episodes (default: official size)")
+    p.add_argument("--seed", type=NONNEGATIVE, default=0)
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--workers", type=int, default=None, help="generation processes (default: one per core)")
+    p.add_argument("--workers", type=POSITIVE, default=None, help="generation processes (default: one per core)")
     p.add_argument("--no-download", action="store_true", help="skip OGBench's download attempt")
 
     p.add_argument("--expert", default=None,
@@ -79,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = dsub.add_parser("inspect", help="navigate datasets: per-task goal-reaching fraction and an xy coverage plot")
     q.add_argument("dataset", help="e.g. antmaze-large-navigate-v0")
-    q.add_argument("--episodes", type=int, default=None, help="training episodes (default: official size)")
+    q.add_argument("--episodes", type=POSITIVE, default=None, help="training episodes (default: official size)")
     q.add_argument("--data-dir", default=None)
     q.add_argument("--out", required=True, help="writes OUT/DATASET.json and OUT/DATASET_xy.png")
 
@@ -90,16 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     xd = ExpertSettings()
     xt.add_argument("--run-dir", required=True, help="checkpoints, logs and DIR/expert.msgpack")
-    xt.add_argument("--steps", type=int, default=xd.steps, help=f"env steps (default {xd.steps})")
-    xt.add_argument("--random-steps", type=int, default=xd.random_steps, help="uniform random actions first")
-    xt.add_argument("--seed", type=int, default=xd.seed)
+    xt.add_argument("--steps", type=POSITIVE, default=xd.steps, help=f"env steps (default {xd.steps})")
+    xt.add_argument("--random-steps", type=NONNEGATIVE, default=xd.random_steps, help="uniform random actions first")
+    xt.add_argument("--seed", type=NONNEGATIVE, default=xd.seed)
     xt.add_argument("--preset", default=xd.preset, help=f"network sizes (default {xd.preset}: 2x256)")
     xt.add_argument("--set", dest="overrides", action="append", default=None, metavar="KEY=VALUE",
                     help=f"SAC config override (default {' '.join(xd.overrides)})")
-    xt.add_argument("--eval-every", type=int, default=xd.eval_every)
-    xt.add_argument("--eval-episodes", type=int, default=xd.eval_episodes)
-    xt.add_argument("--log-every", type=int, default=xd.log_every)
-    xt.add_argument("--checkpoint-every", type=int, default=xd.checkpoint_every)
+    xt.add_argument("--eval-every", type=POSITIVE, default=xd.eval_every)
+    xt.add_argument("--eval-episodes", type=POSITIVE, default=xd.eval_episodes)
+    xt.add_argument("--log-every", type=POSITIVE, default=xd.log_every)
+    xt.add_argument("--checkpoint-every", type=POSITIVE, default=xd.checkpoint_every)
     xt.add_argument("--no-progress", action="store_true")
 
     b = sub.add_parser("bench", help="benchmarks that print numbers")
@@ -109,9 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="agent, or several separated by commas (e.g. qflow,fql) measured one after the other")
     th.add_argument("--preset", default="paper")
     th.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    th.add_argument("--obs-dim", type=int, default=28)
-    th.add_argument("--action-dim", type=int, default=5)
-    th.add_argument("--updates", type=int, default=30, help="timed updates per loop")
+    th.add_argument("--obs-dim", type=POSITIVE, default=28)
+    th.add_argument("--action-dim", type=POSITIVE, default=5)
+    th.add_argument("--updates", type=POSITIVE, default=30, help="timed updates per loop")
     th.add_argument("--out", default=None, help="also write the numbers as JSON here")
     co = bsub.add_parser("compute", help="ms per update and memory vs flow steps K for qflow, fql, fbrac",
                          description="Milliseconds per update (best of --repeats calls of --updates fused updates) "
@@ -122,11 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--ks", default="1,5,10,20,50", help="comma-separated flow-step counts K (default 1,5,10,20,50)")
     co.add_argument("--preset", default="paper", help="network sizes (default paper: 4x512)")
     co.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    co.add_argument("--obs-dim", type=int, default=28)
-    co.add_argument("--action-dim", type=int, default=5)
-    co.add_argument("--batch-size", type=int, default=256)
-    co.add_argument("--updates", type=int, default=5, help="fused updates per timed call (default 5)")
-    co.add_argument("--repeats", type=int, default=3, help="timed calls; the best is kept (default 3)")
+    co.add_argument("--obs-dim", type=POSITIVE, default=28)
+    co.add_argument("--action-dim", type=POSITIVE, default=5)
+    co.add_argument("--batch-size", type=POSITIVE, default=256)
+    co.add_argument("--updates", type=POSITIVE, default=5, help="fused updates per timed call (default 5)")
+    co.add_argument("--repeats", type=POSITIVE, default=3, help="timed calls; the best is kept (default 3)")
     co.add_argument("--no-isolate", action="store_true",
                     help="run every configuration in this process (faster; peak RSS is then the running maximum)")
     co.add_argument("--out", default="results/bench/compute", help="output directory (default results/bench/compute)")
@@ -138,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="directory for results.md, per_task.csv, per_env.csv, PNGs")
     r.add_argument("--metric", choices=("success_last3", "success"), default="success_last3",
                    help="score of one run: mean of its last three evaluations (default) or the last one")
-    r.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    r.add_argument("--reps", type=POSITIVE, default=2000, help="bootstrap resamples")
     r.add_argument("--include-partial", action="store_true",
                    help="also score unfinished runs (no summary.json) from their eval.csv and run.json")
 
@@ -174,17 +179,17 @@ def _toy2d_parser(sub) -> None:
                    help=f"shared flow-BC pretraining of the velocity field (default {d.pretrain_epochs:g}, paper 0)")
     g.add_argument("--bc-epochs", type=float, default=None,
                    help=f"each method's losses, value term off (default {d.bc_epochs:g}, paper {PAPER['bc_epochs']:g})")
-    g.add_argument("--curve-points", type=int, default=None,
+    g.add_argument("--curve-points", type=NONNEGATIVE, default=None,
                    help="measure reward and support this many times during the RL phase (default 0: at the end)")
     g.add_argument("--rl-epochs", type=float, default=None,
                    help=f"value term on (default {d.rl_epochs:g}, paper {PAPER['rl_epochs']:g})")
-    g.add_argument("--batch-size", type=int, default=None,
+    g.add_argument("--batch-size", type=POSITIVE, default=None,
                    help=f"default {d.batch_size} (paper {PAPER['batch_size']})")
-    g.add_argument("--flow-steps", type=int, default=None,
+    g.add_argument("--flow-steps", type=POSITIVE, default=None,
                    help=f"Euler steps K (default {d.flow_steps}, paper {PAPER['flow_steps']})")
     g.add_argument("--hidden", default=None, help=f"network widths, e.g. 512,512 (default {dims(d.hidden_dims)})")
-    g.add_argument("--n-data", type=int, default=None, help=f"points per dataset (default {d.n_data})")
-    g.add_argument("--eval-samples", type=int, default=None,
+    g.add_argument("--n-data", type=POSITIVE, default=None, help=f"points per dataset (default {d.n_data})")
+    g.add_argument("--eval-samples", type=POSITIVE, default=None,
                    help=f"samples per agent for metrics (default {d.eval_samples})")
     g.add_argument("--support-radius", type=float, default=None,
                    help=f"in-support threshold on the nearest-data distance, [-4,4] units "
@@ -205,7 +210,7 @@ def cmd_train(a) -> int:
         agent=a.agent,
         seeds=a.seeds or (a.seed if a.seed is not None else 0,),
         steps=a.steps if a.steps is not None else DEMO["steps"],
-        eval_every=a.eval_every or DEMO["eval_every"],
+        eval_every=a.eval_every if a.eval_every is not None else DEMO["eval_every"],
         eval_episodes=a.eval_episodes,
         eval_envs=a.eval_envs,
         log_every=a.log_every,
@@ -215,7 +220,8 @@ def cmd_train(a) -> int:
         preset=a.preset or (DEMO["preset"] if demo else "cpu"),
         overrides=tuple(a.overrides),
         data_dir=a.data_dir,
-        dataset_episodes=a.dataset_episodes or (DEMO["dataset_episodes"] if demo else None),
+        dataset_episodes=a.dataset_episodes if a.dataset_episodes is not None else (
+            DEMO["dataset_episodes"] if demo else None),
         dataset_seed=a.dataset_seed,
         progress=not a.no_progress,
         tensorboard=a.tensorboard,

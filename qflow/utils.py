@@ -30,6 +30,24 @@ def atomic_writer(path: Path, mode: str = "wb"):
         raise
 
 
+def _int_at_least(low: int):
+    """An argparse type: an integer >= ``low`` (so 0 is never silently read as "unset")."""
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    return parse
+
+
+POSITIVE, NONNEGATIVE = _int_at_least(1), _int_at_least(0)  # argparse types for counts and seeds
+
+
 class LockHeld(RuntimeError):
     """Another live process holds a lock this one was told not to wait for."""
 

@@ -44,7 +44,7 @@ from qflow.envs import env_defaults
 from qflow.experiments.suite import parse_tasks
 from qflow.training.logs import CSVLog, read_rows, write_rows
 from qflow.training.trainer import act, check_finite, make_train_chunk, stack
-from qflow.utils import atomic_write_json, atomic_writer, package_versions
+from qflow.utils import POSITIVE, atomic_write_json, atomic_writer, package_versions
 
 PER_TASK_KEYS = ("rewards", "masks")
 POLICIES = "policies.msgpack"
@@ -279,21 +279,21 @@ def main(argv=None) -> int:
     t.add_argument("--agents", default="qflow,fql,flow_bc")
     t.add_argument("--tasks", default="1-5")
     t.add_argument("--seeds", default="0,1,2")
-    t.add_argument("--steps", type=int, required=True)
+    t.add_argument("--steps", type=POSITIVE, required=True)
     t.add_argument("--preset", default="cpu")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, all agents")
-    t.add_argument("--chunk", type=int, default=1000, help="updates per jitted call")
-    t.add_argument("--export-every", type=int, default=5000, help="steps between policy exports")
-    t.add_argument("--log-every", type=int, default=None, help="steps between metrics rows (default: --export-every)")
+    t.add_argument("--chunk", type=POSITIVE, default=1000, help="updates per jitted call")
+    t.add_argument("--export-every", type=POSITIVE, default=5000, help="steps between policy exports")
+    t.add_argument("--log-every", type=POSITIVE, default=None, help="steps between metrics rows (default: --export-every)")
     t.add_argument("--keep-exports", action="store_true",
                    help="also keep every export as exports/step_NNNNNNN.msgpack (for learning curves)")
     t.add_argument("--deadline", type=float, default=None, help="unix time: stop all agents before it")
-    t.add_argument("--dataset-episodes", type=int, default=None, help="default: the official size")
+    t.add_argument("--dataset-episodes", type=POSITIVE, default=None, help="default: the official size")
     t.add_argument("--data-dir", default=None)
     t.add_argument("--out", required=True)
     e = sub.add_parser("evaluate", help="evaluate exported policies into suite-style run directories")
     e.add_argument("group", help="a FAMILY__AGENT directory written by train")
-    e.add_argument("--episodes", type=int, default=50)
+    e.add_argument("--episodes", type=POSITIVE, default=50)
     e.add_argument("--all-exports", action="store_true", help="every kept export not yet evaluated, not just the latest")
     e.add_argument("--out", required=True)
     args = p.parse_args(argv)

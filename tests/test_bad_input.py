@@ -1,0 +1,60 @@
+"""Every command with bad values: a clear error line naming the flag, exit status 2, no traceback.
+
+New flags join the table. Zero is refused wherever it is not meaningful (it used to mean "unset"
+for --eval-every and --dataset-episodes, which silently started a 20-minute full regeneration).
+"""
+
+import pytest
+
+from qflow.cli import main
+
+ENV = ["--env", "pointmaze-medium-navigate-singletask-task1-v0"]
+CASES = [
+    (["train", *ENV, "--eval-every", "0"], "--eval-every: must be >= 1, got 0"),
+    (["train", *ENV, "--dataset-episodes", "0"], "--dataset-episodes: must be >= 1, got 0"),
+    (["train", *ENV, "--eval-episodes", "0"], "--eval-episodes: must be >= 1"),
+    (["train", *ENV, "--eval-envs", "0"], "--eval-envs: must be >= 1"),
+    (["train", *ENV, "--log-every", "0"], "--log-every: must be >= 1"),
+    (["train", *ENV, "--checkpoint-every", "0"], "--checkpoint-every: must be >= 1"),
+    (["train", *ENV, "--chunk", "0"], "--chunk: must be >= 1"),
+    (["train", *ENV, "--steps", "-5"], "--steps: must be >= 0"),
+    (["train", *ENV, "--seed", "-1"], "--seed: must be >= 0"),
+    (["train", *ENV, "--seeds", "0,-1"], "seeds must be >= 0"),
+    (["train", *ENV, "--seeds", "0,x"], "expected comma-separated integers"),
+    (["train", *ENV, "--updates-per-step", "0"], "--updates-per-step: must be >= 1"),
+    (["train", *ENV, "--buffer-size", "0"], "--buffer-size: must be >= 1"),
+    (["train", *ENV, "--online-steps", "-1"], "--online-steps: must be >= 0"),
+    (["train", *ENV, "--steps", "ten"], "expected an integer, got 'ten'"),
+    (["eval", "--run-dir", "x", "--episodes", "0"], "--episodes: must be >= 1"),
+    (["data", "prepare", "cube-single-play-v0", "--episodes", "0"], "--episodes: must be >= 1"),
+    (["data", "prepare", "cube-single-play-v0", "--workers", "0"], "--workers: must be >= 1"),
+    (["data", "inspect", "antmaze-large-navigate-v0", "--episodes", "0", "--out", "x"], "--episodes: must be >= 1"),
+    (["expert", "train", "--run-dir", "x", "--steps", "0"], "--steps: must be >= 1"),
+    (["bench", "throughput", "--updates", "0"], "--updates: must be >= 1"),
+    (["bench", "compute", "--repeats", "0"], "--repeats: must be >= 1"),
+    (["report", "x", "--out", "y", "--reps", "0"], "--reps: must be >= 1"),
+    (["toy2d", "--n-data", "0"], "--n-data: must be >= 1"),
+    (["toy2d", "--curve-points", "-1"], "--curve-points: must be >= 0"),
+]
+
+
+@pytest.mark.parametrize("argv, message", CASES, ids=[" ".join(a[:1] + a[-2:]) for a, _ in CASES])
+def test_bad_value_is_one_clear_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "Traceback" not in err
+    assert message in err.splitlines()[-1], err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", *ENV, "--set", "guidance_lambda=0"], "guidance_lambda must be > 0"),
+    (["train", *ENV, "--set", "time_features=2pi"], "time_features must be one of"),
+    (["train", *ENV, "--agent", "nope"], "unknown agent 'nope'"),
+    (["train", "--env", "no-such-env-v0"], "no-such-env"),
+])
+def test_bad_setting_is_one_clear_line(argv, message, capsys, tmp_path):
+    assert main([*argv, "--run-dir", str(tmp_path / "run"), "--data-dir", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("qflow: error:") and message in err, err
