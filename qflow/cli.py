@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--workers", type=POSITIVE, default=None, help="generation processes (default: one per core)")
     p.add_argument("--no-download", action="store_true", help="skip OGBench's download attempt")
+    p.add_argument("--assume-official", action="store_true",
+                   help="files found in the data dir without metadata sidecars are OGBench's official files")
 
     p.add_argument("--expert", default=None,
                    help="antmaze only: the ant expert (DIR/expert.msgpack from `qflow expert train --run-dir DIR`)")
@@ -261,7 +263,7 @@ def cmd_data(a) -> int:
         return 0
 
     files = prepare(a.dataset, episodes=a.episodes, seed=a.seed, data_dir=a.data_dir, workers=a.workers,
-                    download=not a.no_download, expert=a.expert)
+                    download=not a.no_download, expert=a.expert, assume_official=a.assume_official)
     print(f"{files.train}\n{files.val}\norigin: {files.origin}, {files.episodes} training episodes")
     return 0
 

@@ -93,14 +93,32 @@ def test_truncated_file_gives_clear_error(tmp_path, data_root):
     assert path.exists()  # the user's file is never deleted
 
 
-def test_official_files_without_metadata_are_used_as_official(tmp_path, data_root):
+def test_files_without_metadata_are_official_only_on_the_users_word(tmp_path, data_root):
     _, files = data_root
     src = files["pointmaze-medium-navigate-v0"]
     for p in (src.train, src.val):
-        shutil.copy(p, tmp_path / p.name)  # as if the user placed official files in the data dir
-    got = prepare(src.name, data_dir=tmp_path, download=False, progress=False)
+        shutil.copy(p, tmp_path / p.name)  # files placed in the data dir with no sidecars
+    with pytest.raises(DatasetError, match="origin is unknown.*--assume-official"):
+        prepare(src.name, data_dir=tmp_path, download=False, progress=False)
+    assert not sidecar(tmp_path / src.train.name).exists()  # nothing was recorded on a guess
+    got = prepare(src.name, data_dir=tmp_path, download=False, progress=False, assume_official=True)
     assert got.origin == "official" and got.directory == tmp_path
     assert json.loads(sidecar(tmp_path / src.train.name).read_text())["origin"] == "official"
+
+
+def test_a_deleted_sidecar_never_relabels_regenerated_data(tmp_path, data_root):
+    _, files = data_root
+    src = files["pointmaze-medium-navigate-v0"]
+    root = tmp_path / "copy"
+    shutil.copytree(src.directory, root / src.directory.relative_to(src.directory.parents[1]))
+    directory = root / src.directory.relative_to(src.directory.parents[1])
+    val_meta = sidecar(directory / src.val.name).read_text()
+    sidecar(directory / src.train.name).unlink()
+    for assume in (False, True):
+        with pytest.raises(DatasetError, match="is missing while its partner's exists"):
+            prepare(src.name, episodes=2, seed=3, data_dir=root, download=False, progress=False,
+                    assume_official=assume)
+    assert sidecar(directory / src.val.name).read_text() == val_meta  # the partner's sidecar is untouched
 
 
 def test_killed_generation_resumes_from_finished_shards(tmp_path, monkeypatch):

@@ -161,15 +161,21 @@ def prepare(
     download: bool = True,
     progress: bool = True,
     expert: Path | str | None = None,
+    assume_official: bool = False,
 ) -> DatasetFiles:
-    """Return the dataset's files, producing them if needed (official > download > regenerate)."""
+    """Return the dataset's files, producing them if needed (official > download > regenerate).
+
+    ``assume_official``: files found without metadata are OGBench's official files (the user's word).
+    """
     check_dataset_name(name)
     directory, episodes = dataset_dir(name, episodes, seed, data_dir)
     with dataset_lock(directory, name, progress):
-        return _prepare_locked(name, episodes, seed, data_dir, directory, workers, download, progress, expert)
+        return _prepare_locked(name, episodes, seed, data_dir, directory, workers, download, progress, expert,
+                               assume_official)
 
 
-def _prepare_locked(name, episodes, seed, data_dir, directory, workers, download, progress, expert) -> DatasetFiles:
+def _prepare_locked(name, episodes, seed, data_dir, directory, workers, download, progress, expert,
+                    assume_official) -> DatasetFiles:
     root = Path(data_dir).expanduser() if data_dir else default_data_dir()
     is_full = directory == root
     files = DatasetFiles(name, directory, "official", episodes, None)
@@ -178,12 +184,7 @@ def _prepare_locked(name, episodes, seed, data_dir, directory, workers, download
     partial = _partial_dir(files)
     if files.train.exists() and files.val.exists() and not partial.exists():
         verify(files, fix)  # first: it also reports unreadable sidecars with the fix
-        if sidecar(files.train).exists():
-            meta = json.loads(sidecar(files.train).read_text())
-            files = dataclasses.replace(files, origin=meta.get("origin", "official"), seed=meta.get("seed"))
-        if not sidecar(files.train).exists():  # user-placed official files: record what they are
-            _write_metadata(files, {"note": "files found in the data dir without metadata; assumed official"})
-        return files
+        return _known_origin(files, fix, assume_official)
 
     if is_full and download and _try_download(name, directory):
         verify(files, fix)
@@ -220,6 +221,33 @@ def _prepare_locked(name, episodes, seed, data_dir, directory, workers, download
     _write_metadata(files, {"recipe": recipe.as_dict(), "shard_episodes": SHARD_EPISODES, **extra})
     shutil.rmtree(partial)  # last: until here a rerun resumes from the shards
     return files
+
+
+def _known_origin(files: DatasetFiles, fix: str, assume_official: bool) -> DatasetFiles:
+    """The files with the origin their sidecars record; a file without one is never presumed official.
+
+    Both sidecars missing: the files are recorded as official only when the user says so
+    (``--assume-official``). One missing: refused (its partner's origin is not evidence for it).
+    An existing sidecar is never rewritten.
+    """
+    missing = [p for p in (files.train, files.val) if not sidecar(p).exists()]
+    if len(missing) == 1:
+        raise DatasetError(f"{sidecar(missing[0])} is missing while its partner's exists, so the origin of "
+                           f"{missing[0].name} is unknown; restore the sidecar, or move both files away and run: {fix}")
+    if missing and not assume_official:
+        raise DatasetError(
+            f"{files.train} and {files.val.name} have no metadata sidecars, so their origin is unknown. If they are "
+            f"OGBench's official files, run `qflow data prepare {files.name} --assume-official` once to record "
+            f"them as such; if "
+            f"they were regenerated, move them away and run: {fix}")
+    if missing:
+        _write_metadata(files, {"note": "files found without metadata; recorded as official on the user's word "
+                                        "(qflow data prepare --assume-official)"})
+        return files
+    meta = json.loads(sidecar(files.train).read_text())
+    if meta.get("origin") not in ("official", "regenerated"):
+        raise DatasetError(f"corrupted metadata {sidecar(files.train)} (no valid 'origin'); to rebuild: {fix}")
+    return dataclasses.replace(files, origin=meta["origin"], seed=meta.get("seed"))
 
 
 def _partial_dir(files: DatasetFiles) -> Path:
