@@ -162,6 +162,38 @@ def test_nan_loss_stops_with_step_and_loss(data_dir, tmp_path, capsys, monkeypat
     assert not (tmp_path / "nan" / "summary.json").exists()
 
 
+def test_non_finite_parameters_are_never_checkpointed(data_dir, tmp_path, capsys, monkeypatch):
+    import jax
+    import jax.numpy as jnp
+
+    import qflow.training.trainer as trainer
+
+    real, calls = trainer.make_train_chunk, []
+
+    def poisoning(*args, **kwargs):
+        fn = real(*args, **kwargs)
+
+        def chunk(agents, data):
+            agents, info = fn(agents, data)
+            calls.append(1)
+            if len(calls) >= 3:  # from step 150 on: NaN parameters while the logged losses stay finite
+                agents = agents.replace(params=jax.tree.map(lambda x: x * jnp.nan, agents.params))
+            return agents, info
+        return chunk
+
+    monkeypatch.setattr(trainer, "make_train_chunk", poisoning)
+    run = tmp_path / "nan"
+    assert main(train_args(data_dir, run, "--chunk", "50")) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "non-finite parameters at step 150" in err
+    assert f"the last checkpoint written before it is kept in {run}" in err and f"--run-dir {run}-lr1e-4" in err
+    state = trainer.checkpoint.load(run, None)  # the step-100 checkpoint, not a NaN one
+    assert state[1] == 100 and all(np.isfinite(x).all() for x in jax.tree.leaves(state[0]))
+    monkeypatch.undo()
+    assert main(train_args(data_dir, tmp_path / "nan-lr1e-4", "--set", "lr=1e-4", "--steps", "50",
+                           "--eval-every", "50")) == 0  # the suggested retry is accepted
+
+
 def test_rebrac_critic_penalty_trains_on_the_datasets_next_actions(data_dir, tmp_path):
     # alpha_critic > 0 makes ReBRAC's loss read batch["next_actions"] (it raises without them), so this
     # run finishing means the trainer asked the loader for them and passed them through the batches

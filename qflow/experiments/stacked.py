@@ -151,7 +151,7 @@ def train(args) -> None:
                 g["info"]["compile_seconds"] = round(seconds, 2)
             else:
                 g["info"]["train_seconds"] += seconds
-            check_finite(info, step + chunk, [g["out"]])
+            check_finite(info, step + chunk, [g["out"]], g["agents"])  # never export non-finite policies
             g["sums"] = info if "sums" not in g else jax.tree.map(np.add, g["sums"], info)
             g["count"] = g.get("count", 0) + 1
         step += chunk

@@ -217,7 +217,7 @@ def _train(args: TrainArgs, run_dir: Path) -> list[dict]:
         step += chunk
         bar.update(chunk)
         info = jax.device_get(info)
-        check_finite(info, step, dirs)
+        check_finite(info, step, dirs, agents)  # before any checkpoint is written from these parameters
         sums = info if sums is None else jax.tree.map(np.add, sums, info)
         count += 1
         if step % args.log_every == 0 or step == args.steps:
@@ -274,13 +274,22 @@ def _make_evaluator(args: TrainArgs):
     return Evaluator(args.env, min(args.eval_envs, args.eval_episodes))
 
 
-def check_finite(info, step, dirs) -> None:
+def check_finite(info, step, dirs, agents=None) -> None:
+    """Stop on a non-finite loss or (given ``agents``) parameter, before anything is saved from them."""
     bad = [k for k, v in sorted(info.items()) if k.startswith("loss") and not np.all(np.isfinite(v))]
+    if not bad and agents is not None and not all(bool(jnp.all(jnp.isfinite(x))) for x in
+                                                  jax.tree.leaves(agents.params)):
+        bad = ["parameters"]
     if bad:
+        kept = [d for d in dirs if (d / checkpoint.CHECKPOINT).exists()]
         where = dirs[0].parent if len(dirs) > 1 else dirs[0]
+        state = (f"the last checkpoint written before it is kept in {where}" if kept else
+                 "no checkpoint had been written")
+        retry = Path(f"{where}-lr1e-4")
         raise TrainingDiverged(
-            f"non-finite {', '.join(bad)} at step {step}; training stopped. The last good checkpoint is kept in "
-            f"{where}; lower lr or raise guidance_lambda and retry."
+            f"non-finite {', '.join(bad)} at step {step}; training stopped and {state}. Retry with a lower learning "
+            f"rate or a larger guidance_lambda in a new run directory, e.g. the same command with --set lr=1e-4 "
+            f"--run-dir {retry}"
         )
 
 
