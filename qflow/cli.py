@@ -244,9 +244,7 @@ def cmd_train(a) -> int:
 def cmd_eval(a) -> int:
     from qflow.evaluation.from_checkpoint import evaluate_run
 
-    results = evaluate_run(Path(a.run_dir), a.episodes, a.task, a.seed)
-    for env_id, r in results.items():
-        print(f"{env_id}: success {r['success']:.3f} over {r['episodes']} episodes")
+    evaluate_run(Path(a.run_dir), a.episodes, a.task, a.seed)  # prints each result before writing it
     return 0
 
 
@@ -354,19 +352,20 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data, "expert": cmd_expert, "bench": cmd_bench,
                 "report": cmd_report, "toy2d": cmd_toy2d}
-    from qflow.data.prepare import DatasetError
-    from qflow.data.registry import UnknownDatasetError
-    from qflow.training.checkpoint import CheckpointError
+    from qflow.errors import QFlowError
     from qflow.training.trainer import TrainingDiverged
 
     try:
         return handlers[args.command](args)
-    except (ValueError, DatasetError, UnknownDatasetError, CheckpointError, FileNotFoundError) as err:
-        print(f"qflow: error: {err}", file=sys.stderr)
-        return 2
     except TrainingDiverged as err:
         print(f"qflow: error: {err}", file=sys.stderr)
         return 3
+    except (QFlowError, ValueError) as err:
+        print(f"qflow: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a path that is a file, a read-only directory, a full disk: the message names the path
+        print(f"qflow: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

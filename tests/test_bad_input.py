@@ -58,3 +58,22 @@ def test_bad_setting_is_one_clear_line(argv, message, capsys, tmp_path):
     assert main([*argv, "--run-dir", str(tmp_path / "run"), "--data-dir", str(tmp_path / "data")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("qflow: error:") and message in err, err
+
+
+def test_os_errors_are_one_line_naming_the_path(tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a directory")
+    garbage_run = tmp_path / "garbage_run"
+    garbage_run.mkdir()
+    (garbage_run / "run.json").write_text("{not json")
+    cases = [
+        (["train", *ENV, "--run-dir", str(a_file / "run"), "--data-dir", str(tmp_path / "d")], str(a_file)),
+        (["toy2d", "--out", str(a_file / "out"), "--datasets", "moons", "--no-progress"], str(a_file)),
+        (["train", *ENV, "--set", "actor_dims=0", "--run-dir", str(tmp_path / "r")], "actor_dims must be one or more"),
+        (["eval", "--run-dir", str(garbage_run)], f"{garbage_run / 'run.json'} is unreadable"),
+        (["eval", "--run-dir", str(tmp_path / "missing")], "run.json not found"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("qflow: error:") and message in err, (argv, err)

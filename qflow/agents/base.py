@@ -37,6 +37,10 @@ class AgentConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        for name in ("actor_dims", "critic_dims"):
+            dims = getattr(self, name)
+            if not dims or min(dims) < 1:
+                raise ValueError(f"{name} must be one or more widths >= 1, got {dims} (e.g. --set {name}=256,256)")
         if not 0 < self.target_update_rate <= 1:
             raise ValueError(f"target_update_rate must be in (0, 1], got {self.target_update_rate}")
 

@@ -23,8 +23,11 @@ def navigate_stats(name: str, episodes: int | None = None, data_dir: Path | str 
 
     import ogbench.locomaze  # noqa: F401
 
-    from qflow.data.registry import REGENERABLE
+    from qflow.data.registry import REGENERABLE, check_dataset_name
 
+    check_dataset_name(name)
+    if "maze" not in name or "navigate" not in name:
+        raise ValueError(f"qflow data inspect reads navigate datasets (pointmaze/antmaze ...-navigate-v0), not {name}")
     files = prepare(name, episodes=episodes, data_dir=data_dir, download=False, progress=False)
     recipe = REGENERABLE[name]
     env = gymnasium.make(recipe.env_name).unwrapped

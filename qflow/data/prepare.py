@@ -29,12 +29,13 @@ import numpy as np
 
 from qflow.data.generate import episode_seed, make_collector
 from qflow.data.registry import EXPERT_KINDS, REGENERABLE, check_dataset_name
+from qflow.errors import QFlowError
 from qflow.utils import atomic_write_json, atomic_writer, file_lock, package_versions
 
 SHARD_EPISODES = 10
 
 
-class DatasetError(RuntimeError):
+class DatasetError(QFlowError, RuntimeError):
     """A dataset is missing, truncated or inconsistent; the message says how to fix it."""
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from qflow.errors import QFlowError
+
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
@@ -60,7 +62,7 @@ EXPERT_KINDS = ("antmaze",)  # recipes whose generation needs --expert
 _SINGLETASK = re.compile(r"^(?P<base>.+)-singletask(?:-task(?P<task>[1-5]))?-(?P<version>v\d+)$")
 
 
-class UnknownDatasetError(ValueError):
+class UnknownDatasetError(QFlowError, ValueError):
     pass
 
 

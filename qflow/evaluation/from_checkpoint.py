@@ -13,6 +13,7 @@ from qflow.agents.base import config_from_record
 from qflow.data.registry import env_id_for_task
 from qflow.evaluation.evaluate import Evaluator
 from qflow.training import checkpoint
+from qflow.training.checkpoint import CheckpointError
 from qflow.training.trainer import act
 from qflow.utils import atomic_write_json
 
@@ -21,7 +22,11 @@ def load_agent(run_dir: Path):
     info_path = run_dir / checkpoint.RUN_INFO
     if not info_path.exists():
         raise FileNotFoundError(f"{info_path} not found: is {run_dir} a single-seed run directory of qflow train?")
-    info = json.loads(info_path.read_text())
+    try:
+        info = json.loads(info_path.read_text())
+    except ValueError as err:
+        raise CheckpointError(f"{info_path} is unreadable ({err}); it records what the run is, so the checkpoint "
+                              f"beside it cannot be evaluated without it") from None
     agent_cls, config_cls = get_agent(info["agent"])
     config = config_from_record(config_cls, info["config"])
     env = Evaluator(info["env"], 1).envs[0]
@@ -31,7 +36,9 @@ def load_agent(run_dir: Path):
     return agent, step, info
 
 
-def evaluate_run(run_dir: Path, episodes: int, task: str | None, seed: int) -> dict:
+def evaluate_run(run_dir: Path, episodes: int, task: str | None, seed: int, report=print) -> dict:
+    """Evaluate a run's checkpoint; each result is reported (printed) before it is written to
+    RUN_DIR/eval_tasks.json, so a run directory that cannot be written loses nothing."""
     agent, step, info = load_agent(run_dir)
     if task is None:
         env_ids = [info["env"]]
@@ -47,6 +54,8 @@ def evaluate_run(run_dir: Path, episodes: int, task: str | None, seed: int) -> d
         evaluator = Evaluator(env_id, min(10, episodes))
         results[env_id] = {**evaluator.run(lambda o: act(agent, jnp.asarray(o), next(keys)), episodes, seed),
                            "checkpoint_step": step}
+        r = results[env_id]
+        report(f"{env_id}: success {r['success']:.3f} over {r['episodes']} episodes (checkpoint step {step})")
     out = run_dir / "eval_tasks.json"
     previous = json.loads(out.read_text()) if out.exists() else {}
     atomic_write_json(out, {**previous, **results})

@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from qflow.data.registry import env_family, parse_env_id
+from qflow.errors import QFlowError
 from qflow.utils import atomic_write_json, atomic_writer
 
 METRICS = {"success_last3": "mean success rate of each run's last three evaluations",
            "success": "success rate at each run's final evaluation"}
 
 
-class ReportError(ValueError):
+class ReportError(QFlowError, ValueError):
     """A problem with the inputs; the message names the directory or file at fault."""
 
 

@@ -11,6 +11,7 @@ import flax.serialization
 import jax
 import jax.numpy as jnp
 
+from qflow.errors import QFlowError
 from qflow.utils import atomic_write_json, atomic_writer
 
 CHECKPOINT = "checkpoint.msgpack"
@@ -24,7 +25,7 @@ FLAGS = {"env": "--env", "agent": "--agent", "seed": "--seed", "preset": "--pres
          "eval_episodes": "--eval-episodes", "updates_per_step": "--updates-per-step"}
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(QFlowError, RuntimeError):
     pass
 
 

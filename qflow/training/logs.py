@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from qflow.errors import QFlowError
 from qflow.utils import atomic_writer
 
 
@@ -32,7 +33,11 @@ class CSVLog:
     def __init__(self, path: Path, after_step: int = 0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        rows = [r for r in self.read() if int(float(r["step"])) <= after_step]
+        try:
+            rows = [r for r in self.read() if int(float(r["step"])) <= after_step]
+        except (ValueError, KeyError, TypeError, csv.Error) as err:
+            raise QFlowError(f"{self.path} is corrupted ({type(err).__name__}: {err}); move it away (the run's "
+                             f"checkpoint is kept) or pass another --run-dir") from None
         if self.path.exists():
             self._rewrite(rows)
 

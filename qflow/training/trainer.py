@@ -22,6 +22,7 @@ from qflow.agents import get_agent
 from qflow.agents.base import build_config
 from qflow.data.loading import data_record, load_single_task
 from qflow.envs import env_defaults
+from qflow.errors import QFlowError
 from qflow.training import checkpoint
 from qflow.training.logs import CSVLog
 from qflow.utils import LockHeld, atomic_write_json, file_lock, package_versions
@@ -32,7 +33,7 @@ RUN_LOCK = ".lock"  # held by the process training in a run directory
 DIAGNOSTICS_STREAM = 0x646961  # fold_in constant of the diagnostics' random stream ("dia")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(QFlowError, RuntimeError):
     pass
 
 
@@ -297,5 +298,5 @@ def _tensorboard(dirs):
     try:
         from tensorboardX import SummaryWriter
     except ImportError as err:
-        raise RuntimeError("--tensorboard needs tensorboardX: pip install 'qflow[tensorboard]'") from err
+        raise QFlowError("--tensorboard needs tensorboardX: pip install 'qflow[tensorboard]'") from err
     return [SummaryWriter(str(d / "tb")) for d in dirs]
