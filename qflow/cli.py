@@ -304,6 +304,9 @@ def cmd_report(a) -> int:
     result = make_report(a.run_dirs, a.out, metric=a.metric, reps=a.reps, include_partial=a.include_partial)
     for note in result["skipped"]:
         print(f"qflow report: warning: {note}", file=sys.stderr)
+    for line in dict.fromkeys(line for lines in result["captions"].values() for line in lines):
+        if line.startswith("WARNING"):  # e.g. runs with different budgets: said here, not only inside results.md
+            print(f"qflow report: {line}", file=sys.stderr)
     print(f"[qflow] report of {result['runs']} runs in {result['out']}: results.md, per_task.csv, per_env.csv, "
           f"report.json, {', '.join(result['figures'])}")
     return 0

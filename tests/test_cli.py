@@ -94,9 +94,14 @@ def test_sigkill_then_rerun_resumes_and_finishes(data_dir, tmp_path):
 def test_resume_continues_from_checkpoint(data_dir, tmp_path):
     run = tmp_path / "run"
     assert main(train_args(data_dir, run, "--steps", "100", "--eval-every", "100")) == 0
+    stray = run / ".checkpoint.msgpack.k1ll3d.tmp"  # what a write killed mid-way leaves
+    stray.write_bytes(b"\0" * 1000)
     assert main(train_args(data_dir, run, "--steps", "200", "--eval-every", "100")) == 0
+    assert not stray.exists()
     steps = [int(r["step"]) for r in rows(run / "metrics.csv")]
     assert steps == [50, 100, 150, 200]  # nothing logged twice, nothing restarted
+    wall = [float(r["wall_time"]) for r in rows(run / "metrics.csv")]
+    assert wall == sorted(wall)  # the resumed run's clock counts on from where the first stopped
     straight = tmp_path / "straight"
     assert main(train_args(data_dir, straight)) == 0
     a, b = rows(run / "metrics.csv")[-1], rows(straight / "metrics.csv")[-1]

@@ -107,7 +107,7 @@ def test_iqm_is_the_trimmed_mean(tmp_path):
     assert task_iqm["1"] == pytest.approx(trim_mean(scores[1], 0.25), abs=1e-12)  # mean of 0.2 and 0.4
 
 
-def test_metric_success_and_mixed_runs_warn(tmp_path):
+def test_metric_success_and_mixed_runs_warn(tmp_path, capsys):
     write_run(tmp_path / "a", TASKS[1], "qflow", 0, [0.2, 0.4, 0.9])
     write_run(tmp_path / "b", TASKS[1], "flow_bc", 0, [0.1, 0.1, 0.3], steps=50_000, preset="tiny", origin="official")
     out = tmp_path / "out"
@@ -117,6 +117,9 @@ def test_metric_success_and_mixed_runs_warn(tmp_path):
     md = (out / "results.md").read_text()
     assert "Budget: 50,000 gradient steps; 300,000 gradient steps." in md
     assert "WARNING: the runs in this table mix budgets, network presets, data origins" in md
+    # said on the terminal and carried by every CSV row too, not only inside results.md
+    assert "qflow report: WARNING: the runs in this table mix budgets" in capsys.readouterr().err
+    assert all(r["warning"].startswith("WARNING: the runs in this table mix budgets") for r in rows(out / "per_task.csv"))
 
     write_run(tmp_path / "c", TASKS[1], "qflow", 0, [0.2, 0.4, 0.9], steps=0, online_steps=1_000_000)
     assert main(["report", str(tmp_path / "c"), "--out", str(out), "--reps", "50"]) == 0

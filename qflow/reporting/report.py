@@ -394,6 +394,10 @@ def make_report(paths, out, metric: str = "success_last3", reps: int = 2000, inc
         md += ["## Skipped", ""] + [f"- {n}" for n in notes] + [""]
     with atomic_writer(out / "results.md", "w") as f:
         f.write("\n".join(md) + "\n")
+    for rows, key in ((per_task, "per_task"), (per_env, "per_env")):  # a warning travels with the numbers
+        warning = " ".join(line for line in captions[key] if line.startswith("WARNING"))
+        for row in rows:
+            row["warning"] = warning
     _write_csv(out / "per_task.csv", per_task)
     _write_csv(out / "per_env.csv", per_env)
     atomic_write_json(out / "report.json", dict(metric=metric, reps=reps, inputs=[str(p) for p in paths],

@@ -155,6 +155,9 @@ def train(args: TrainArgs) -> list[dict]:
             except LockHeld as held:
                 raise checkpoint.CheckpointError(
                     f"{d} is in use by {held}; wait for it to finish or pass another --run-dir") from None
+        for d in seed_dirs(run_dir, args.seeds):  # temp files of writes killed mid-way: ours, and no writer is left
+            for tmp in d.glob(".*.tmp"):
+                tmp.unlink()
         return _train(args, run_dir)
 
 
@@ -199,6 +202,8 @@ def _train(args: TrainArgs, run_dir: Path) -> list[dict]:
 
     logs = [CSVLog(d / "metrics.csv", after_step=step) for d in dirs]
     eval_logs = [CSVLog(d / "eval.csv", after_step=step) for d in dirs]
+    # wall_time counts on from the resumed run's last row instead of restarting at 0
+    started -= max([float(r.get("wall_time") or 0) for log in logs + eval_logs for r in log.read()[-1:]], default=0.0)
     tb = _tensorboard(dirs) if args.tensorboard else None
     device_data = jax.device_put({k: jnp.asarray(v) for k, v in data.items()})
     del data
