@@ -65,6 +65,22 @@ def _coerce(value: str, current):
     return kind(value)
 
 
+def overrides_for(agent: str, overrides: typing.Sequence[str], agents: typing.Sequence[str]) -> list[str]:
+    """The ``key=value`` overrides that apply to ``agent``: bare keys apply to every agent, ``agent.key=value``
+    to that agent only. A prefix naming no agent of the run is an error (a typo would otherwise be ignored)."""
+    mine = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        prefix, dot, bare = key.partition(".")
+        if not dot:
+            mine.append(item)
+        elif prefix not in agents:
+            raise ValueError(f"bad --set {item!r}: {prefix!r} is not an agent of this run ({', '.join(agents)})")
+        elif prefix == agent:
+            mine.append(f"{bare}{sep}{value}")
+    return mine
+
+
 def build_config(config_cls, preset: str = "paper", env_defaults: dict | None = None,
                  overrides: typing.Sequence[str] = ()) -> AgentConfig:
     """Defaults <- preset network sizes <- per-environment table <- ``key=value`` overrides."""

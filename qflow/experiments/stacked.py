@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qflow.agents import get_agent
-from qflow.agents.base import acting_state, build_config, config_from_record, with_acting_state
+from qflow.agents.base import acting_state, build_config, config_from_record, overrides_for, with_acting_state
 from qflow.data.loading import data_record, load_single_task
 from qflow.data.registry import env_id_for_task
 from qflow.envs import env_defaults
@@ -109,7 +109,8 @@ def train(args) -> None:
                 for t in tasks}
         if len(rows) != 1:
             raise ValueError(f"{name}: tasks of {args.family} have different per-env settings; stack one task")
-        configs[name] = build_config(config_cls, args.preset, json.loads(rows.pop()), args.set)
+        configs[name] = build_config(config_cls, args.preset, json.loads(rows.pop()),
+                                     overrides_for(name, args.set, agent_names))
     extra = tuple(sorted({k for c in configs.values() for k in c.extra_data()}))
     started = time.time()
     data, files = load_family(args.family, tasks, members, args.dataset_episodes, args.data_dir, extra)
@@ -281,7 +282,8 @@ def main(argv=None) -> int:
     t.add_argument("--seeds", default="0,1,2")
     t.add_argument("--steps", type=POSITIVE, required=True)
     t.add_argument("--preset", default="cpu")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, all agents")
+    t.add_argument("--set", action="append", default=[], metavar="[AGENT.]KEY=VALUE",
+                   help="config override: KEY=VALUE for every agent, AGENT.KEY=VALUE for one (e.g. fql.alpha=150)")
     t.add_argument("--chunk", type=POSITIVE, default=1000, help="updates per jitted call")
     t.add_argument("--export-every", type=POSITIVE, default=5000, help="steps between policy exports")
     t.add_argument("--log-every", type=POSITIVE, default=None, help="steps between metrics rows (default: --export-every)")

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qflow.agents import get_agent
-from qflow.agents.base import build_config
+from qflow.agents.base import build_config, overrides_for
 from qflow.data.loading import data_record, load_single_task
 from qflow.envs import env_defaults
 from qflow.errors import QFlowError
@@ -163,7 +163,8 @@ def train(args: TrainArgs) -> list[dict]:
 
 def _train(args: TrainArgs, run_dir: Path) -> list[dict]:
     agent_cls, config_cls = get_agent(args.agent)
-    config = build_config(config_cls, args.preset, env_defaults(args.env, args.agent), args.overrides)
+    config = build_config(config_cls, args.preset, env_defaults(args.env, args.agent),
+                          overrides_for(args.agent, args.overrides, [args.agent]))
     dirs = seed_dirs(run_dir, args.seeds)
 
     if args.online_steps and config.extra_data():

@@ -1,0 +1,257 @@
+"""The evidence plan: an ordered list of experiments, each done when committed results satisfy it.
+
+    python -m qflow.experiments.plan status [--plan plans/evidence.toml] [--results results/evidence]
+    python -m qflow.experiments.plan run --minutes 13 --out OUT [--work DIR] [--only ID,...]
+
+``run`` is what a lent GPU window executes: it takes the plan's entries in order, skips those whose
+results are already committed, and runs each unfinished one whose estimate fits before the deadline
+(a stacked entry is started anyway when at least half its estimate is left: its deadline stops it
+and what it reached is kept as a partial result). A stacked entry regenerates its data with all
+cores, trains every task x seed x agent in one process with the exports kept, and evaluates the
+exports on the machine's CPU cores while training goes on. Each entry's small files (group.json,
+metrics.csv, the evaluated run directories, logs) are packed into ``OUT/ID.tar`` (at most 8 files
+of 16 MiB come back from a device machine, so policies stay behind). Unpack a tar into
+``results/evidence/`` and commit it: the next window continues with the next entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+from qflow.errors import QFlowError
+from qflow.utils import atomic_write_json
+
+PLAN = Path("plans/evidence.toml")
+RESULTS = Path("results/evidence")
+KINDS = ("stacked", "command")
+SMALL_FILES = ("group.json", "metrics.csv", "eval.csv", "run.json", "summary.json", "DONE.json", ".log", ".md",
+               ".csv", ".json", ".png")
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    id: str  # folder name of its results: results/evidence/ID
+    kind: str  # "stacked" or "command"
+    why: str = ""  # what question it answers
+    minutes: float = 10.0  # estimated device minutes, data preparation included
+    # kind "stacked"
+    family: str = ""
+    agents: tuple = ()
+    tasks: str = "1-5"
+    seeds: str = "0-2"
+    preset: str = "cpu"
+    steps: int = 0
+    export_every: int = 10_000
+    eval_episodes: int = 50
+    sets: tuple = ((),)  # one stacked run per tuple of [AGENT.]KEY=VALUE overrides
+    expert: str = ""  # antmaze: the ant expert its data is regenerated with
+    episodes: int = 0  # dataset size; 0: the official size (smaller only for smoke tests)
+    # kind "command"
+    command: str = ""  # shell command; OUT is replaced by the entry's output folder
+
+
+def load_plan(path: Path = PLAN) -> list[Entry]:
+    import tomllib
+
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise QFlowError(f"no plan at {path}; pass --plan") from None
+    except tomllib.TOMLDecodeError as err:
+        raise QFlowError(f"{path} is not valid TOML ({err})") from None
+    fields = {f.name for f in dataclasses.fields(Entry)}
+    entries = []
+    for i, item in enumerate(raw.get("entry", [])):
+        unknown = sorted(set(item) - fields)
+        if unknown or "id" not in item or item.get("kind") not in KINDS:
+            raise QFlowError(f"{path}: entry {i + 1} ({item.get('id', 'no id')}) needs an id and a kind in {KINDS}"
+                             + (f"; unknown keys {unknown} (known: {', '.join(sorted(fields))})" if unknown else ""))
+        if "sets" in item:
+            item["sets"] = tuple(tuple(s) for s in item["sets"])
+        if "agents" in item:
+            item["agents"] = tuple(item["agents"])
+        entry = Entry(**item)
+        if entry.kind == "stacked" and not (entry.family and entry.agents and entry.steps > 0):
+            raise QFlowError(f"{path}: stacked entry {entry.id} needs family, agents and steps > 0")
+        if entry.kind == "command" and "OUT" not in entry.command:
+            raise QFlowError(f"{path}: command entry {entry.id} must write into OUT")
+        entries.append(entry)
+    ids = [e.id for e in entries]
+    if len(set(ids)) != len(ids):
+        raise QFlowError(f"{path}: entry ids repeat: {ids}")
+    return entries
+
+
+def run_folders(entry: Entry) -> list[str]:
+    """One training folder per set of overrides: 'train' alone, or 'train-set1', 'train-set2', ..."""
+    return ["train"] if len(entry.sets) == 1 else [f"train-set{i + 1}" for i in range(len(entry.sets))]
+
+
+def entry_state(entry: Entry, results: Path = RESULTS) -> tuple[str, str]:
+    """("done" | "partial" | "todo", a few words) from the committed files alone."""
+    root = Path(results) / entry.id
+    if entry.kind == "command":
+        return ("done", "DONE.json") if (root / "DONE.json").exists() else ("todo", "")
+    reached = []
+    for folder in run_folders(entry):
+        for agent in entry.agents:
+            group = root / folder / f"{entry.family}__{agent}" / "group.json"
+            reached.append(json.loads(group.read_text()).get("step", 0) if group.exists() else 0)
+    if all(r >= entry.steps for r in reached):
+        return "done", f"{entry.steps:,} steps"
+    if any(reached):
+        return "partial", f"{min(reached):,} of {entry.steps:,} steps"
+    return "todo", ""
+
+
+def _prepare_data(entry: Entry, deadline: float, log) -> bool:
+    dataset = f"{entry.family}-v0"
+    cmd = [sys.executable, "-m", "qflow.cli", "data", "prepare", dataset, "--no-download"]
+    if entry.episodes:
+        cmd += ["--episodes", str(entry.episodes)]
+    if entry.expert:
+        cmd += ["--expert", entry.expert]
+    log(f"preparing {dataset} with {os.cpu_count()} workers")
+    try:
+        done = subprocess.run(cmd, timeout=max(1, deadline - time.time()), capture_output=True, text=True)
+    except subprocess.TimeoutExpired:
+        log(f"{dataset}: data preparation ran out of time (a rerun resumes from its shards)")
+        return False
+    if done.returncode:
+        log(f"{dataset}: data preparation failed: {done.stderr.strip().splitlines()[-1:]}")
+    return done.returncode == 0
+
+
+def _run_stacked(entry: Entry, work: Path, deadline: float, log) -> None:
+    members = f"--tasks {entry.tasks} --seeds {_seed_list(entry.seeds)}"
+    for folder, overrides in zip(run_folders(entry), entry.sets):
+        out = work / folder
+        cmd = [sys.executable, "-m", "qflow.experiments.stacked", "train", "--family", entry.family,
+               "--agents", ",".join(entry.agents), *members.split(), "--steps", str(entry.steps),
+               "--preset", entry.preset, "--export-every", str(entry.export_every), "--log-every", "1000",
+               "--keep-exports", "--deadline", str(deadline - 60), "--out", str(out)]
+        for item in overrides:
+            cmd += ["--set", item]
+        if entry.episodes:
+            cmd += ["--dataset-episodes", str(entry.episodes)]
+        log(f"training {entry.id}/{folder}: {' '.join(shlex.quote(c) for c in cmd[3:])}")
+        out.mkdir(parents=True, exist_ok=True)
+        with open(work / f"{folder}.log", "w") as train_log:
+            trainer = subprocess.Popen(cmd, stdout=train_log, stderr=subprocess.STDOUT)
+            while trainer.poll() is None:  # evaluate exports on the CPU cores while the accelerator trains
+                _evaluate(entry, out, work / "runs" / folder)
+                time.sleep(20)
+        log(f"{entry.id}/{folder}: trainer exited with status {trainer.returncode}")
+        _evaluate(entry, out, work / "runs" / folder)
+
+
+def _evaluate(entry: Entry, train_dir: Path, runs: Path) -> None:
+    """One pass: a process per agent over every kept export it has not evaluated yet, side by side."""
+    procs = []
+    runs.mkdir(parents=True, exist_ok=True)
+    for group in sorted(train_dir.glob(f"{entry.family}__*")):
+        if (group / "policies.msgpack").exists():
+            cmd = [sys.executable, "-m", "qflow.experiments.stacked", "evaluate", str(group), "--all-exports",
+                   "--episodes", str(entry.eval_episodes), "--out", str(runs)]
+            with open(runs / f"eval_{group.name}.log", "a") as f:
+                procs.append(subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT))
+    for proc in procs:  # the pass ends before the next starts, so no export is evaluated twice
+        proc.wait()
+
+
+def _seed_list(text: str) -> str:
+    lo, _, hi = text.partition("-")
+    return ",".join(map(str, range(int(lo), int(hi) + 1))) if hi else text
+
+
+def pack(work: Path, out: Path, entry_id: str) -> Path:
+    """OUT/ID.tar holding the entry's small files (policies and exports stay behind)."""
+    out.mkdir(parents=True, exist_ok=True)
+    target, tmp = out / f"{entry_id}.tar", out / f".{entry_id}.tar.tmp"
+    with tarfile.open(tmp, "w") as tar:
+        for path in sorted(work.rglob("*")):
+            if path.is_file() and (path.name in SMALL_FILES or path.suffix in SMALL_FILES):
+                tar.add(path, arcname=str(Path(entry_id) / path.relative_to(work)))
+    tmp.replace(target)
+    return target
+
+
+def run_plan(entries: list[Entry], out: Path, work: Path, minutes: float, results: Path = RESULTS,
+             only: tuple = (), log=print) -> list[str]:
+    """Run the first unfinished entries that fit in ``minutes``; return the ids packed into ``out``."""
+    start = time.time()
+    deadline = start + 60 * minutes
+    ran = []
+    for entry in entries:
+        state, detail = entry_state(entry, results)
+        if (only and entry.id not in only) or state == "done":
+            continue
+        left = (deadline - time.time()) / 60
+        need = entry.minutes / 2 if entry.kind == "stacked" else entry.minutes
+        if left < need:
+            log(f"{entry.id}: {left:.1f} min left, it needs about {entry.minutes:g}; left for the next window")
+            continue
+        entry_work = work / entry.id
+        entry_work.mkdir(parents=True, exist_ok=True)
+        log(f"{entry.id} ({state}{', ' + detail if detail else ''}): {entry.why}")
+        if entry.kind == "stacked":
+            if _prepare_data(entry, deadline - 120, log):
+                _run_stacked(entry, entry_work, deadline, log)
+        else:
+            cmd = entry.command.replace("OUT", shlex.quote(str(entry_work)))
+            log(f"running {cmd}")
+            with open(entry_work / "command.log", "w") as f:
+                try:
+                    rc = subprocess.run(cmd, shell=True, stdout=f, stderr=subprocess.STDOUT,
+                                        timeout=max(1, deadline - time.time())).returncode
+                except subprocess.TimeoutExpired:
+                    rc = "timeout"
+            if rc == 0:
+                atomic_write_json(entry_work / "DONE.json", {"command": cmd, "finished": time.ctime()})
+            log(f"{entry.id}: exit {rc}")
+        ran.append(str(pack(entry_work, out, entry.id)))
+    return ran
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in ("status", "run"):
+        s = sub.add_parser(name)
+        s.add_argument("--plan", default=str(PLAN))
+        s.add_argument("--results", default=str(RESULTS), help="where committed results live")
+    r = sub.choices["run"]
+    r.add_argument("--minutes", type=float, required=True, help="device time for the whole run")
+    r.add_argument("--out", required=True, help="the tars go here (e.g. $OUT on a device machine)")
+    r.add_argument("--work", default="/tmp/qflow_plan_work", help="data, training and evaluation files")
+    r.add_argument("--only", default="", help="comma-separated entry ids")
+    a = p.parse_args(argv)
+    try:
+        entries = load_plan(Path(a.plan))
+        if a.command == "status":
+            for e in entries:
+                state, detail = entry_state(e, Path(a.results))
+                print(f"{state:8s} {e.id:24s} ~{e.minutes:g} min  {detail}")
+            return 0
+        started = time.time()
+        log = lambda msg: print(f"[plan +{time.time() - started:.0f}s] {msg}", flush=True)  # noqa: E731
+        packed = run_plan(entries, Path(a.out), Path(a.work), a.minutes, Path(a.results),
+                          tuple(x for x in a.only.split(",") if x), log)
+        log(f"packed: {', '.join(packed) or 'nothing'}")
+    except QFlowError as err:
+        print(f"plan: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The evidence plan: status from committed files, a CPU run of a tiny entry end to end, resumption."""
+
+import json
+import tarfile
+
+import pytest
+
+from qflow.errors import QFlowError
+from qflow.experiments import plan
+
+PLAN = '''
+[[entry]]
+id = "tiny-stacked"
+kind = "stacked"
+why = "smoke"
+family = "pointmaze-medium-navigate"
+agents = ["qflow", "flow_bc"]
+tasks = "1-2"
+seeds = "0"
+steps = 100
+export_every = 50
+eval_episodes = 2
+episodes = 3
+sets = [["actor_dims=32,32", "critic_dims=32,32", "batch_size=32", "qflow.guidance_lambda=2"]]
+minutes = 1
+
+[[entry]]
+id = "tiny-command"
+kind = "command"
+command = "python -c \\"open('OUT/hello.json', 'w').write('{}')\\""
+minutes = 1
+
+[[entry]]
+id = "too-big"
+kind = "command"
+command = "echo OUT"
+minutes = 500
+'''
+
+
+def test_plan_runs_unfinished_entries_and_the_next_window_continues(tmp_path, monkeypatch):
+    monkeypatch.setenv("QFLOW_DATA_DIR", str(tmp_path / "data"))
+    path = tmp_path / "plan.toml"
+    path.write_text(PLAN)
+    entries = plan.load_plan(path)
+    results = tmp_path / "results"
+    assert [plan.entry_state(e, results)[0] for e in entries] == ["todo", "todo", "todo"]
+
+    packed = plan.run_plan(entries, tmp_path / "out", tmp_path / "work", minutes=10, results=results,
+                           log=lambda msg: None)
+    assert [p.split("/")[-1] for p in packed] == ["tiny-stacked.tar", "tiny-command.tar"]  # too-big does not fit
+    for tar in packed:
+        with tarfile.open(tar) as t:
+            assert not [n for n in t.getnames() if n.endswith(".msgpack")]  # policies stay on the machine
+            t.extractall(results)
+    assert [plan.entry_state(e, results)[0] for e in entries] == ["done", "done", "todo"]
+    group = json.loads((results / "tiny-stacked/train/pointmaze-medium-navigate__qflow/group.json").read_text())
+    assert group["config"]["guidance_lambda"] == 2 and group["step"] == 100
+    run = results / "tiny-stacked/runs/train/pointmaze-medium-navigate-singletask-task2-v0__qflow/seed0"
+    assert json.loads((run / "summary.json").read_text())["eval_steps"] == [50, 100]  # evaluated as it trained
+
+    # the next window: nothing left that fits
+    assert plan.run_plan(entries, tmp_path / "out2", tmp_path / "work2", minutes=10, results=results,
+                         log=lambda msg: None) == []
+
+
+def test_bad_plans_are_refused_with_the_reason(tmp_path):
+    path = tmp_path / "plan.toml"
+    path.write_text('[[entry]]\nid = "x"\nkind = "stacked"\nfamily = "cube-single-play"\nagents = ["qflow"]\n')
+    with pytest.raises(QFlowError, match="needs family, agents and steps > 0"):
+        plan.load_plan(path)
+    path.write_text('[[entry]]\nid = "x"\nkind = "stacked"\nfamly = "typo"\n')
+    with pytest.raises(QFlowError, match="unknown keys \\['famly'\\]"):
+        plan.load_plan(path)
+    with pytest.raises(QFlowError, match="no plan at"):
+        plan.load_plan(tmp_path / "missing.toml")
+
+
+def test_the_repository_plan_loads():
+    entries = plan.load_plan(plan.PLAN)
+    assert entries[0].id.startswith("a1") and all(e.minutes <= 15 for e in entries)
