@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -72,6 +73,43 @@ def run(agent: str, overrides: dict, seeds, updates: int, every: int, hidden=(64
     return rows
 
 
+def write_summary(out: Path) -> Path:
+    """bandit.md: per agent (and time features) and update count, the mean over seeds of the reward
+    (with the min and max) beside the diagnostics, from bandit.csv and bandit.json."""
+    from qflow.training.logs import read_rows
+    from qflow.utils import atomic_writer
+
+    meta = json.loads((out / "bandit.json").read_text())
+    rows = read_rows(out / "bandit.csv")
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["agent"], r.get("time_features", ""), int(r["update"])), []).append(r)
+
+    def mean(rs, key):
+        vals = [float(r[key]) for r in rs if r.get(key) not in (None, "")]
+        return f"{np.mean(vals):.3f}" if vals else ""
+
+    lines = ["# One-step two-mode bandit: reward and diagnostics against training length", "",
+             f"`{meta['command']}`: seeds {', '.join(map(str, meta['seeds']))}, nets {meta['nets']}, batch "
+             f"{meta['batch_size']}, Q-Flow lambda = {meta['guidance_lambda']}; jax {meta['versions']['jax']}; "
+             f"{meta['wall_time_s']:.0f} s. Reward -|a_x - 0.6|: flow BC about -0.6, best 0. Improvement = "
+             "Qbar(s, pi) - Qbar(s, a_data) by the agent's own target critic; guidance / BC = "
+             "mean ||grad V|| / lambda over mean ||a - x0||.", "",
+             "| agent | time features | updates | reward, mean [min, max] over seeds | V explained var. | "
+             "guidance / BC | improvement (critic) | distance from data |", "|---|---|---|---|---|---|---|---|"]
+    for (agent, features, update), rs in sorted(groups.items()):
+        rewards = [float(r["reward"]) for r in rs]
+        ratio = ""
+        if rs[0].get("diag_guidance_norm") not in (None, ""):
+            ratio = f"{np.mean([float(r['diag_guidance_norm']) / float(r['diag_bc_velocity_norm']) for r in rs]):.2f}"
+        lines.append(f"| {agent} | {features} | {update:,} | {np.mean(rewards):.3f} [{min(rewards):.3f}, "
+                     f"{max(rewards):.3f}] | {mean(rs, 'diag_v_explained_var')} | {ratio} | "
+                     f"{mean(rs, 'diag_policy_improvement')} | {mean(rs, 'diag_action_distance')} |")
+    with atomic_writer(out / "bandit.md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return out / "bandit.md"
+
+
 def main(argv=None) -> int:
     from qflow.training.logs import write_rows
     from qflow.utils import atomic_write_json, package_versions
@@ -82,7 +120,11 @@ def main(argv=None) -> int:
     p.add_argument("--every", type=int, default=250)
     p.add_argument("--seeds", default="0-5", help="e.g. 0-5 or 0,1,2")
     p.add_argument("--lambda", dest="lam", type=float, default=0.3, help="Q-Flow's guidance_lambda")
+    p.add_argument("--summarize", action="store_true", help="only rebuild OUT/bandit.md from OUT/bandit.csv")
     a = p.parse_args(argv)
+    if a.summarize:
+        print(f"[qflow] bandit: {write_summary(Path(a.out))}")
+        return 0
     lo, _, hi = a.seeds.partition("-")
     seeds = list(range(int(lo), int(hi) + 1)) if hi else [int(s) for s in a.seeds.split(",")]
     if a.updates < a.every or a.every < 1:
@@ -98,7 +140,9 @@ def main(argv=None) -> int:
         "seeds": seeds, "updates": a.updates, "every": a.every, "guidance_lambda": a.lam,
         "nets": "64x64", "batch_size": 128, "versions": package_versions(),
         "wall_time_s": round(time.time() - started, 1)})
-    print(f"[qflow] bandit: {len(rows)} rows in {out / 'bandit.csv'} ({time.time() - started:.0f} s)")
+    write_summary(out)
+    print(f"[qflow] bandit: {len(rows)} rows in {out / 'bandit.csv'}, table in {out / 'bandit.md'} "
+          f"({time.time() - started:.0f} s)")
     return 0
 
 
