@@ -18,6 +18,24 @@ PRESETS = {
 }
 
 
+ACTION_CLIP = 1.0 - 1e-5  # dataset actions are clipped into the open interval before any loss reads them
+
+
+def clip_actions(actions):
+    return jnp.clip(actions, -ACTION_CLIP, ACTION_CLIP)
+
+
+def interpolate(x0, actions, tau):
+    """x_tau on the straight path from the noise x0 (tau = 0) to the action (tau = 1)."""
+    return (1.0 - tau[:, None]) * x0 + tau[:, None] * actions
+
+
+def flow_matching_loss(velocity, obs, actions, x0, tau):
+    """Plain conditional flow matching: mean ||v(s, x_tau, tau) - (a - x0)||^2."""
+    pred = velocity(obs, interpolate(x0, actions, tau), tau)
+    return jnp.mean((pred - (actions - x0)) ** 2)
+
+
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
     preset: str = "paper"  # network-size preset recorded with every result ("paper" or "cpu")

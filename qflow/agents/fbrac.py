@@ -17,10 +17,12 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import AgentConfig, aggregate, make_optimizer, policy_diagnostics, step_with_target_critic
+from qflow.agents.base import (
+    AgentConfig, aggregate, clip_actions, flow_matching_loss,
+    make_optimizer, policy_diagnostics, step_with_target_critic,
+)
 from qflow.networks import Critic, VelocityField, euler_sample
 
-ACTION_CLIP = 1.0 - 1e-5  # dataset actions are clipped before flow matching
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +86,7 @@ class FBRACAgent(flax.struct.PyTreeNode):
     def losses(self, params, batch, noise):
         """(total, info); the critic sees the actor only through stop_gradient and vice versa."""
         cfg = self.config
-        obs, actions = batch["observations"], jnp.clip(batch["actions"], -ACTION_CLIP, ACTION_CLIP)
+        obs, actions = batch["observations"], clip_actions(batch["actions"])
 
         # L_Q: TD toward r + gamma * mask * agg Qbar(s', a'), a' a K-step sample of the frozen actor.
         a_next = self.policy_actions(jax.lax.stop_gradient(params["actor"]), batch["next_observations"],
@@ -96,9 +98,8 @@ class FBRACAgent(flax.struct.PyTreeNode):
 
         # BC part of L_pi: plain flow matching on dataset actions.
         x0, tau = noise["x0"], noise["tau"]
-        x_tau = (1.0 - tau[:, None]) * x0 + tau[:, None] * actions
-        pred = self.nets["actor"].apply(params["actor"], obs, x_tau, tau)
-        loss_bc = jnp.mean((pred - (actions - x0)) ** 2)
+        actor = lambda o, x, t: self.nets["actor"].apply(params["actor"], o, x, t)  # noqa: E731
+        loss_bc = flow_matching_loss(actor, obs, actions, x0, tau)
 
         # Q part of L_pi: -mean_heads Q(s, clip(Euler_K(v)(s, z))), gradient through all K steps, critic frozen.
         a_pi = self.policy_actions(params["actor"], obs, noise["z"])

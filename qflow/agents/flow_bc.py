@@ -12,10 +12,9 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import AgentConfig, gradient_step, make_optimizer
+from qflow.agents.base import AgentConfig, clip_actions, flow_matching_loss, gradient_step, make_optimizer
 from qflow.networks import VelocityField, euler_sample
 
-ACTION_CLIP = 1.0 - 1e-5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,11 +50,10 @@ class FlowBCAgent(flax.struct.PyTreeNode):
         return {"x0": jax.random.normal(k_x0, (batch_size, action_dim)), "tau": jax.random.uniform(k_tau, (batch_size,))}
 
     def losses(self, params, batch, noise):
-        actions = jnp.clip(batch["actions"], -ACTION_CLIP, ACTION_CLIP)
+        actions = clip_actions(batch["actions"])
         x0, tau = noise["x0"], noise["tau"]
-        x_tau = (1.0 - tau[:, None]) * x0 + tau[:, None] * actions
-        pred = self.nets["actor"].apply(params["actor"], batch["observations"], x_tau, tau)
-        loss = jnp.mean((pred - (actions - x0)) ** 2)
+        actor = lambda o, x, t: self.nets["actor"].apply(params["actor"], o, x, t)  # noqa: E731
+        loss = flow_matching_loss(actor, batch["observations"], actions, x0, tau)
         return loss, {"loss_pi": loss}
 
     def update(self, batch):

@@ -16,10 +16,12 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import AgentConfig, aggregate, make_optimizer, policy_diagnostics, step_with_target_critic
+from qflow.agents.base import (
+    AgentConfig, aggregate, clip_actions, flow_matching_loss,
+    make_optimizer, policy_diagnostics, step_with_target_critic,
+)
 from qflow.networks import MLP, Critic, VelocityField, euler_sample
 
-ACTION_CLIP = 1.0 - 1e-5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +94,7 @@ class FQLAgent(flax.struct.PyTreeNode):
 
     def losses(self, params, batch, noise):
         cfg = self.config
-        obs, actions = batch["observations"], jnp.clip(batch["actions"], -ACTION_CLIP, ACTION_CLIP)
+        obs, actions = batch["observations"], clip_actions(batch["actions"])
 
         # L_Q: TD toward r + gamma * mask * agg Qbar(s', mu(s', z')); mu frozen here.
         a_next = self.onestep(jax.lax.stop_gradient(params["onestep"]), batch["next_observations"], noise["z_next"])
@@ -103,9 +105,8 @@ class FQLAgent(flax.struct.PyTreeNode):
 
         # L_flow: plain flow matching on dataset actions (the BC flow never sees Q).
         x0, tau = noise["x0"], noise["tau"]
-        x_tau = (1.0 - tau[:, None]) * x0 + tau[:, None] * actions
-        pred = self.nets["flow"].apply(params["flow"], obs, x_tau, tau)
-        loss_flow = jnp.mean((pred - (actions - x0)) ** 2)
+        flow = lambda o, x, t: self.nets["flow"].apply(params["flow"], o, x, t)  # noqa: E731
+        loss_flow = flow_matching_loss(flow, obs, actions, x0, tau)
 
         # L_onestep: distil the K-step BC flow (frozen) into mu, and ascend Q (critic frozen).
         frozen_flow = lambda o, x, t: self.nets["flow"].apply(jax.lax.stop_gradient(params["flow"]), o, x, t)  # noqa: E731

@@ -17,11 +17,10 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import AgentConfig, make_optimizer, step_with_target_critic
+from qflow.agents.base import AgentConfig, clip_actions, flow_matching_loss, make_optimizer, step_with_target_critic
 from qflow.agents.iql import Value, expectile_loss
 from qflow.networks import Critic, VelocityField, euler_sample
 
-ACTION_CLIP = 1.0 - 1e-5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +77,7 @@ class IFQLAgent(flax.struct.PyTreeNode):
 
     def losses(self, params, batch, noise):
         cfg = self.config
-        obs, actions = batch["observations"], jnp.clip(batch["actions"], -ACTION_CLIP, ACTION_CLIP)
+        obs, actions = batch["observations"], clip_actions(batch["actions"])
 
         # L_V: upper expectile of the target critic over dataset actions.
         q_data = self.nets["critic"].apply(self.target_critic, obs, actions).min(0)
@@ -93,9 +92,8 @@ class IFQLAgent(flax.struct.PyTreeNode):
 
         # L_flow: plain flow matching (the policy never sees Q during training).
         x0, tau = noise["x0"], noise["tau"]
-        x_tau = (1.0 - tau[:, None]) * x0 + tau[:, None] * actions
-        pred = self.nets["flow"].apply(params["flow"], obs, x_tau, tau)
-        loss_flow = jnp.mean((pred - (actions - x0)) ** 2)
+        flow = lambda o, x, t: self.nets["flow"].apply(params["flow"], o, x, t)  # noqa: E731
+        loss_flow = flow_matching_loss(flow, obs, actions, x0, tau)
 
         info = {
             "loss_q": loss_q, "loss_v": loss_v, "loss_flow": loss_flow,

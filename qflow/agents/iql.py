@@ -19,10 +19,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import AgentConfig, make_optimizer, step_with_target_critic
+from qflow.agents.base import AgentConfig, clip_actions, make_optimizer, step_with_target_critic
 from qflow.networks import MLP, Critic, Ensemble
 
-ACTION_CLIP = 1.0 - 1e-5  # dataset actions are clipped into the open interval, as for the flow agents
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
@@ -113,7 +112,7 @@ class IQLAgent(flax.struct.PyTreeNode):
 
     def losses(self, params, batch, noise):
         cfg = self.config
-        obs, actions = batch["observations"], jnp.clip(batch["actions"], -ACTION_CLIP, ACTION_CLIP)
+        obs, actions = batch["observations"], clip_actions(batch["actions"])
         q_data = self.nets["critic"].apply(self.target_critic, obs, actions).min(0)  # target net: no gradient path
 
         # L_V: upper expectile of Qbar over dataset actions.

@@ -19,10 +19,12 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import AgentConfig, aggregate, make_optimizer, policy_diagnostics, step_with_target_critic
+from qflow.agents.base import (
+    AgentConfig, aggregate, clip_actions, interpolate,
+    make_optimizer, policy_diagnostics, step_with_target_critic,
+)
 from qflow.networks import Critic, FlowValue, VelocityField, euler_sample
 
-ACTION_CLIP = 1.0 - 1e-5  # dataset actions are clipped before flow matching
 # V's time features: angle = scale * f * tau. "f_tau" is METHOD.md and the authors' code; "2pi_f_tau"
 # is what this project used until 2026-11-30 (kept so those runs can be reloaded and re-run).
 TIME_FEATURE_SCALES = {"f_tau": 1.0, "2pi_f_tau": 2.0 * math.pi}
@@ -150,7 +152,7 @@ class QFlowAgent(flax.struct.PyTreeNode):
     def losses(self, params, batch, noise):
         """(total, info) with the three losses; gradients flow into each loss's own network only."""
         cfg = self.config
-        obs, actions = batch["observations"], jnp.clip(batch["actions"], -ACTION_CLIP, ACTION_CLIP)
+        obs, actions = batch["observations"], clip_actions(batch["actions"])
         frozen_actor = self.velocity(jax.lax.stop_gradient(params["actor"]))
         critic_target = lambda o, a: self.nets["critic"].apply(self.target_critic, o, a)  # noqa: E731
 
@@ -163,7 +165,7 @@ class QFlowAgent(flax.struct.PyTreeNode):
 
         # Shared interpolation point x_tau between noise and the data action.
         x0, tau, weight = noise["x0"], noise["tau"], noise["weight"]
-        x_tau = (1.0 - tau[:, None]) * x0 + tau[:, None] * actions
+        x_tau = interpolate(x0, actions, tau)
 
         # L_V: V(s, x_tau, tau) regresses onto agg Qbar(s, clip(Psi(x_tau))).
         terminal = finish_flow(frozen_actor, obs, x_tau, tau, cfg.flow_steps, cfg.stratify_tau)

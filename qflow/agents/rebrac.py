@@ -20,10 +20,9 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import AgentConfig, ema, gradient_step, make_optimizer
+from qflow.agents.base import AgentConfig, clip_actions, ema, gradient_step, make_optimizer
 from qflow.networks import MLP, Critic
 
-ACTION_CLIP = 1.0 - 1e-5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +84,7 @@ class ReBRACAgent(flax.struct.PyTreeNode):
 
     def losses(self, params, batch, noise):
         cfg = self.config
-        obs, actions = batch["observations"], jnp.clip(batch["actions"], -ACTION_CLIP, ACTION_CLIP)
+        obs, actions = batch["observations"], clip_actions(batch["actions"])
         next_obs = batch["next_observations"]
 
         # L_Q: smoothed target action from the target actor; penalise its distance to the data's next action.
