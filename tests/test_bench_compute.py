@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from qflow.bench.compute import FIELDS, run_compute
 
 
+@pytest.mark.slow
 def test_tiny_compute_benchmark(tmp_path):
     result = run_compute(agents=("fbrac", "qflow"), ks=(1, 2), overrides=["actor_dims=8", "critic_dims=8"],
                          obs_dim=3, action_dim=2, batch_size=16, updates=2, repeats=1, isolate=False,

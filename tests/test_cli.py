@@ -1,6 +1,5 @@
 """End to end through the command line on a tiny regenerated dataset."""
 
-import csv
 import json
 import os
 import signal
@@ -12,16 +11,9 @@ import numpy as np
 import pytest
 
 from qflow.cli import main
+from tests.helpers import ENV, rows
 
-ENV = "pointmaze-medium-navigate-singletask-task1-v0"
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    assert main(["data", "prepare", "pointmaze-medium-navigate-v0", "--episodes", "3", "--data-dir", str(root),
-                 "--workers", "1", "--no-download"]) == 0
-    return root
+pytestmark = pytest.mark.e2e
 
 
 def train_args(data_dir, run_dir, *extra):
@@ -29,11 +21,6 @@ def train_args(data_dir, run_dir, *extra):
             "--steps", "200", "--eval-every", "100", "--eval-episodes", "2", "--eval-envs", "2", "--log-every", "50",
             "--checkpoint-every", "100", "--chunk", "50", "--no-progress",
             "--set", "actor_dims=32,32", "--set", "critic_dims=32,32", "--set", "batch_size=32", *extra]
-
-
-def rows(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def test_train_eval_and_summary(data_dir, tmp_path, capsys):

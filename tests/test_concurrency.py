@@ -9,6 +9,8 @@ import pytest
 from qflow.data import prepare as prep
 from qflow.data.prepare import DatasetError, prepare
 
+pytestmark = pytest.mark.e2e
+
 NAME = "pointmaze-medium-navigate-v0"
 _real_merge = prep._merge
 

@@ -11,6 +11,8 @@ from qflow.data import prepare as prep
 from qflow.data.prepare import DatasetError, prepare, sidecar
 from qflow.data.registry import UnknownDatasetError, parse_env_id
 
+pytestmark = pytest.mark.e2e
+
 CASES = {
     "cube-single-play-v0": ("cube-single-play-singletask-task1-v0", 28, 5),
     "pointmaze-medium-navigate-v0": ("pointmaze-medium-navigate-singletask-task1-v0", 2, 2),

@@ -14,7 +14,7 @@ from qflow.agents.fql import FQLAgent, FQLConfig
 from qflow.agents.qflow import QFlowConfig
 from qflow.networks import fourier_features
 from qflow.training.trainer import make_train_chunk, stack
-from tests.test_qflow_agent import ACT, B, OBS, perturb, random_batch, tiny_agent
+from tests.helpers import ACT, B, OBS, perturb, random_batch, tiny_agent
 
 
 def test_time_features_are_sin_and_cos_of_f_tau():

@@ -12,6 +12,8 @@ from qflow.data.replay import load_segments
 from qflow.training import expert as expert_mod
 from qflow.training.expert import EXPERT_FILE, STATE, Expert, ExpertSettings, save_expert, train_expert
 
+pytestmark = pytest.mark.e2e
+
 SMALL = ExpertSettings(steps=300, random_steps=100, eval_every=10_000, eval_episodes=1, log_every=50,
                        checkpoint_every=100, overrides=("target_entropy_scale=-0.5", "batch_size=32"))
 

@@ -13,7 +13,7 @@ from qflow.agents.fbrac import FBRACAgent, FBRACConfig
 from qflow.envs import env_defaults
 from qflow.training.trainer import make_train_chunk, stack
 
-from tests.test_qflow_agent import ACT, B, OBS, perturb, random_batch
+from tests.helpers import ACT, B, OBS, perturb, random_batch
 
 
 def tiny_agent(seed=0, **overrides):

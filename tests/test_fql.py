@@ -9,7 +9,7 @@ import pytest
 from qflow.agents.base import build_config
 from qflow.agents.fql import FQLAgent, FQLConfig
 from qflow.training.trainer import make_train_chunk, stack
-from tests.test_qflow_agent import ACT, B, OBS, perturb, random_batch
+from tests.helpers import ACT, B, OBS, perturb, random_batch
 
 
 def tiny_fql(**overrides):

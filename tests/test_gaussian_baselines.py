@@ -13,7 +13,8 @@ from qflow.agents.iql import IQLAgent, IQLConfig
 from qflow.agents.rebrac import ReBRACAgent, ReBRACConfig
 from qflow.envs import ENV_TABLE
 from qflow.training.trainer import make_train_chunk, stack
-from tests.test_qflow_agent import random_batch as qflow_random_batch
+from tests.helpers import assert_routing
+from tests.helpers import random_batch as qflow_random_batch
 
 OBS, ACT, B = 3, 2, 16
 TINY = dict(actor_dims=(8,), critic_dims=(8,))
@@ -66,13 +67,6 @@ def centre_value(agent, batch):
     head = value["params"]["Ensemble_0"]["VmapMLP_0"]["Dense_1"]
     head["bias"] = head["bias"] + shift
     return agent.replace(params={**agent.params, "value": value})
-
-
-def assert_routing(agent, batch, noise, loss, own, frozen):
-    grads = jax.jit(jax.grad(lambda p: agent.losses(p, batch, noise)[1][loss]))(agent.params)
-    for name in frozen:
-        assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(grads[name])), f"{loss} leaks into {name}"
-    assert any(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(grads[own])), f"{loss} does not train {own}"
 
 
 # ---------------------------------------------------------------------------------------------- IQL

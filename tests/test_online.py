@@ -15,7 +15,9 @@ import pytest
 from qflow.cli import main
 from qflow.data.replay import KEYS, ReplayBuffer, load_segments, prune_segments, save_segment
 from qflow.training import online
-from tests.test_cli import ENV, data_dir, rows  # noqa: F401  (data_dir is a fixture)
+from tests.helpers import ENV, rows
+
+pytestmark = pytest.mark.e2e
 
 DIMS = {"observations": 2, "actions": 2, "rewards": None, "next_observations": 2, "masks": None}
 

@@ -8,6 +8,8 @@ import pytest
 from qflow.errors import QFlowError
 from qflow.experiments import plan
 
+pytestmark = pytest.mark.e2e
+
 PLAN = '''
 [[entry]]
 id = "tiny-stacked"

@@ -12,33 +12,7 @@ from qflow.agents.flow_bc import FlowBCAgent, FlowBCConfig
 from qflow.agents.qflow import QFlowAgent, QFlowConfig, finish_flow, sample_tau
 from qflow.experiments.bandit import bandit_data, reward
 from qflow.training.trainer import make_train_chunk, stack
-
-OBS, ACT, B = 3, 2, 8
-
-
-def tiny_agent(**overrides):
-    cfg = build_config(QFlowConfig, "paper", overrides=[f"{k}={v}" for k, v in overrides.items()])
-    cfg = dataclasses.replace(cfg, actor_dims=(8,), critic_dims=(8,), time_embed_dim=4)
-    return QFlowAgent.create(0, OBS, ACT, cfg)
-
-
-def random_batch(seed=0, batch=B):
-    r = np.random.default_rng(seed)
-    return {
-        "observations": jnp.asarray(r.normal(size=(batch, OBS)), jnp.float32),
-        "next_observations": jnp.asarray(r.normal(size=(batch, OBS)), jnp.float32),
-        "actions": jnp.asarray(r.uniform(-1, 1, size=(batch, ACT)), jnp.float32),
-        "rewards": jnp.asarray(r.uniform(-1, 0, size=batch), jnp.float32),
-        "masks": jnp.asarray(r.integers(0, 2, size=batch), jnp.float32),
-    }
-
-
-def perturb(agent, scale=0.3, seed=1):
-    """Make the target critic differ from the critic so the two cannot be confused."""
-    leaves, tree = jax.tree.flatten(agent.target_critic)
-    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-    leaves = [x + scale * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
-    return agent.replace(target_critic=jax.tree.unflatten(tree, leaves))
+from tests.helpers import ACT, B, OBS, perturb, random_batch, tiny_agent
 
 
 def test_losses_match_hand_computation():
@@ -144,6 +118,7 @@ def test_invalid_hyperparameters_raise_clear_errors():
     assert build_config(QFlowConfig, overrides=["guidance_lambda=5", "flow_steps=20"]).flow_steps == 20
 
 
+@pytest.mark.slow
 def test_qflow_earns_more_than_flow_bc_on_a_bandit():
     data = bandit_data()
     seeds = [0, 1, 2]

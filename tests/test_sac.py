@@ -11,8 +11,7 @@ import pytest
 from qflow.agents.base import build_config
 from qflow.agents.sac import SACAgent, SACConfig, tanh_gaussian_sample
 from qflow.training.trainer import make_train_chunk, stack
-from tests.test_gaussian_baselines import assert_routing
-from tests.test_qflow_agent import ACT, B, OBS, random_batch
+from tests.helpers import ACT, B, OBS, assert_routing, random_batch
 
 
 def sac_agent(seed=0, obs_dim=OBS, action_dim=ACT, **overrides):
@@ -40,6 +39,7 @@ def test_sac_gradients_do_not_cross_modules(loss, own, frozen):
     assert_routing(agent, random_batch(), agent.draw_noise(jax.random.PRNGKey(0), B, ACT), loss, own, frozen)
 
 
+@pytest.mark.slow
 def test_sac_learns_a_one_step_bandit():
     """Reward -(a - 0.5)^2 per action dim on uniform random data: SAC's actions must beat random ones."""
     r = np.random.default_rng(1)

@@ -17,7 +17,9 @@ from qflow.experiments import stacked
 from qflow.reporting.diagnostics import improvement_onset, make_diagnostics_report
 from qflow.reporting.report import find_runs
 from qflow.training.trainer import make_train_chunk, stack
-from tests.test_qflow_agent import ACT, OBS, random_batch, tiny_agent
+from tests.helpers import ACT, OBS, random_batch, tiny_agent
+
+pytestmark = pytest.mark.e2e
 
 FAMILY = "pointmaze-medium-navigate"
 SMALL = ["--set", "actor_dims=32,32", "--set", "critic_dims=32,32", "--set", "batch_size=32"]
@@ -65,14 +67,6 @@ def test_acting_state_is_all_that_acting_reads(name):
         else:
             mixed["params"][key] = theirs["params"][key]
         assert not np.array_equal(with_acting_state(other, mixed).sample_actions(obs, rng), expected), (field, key)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    assert cli(["data", "prepare", f"{FAMILY}-v0", "--episodes", "3", "--data-dir", str(root), "--workers", "1",
-                "--no-download"]) == 0
-    return root
 
 
 def test_family_data_stacks_each_tasks_rewards(data_dir):

@@ -79,6 +79,7 @@ def test_knob_agent_equals_agent_with_the_knob_in_its_config(method):
     assert any(not np.allclose(x, y) for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(c.params)))
 
 
+@pytest.mark.slow
 def test_short_run_qflow_gains_reward_and_stays_in_support(tmp_path):
     settings = ToySettings(datasets=("swiss_roll",), methods=("flow_bc", "qflow"), strengths=(0.3,),
                            seeds=(0, 1, 2), n_data=4000, pretrain_epochs=60, bc_epochs=20, rl_epochs=10,
