@@ -12,7 +12,7 @@ from qflow.agents.flow_bc import FlowBCAgent, FlowBCConfig
 from qflow.agents.qflow import QFlowAgent, QFlowConfig, finish_flow, sample_tau
 from qflow.experiments.bandit import bandit_data, reward
 from qflow.training.trainer import make_train_chunk, stack
-from tests.helpers import ACT, B, OBS, perturb, random_batch, tiny_agent
+from tests.helpers import ACT, B, perturb, random_batch, tiny_agent
 
 
 def test_losses_match_hand_computation():

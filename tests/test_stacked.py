@@ -11,7 +11,6 @@ import pytest
 
 from qflow.agents import AGENTS, get_agent
 from qflow.agents.base import acting_state, build_config, with_acting_state
-from qflow.cli import main as cli
 from qflow.data.loading import load_single_task
 from qflow.experiments import stacked
 from qflow.reporting.diagnostics import improvement_onset, make_diagnostics_report

@@ -185,7 +185,7 @@ class _MazeNavigateCollector:
 
 
 def make_collector(recipe: Recipe, expert=None):
-    """The collector for ``recipe``; ``expert`` (a ``qflow.training.expert.Expert``) drives the ant."""
+    """The collector for ``recipe``; ``expert`` (a ``qflow.agents.expert_policy.Expert``) drives the ant."""
     from qflow.utils import quiet_env_warnings
 
     quiet_env_warnings()

@@ -201,7 +201,7 @@ def _prepare_locked(name, episodes, seed, data_dir, directory, workers, download
                 f"runs/experts/ant-xy-seed0`, then `qflow data prepare {name} --expert "
                 f"runs/experts/ant-xy-seed0/expert.msgpack`; or place the official files {name}.npz and "
                 f"{name}-val.npz in {root} (or pass --data-dir / set QFLOW_DATA_DIR).")
-        from qflow.training.expert import Expert
+        from qflow.agents.expert_policy import Expert
 
         expert_model = Expert(expert)
     elif recipe is None:  # humanoidmaze, antsoccer, antmaze stitch/explore: no recipe here
@@ -290,7 +290,7 @@ def _make_shard(args) -> str:
     name, seed, start, stop, out, expert_path = args
     expert = None
     if expert_path:
-        from qflow.training.expert import Expert
+        from qflow.agents.expert_policy import Expert
 
         expert = Expert(expert_path)
     collector = make_collector(REGENERABLE[name], expert)

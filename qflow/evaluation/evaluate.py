@@ -6,7 +6,21 @@ jitted policy compiles once and its cost is shared by all environments.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+
+
+def act(agent, obs, rng):
+    """The agent's ``sample_actions``, jitted once per agent type (compiled lazily on first use)."""
+    return _jitted_act()(agent, obs, rng)
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_act():
+    import jax
+
+    return jax.jit(lambda agent, obs, rng: agent.sample_actions(obs, rng))
 
 
 class Evaluator:

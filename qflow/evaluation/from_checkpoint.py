@@ -11,10 +11,9 @@ import jax.numpy as jnp
 from qflow.agents import get_agent
 from qflow.agents.base import config_from_record
 from qflow.data.registry import env_id_for_task
-from qflow.evaluation.evaluate import Evaluator
+from qflow.evaluation.evaluate import Evaluator, act
 from qflow.training import checkpoint
 from qflow.training.checkpoint import CheckpointError
-from qflow.training.trainer import act
 from qflow.utils import atomic_write_json
 
 

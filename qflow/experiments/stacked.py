@@ -43,7 +43,7 @@ from qflow.data.registry import env_id_for_task
 from qflow.envs import env_defaults
 from qflow.experiments.suite import parse_tasks
 from qflow.training.logs import CSVLog, read_rows, write_rows
-from qflow.training.trainer import act, check_finite, make_train_chunk, stack
+from qflow.training.trainer import check_finite, make_train_chunk, stack
 from qflow.utils import POSITIVE, atomic_write_json, atomic_writer, package_versions
 
 PER_TASK_KEYS = ("rewards", "masks")
@@ -202,7 +202,7 @@ def evaluate(args) -> None:
     eval.csv (so it can run beside training and be re-run as exports arrive). The summary's
     ``success`` is the last evaluation and ``success_last3`` the mean of the last three.
     """
-    from qflow.evaluation.evaluate import Evaluator
+    from qflow.evaluation.evaluate import Evaluator, act
 
     group_dir = Path(args.group)
     group = json.loads((group_dir / "group.json").read_text())

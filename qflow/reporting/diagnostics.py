@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qflow.reporting.report import _caption, _interval, find_runs
+from qflow.reporting.report import bootstrap_interval, caption_lines, find_runs
 from qflow.training.logs import read_rows
 from qflow.utils import atomic_writer
 
@@ -72,7 +72,7 @@ def make_diagnostics_report(paths, out, reps: int = 2000) -> dict:
         steps = sorted(set.intersection(*[set(r.curve[0].tolist()) for r in rs]))
         for step in steps:
             scores = np.array([[dict(zip(r.curve[0].tolist(), r.curve[1]))[step]] for r in rs])
-            point, ci = _interval(scores, reps)
+            point, ci = bootstrap_interval(scores, reps)
             success_rows.append(dict(env=env, agent=agent, step=int(step), seeds=len(rs), mean=float(point[0]),
                                      ci_low=float(ci[0, 0]), ci_high=float(ci[1, 0])))
         for r in sorted(rs, key=lambda r: r.seed):
@@ -86,7 +86,7 @@ def make_diagnostics_report(paths, out, reps: int = 2000) -> dict:
     _write_csv(out / "improvement_onset.csv", onset_rows)
     figure = _plot(runs, out / "diagnostics.png")
 
-    caption = " ".join(_caption(runs, "success", reps))
+    caption = " ".join(caption_lines(runs, "success", reps))
     md = ["# Learning curves and guidance diagnostics", "", f"Made from: {', '.join(map(str, paths))}.", "",
           "## Success at each evaluation (%)", "", "| task | agent | step | seeds | mean [95 % CI] |", "|---|---|---|---|---|"]
     md += [f"| {r['env']} | {r['agent']} | {r['step']:,} | {r['seeds']} | {100 * r['mean']:.1f} "

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qflow.reporting.report import _interval
+from qflow.reporting.report import bootstrap_interval
 from qflow.utils import atomic_writer
 
 REPS = 2_000
@@ -58,7 +58,7 @@ def read_run(run_dir: Path) -> dict | None:
 
 def _mean_ci(values) -> tuple[float, float, float]:
     """Mean over runs and its 95 % interval, by the same rliable bootstrap as ``qflow report``."""
-    points, cis = _interval(np.asarray(values, np.float64)[:, None], REPS)
+    points, cis = bootstrap_interval(np.asarray(values, np.float64)[:, None], REPS)
     return float(points[0]), float(cis[0, 0]), float(cis[1, 0])
 
 

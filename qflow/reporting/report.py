@@ -219,7 +219,7 @@ def _task_key(task: str):
     return (0, int(task)) if task.isdigit() else (1, 0)
 
 
-def _interval(matrix: np.ndarray, reps: int):
+def bootstrap_interval(matrix: np.ndarray, reps: int):
     """(mean, iqm) point estimates and their 95 % CIs as a (2, 2) array [[lo_mean, lo_iqm], [hi_mean, hi_iqm]]."""
     rly, metrics = _rliable()
     with warnings.catch_warnings():
@@ -230,7 +230,7 @@ def _interval(matrix: np.ndarray, reps: int):
     return points["x"], cis["x"]
 
 
-def _caption(runs, metric: str, reps: int) -> list[str]:
+def caption_lines(runs, metric: str, reps: int) -> list[str]:
     def values(attr):
         return sorted({getattr(r, attr) for r in runs})
 
@@ -275,7 +275,7 @@ def _per_task(runs, reps):
     for (family, _, env, label), rs in sorted(groups.items()):
         rs.sort(key=lambda r: r.seed)
         scores = np.array([r.score for r in rs])
-        point, ci = _interval(scores[:, None], reps)
+        point, ci = bootstrap_interval(scores[:, None], reps)
         rows.append(dict(env=env, family=family, task=rs[0].task, agent=label, n_seeds=len(rs),
                          seeds=" ".join(str(r.seed) for r in rs), mean=float(np.mean(scores)),
                          mean_ci_low=float(ci[0, 0]), mean_ci_high=float(ci[1, 0]), iqm=float(point[1]),
@@ -298,7 +298,7 @@ def _per_env(runs, reps):
         kept = [sorted(by_task[t], key=lambda r: r.seed)[:k] for t in tasks]
         used += [r for rs in kept for r in rs]
         matrix = np.array([[rs[i].score for rs in kept] for i in range(k)])  # (runs, tasks)
-        point, ci = _interval(matrix, reps)
+        point, ci = bootstrap_interval(matrix, reps)
         rows.append(dict(family=family, agent=label, tasks=" ".join(tasks), runs_per_task=k,
                          mean=float(point[0]), mean_ci_low=float(ci[0, 0]), mean_ci_high=float(ci[1, 0]),
                          iqm=float(point[1]), iqm_ci_low=float(ci[0, 1]), iqm_ci_high=float(ci[1, 1])))
@@ -364,7 +364,7 @@ def make_report(paths, out, metric: str = "success_last3", reps: int = 2000, inc
     runs, notes = find_runs(paths, metric, include_partial)
     per_task = _per_task(runs, reps)
     per_env, used, env_notes = _per_env(runs, reps)
-    captions = {"per_task": _caption(runs, metric, reps), "per_env": _caption(used, metric, reps) + env_notes}
+    captions = {"per_task": caption_lines(runs, metric, reps), "per_env": caption_lines(used, metric, reps) + env_notes}
     labels = sorted({r.label for r in runs})
     figures = {}
     for family in sorted({r.family for r in runs}):

@@ -25,7 +25,6 @@ transition. A resumed run starts a fresh episode (the simulator state is not sav
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -35,7 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qflow.agents.base import build_config, config_from_record
+from qflow.agents.base import build_config
+from qflow.agents.expert_policy import EXPERT_FILE, Expert, save_expert  # noqa: F401  (re-exported)
 from qflow.agents.sac import SACAgent, SACConfig
 from qflow.data.replay import KEYS, ReplayBuffer, load_segments, prune_segments, save_segment
 from qflow.training.logs import CSVLog
@@ -43,7 +43,6 @@ from qflow.training.online import make_online_step, unpack_transition, zero_sums
 from qflow.utils import atomic_write_json, atomic_writer, package_versions
 
 ENV_ID = "online-ant-xy-v0"
-EXPERT_FILE = "expert.msgpack"
 STATE = "expert_state.npz"
 REPLAY_DIR = "replay"
 DIRECTION_RESAMPLE = 100  # steps between direction redraws (OGBench's GymXYWrapper setting for the ant)
@@ -100,44 +99,6 @@ def run_episodes(env, policy, episodes: int, seed: int) -> dict:
     return {"return": float(np.mean(returns)), "return_std": float(np.std(returns)),
             "length": float(np.mean(lengths)), "speed": float(np.sum(returns) / (np.sum(lengths) * dt)),
             "episodes": episodes}
-
-
-# ---------------------------------------------------------------- the exported expert
-def save_expert(path: Path, agent: SACAgent, meta: dict) -> None:
-    payload = {"meta": json.dumps(meta), "actor": flax.serialization.to_state_dict(agent.params["actor"])}
-    with atomic_writer(Path(path)) as f:
-        f.write(flax.serialization.msgpack_serialize(payload))
-
-
-class Expert:
-    """A saved expert: ``act(obs [n, 29]) -> actions [n, 8]`` (deterministic tanh(mean)), ``meta``, ``sha256``."""
-
-    def __init__(self, path: Path | str):
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no expert at {path}; train one with: qflow expert train --run-dir DIR "
-                                    f"(it writes DIR/{EXPERT_FILE})")
-        raw = path.read_bytes()
-        try:
-            payload = flax.serialization.msgpack_restore(raw)
-            self.meta = json.loads(payload["meta"])
-            config = config_from_record(SACConfig, self.meta["config"])
-            agent = SACAgent.create(0, self.meta["obs_dim"], self.meta["action_dim"], config)
-            actor = flax.serialization.from_state_dict(agent.params["actor"], payload["actor"])
-        except Exception as err:
-            raise ValueError(f"{path} is not a readable qflow expert ({type(err).__name__}: {err}); retrain it "
-                             f"with qflow expert train") from err
-        self.path, self.sha256 = path, hashlib.sha256(raw).hexdigest()
-        agent = agent.replace(params={**agent.params, "actor": actor})
-        self._act = jax.jit(agent.mean_actions)
-
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        return np.asarray(self._act(np.asarray(obs, np.float32)))  # numpy in: no extra dispatch
-
-    def record(self) -> dict:
-        """What a dataset's metadata says about the expert that generated it."""
-        keep = ("env", "env_steps", "seed", "config", "final_eval", "random_policy_eval")
-        return {"path": str(self.path), "sha256": self.sha256, **{k: self.meta.get(k) for k in keep}}
 
 
 # ---------------------------------------------------------------- training

@@ -151,7 +151,8 @@ class OnlinePhase:
         so the caller's dict stops holding the arrays."""
         from tqdm import tqdm
 
-        from qflow.training.trainer import check_finite, _make_evaluator, act
+        from qflow.evaluation.evaluate import act
+        from qflow.training.trainer import check_finite, make_evaluator
 
         args, run_dir = self.args, self.run_dir
         seed = args.seeds[0]
@@ -279,7 +280,7 @@ class OnlinePhase:
                                 if recent else "-")
             if step % args.eval_every == 0 or step == total:
                 te = time.perf_counter()
-                evaluator = evaluator or _make_evaluator(args)
+                evaluator = evaluator or make_evaluator(args)
                 key = jax.random.PRNGKey(seed * 7919 + step)
                 keys = iter(jax.random.split(key, 100_000))
                 current = carry["agent"]

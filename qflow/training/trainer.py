@@ -22,6 +22,7 @@ from qflow.agents import get_agent
 from qflow.agents.base import build_config, overrides_for
 from qflow.data.loading import data_record, load_single_task
 from qflow.envs import env_defaults
+from qflow.evaluation.evaluate import act
 from qflow.errors import QFlowError
 from qflow.training import checkpoint
 from qflow.training.logs import CSVLog
@@ -137,11 +138,6 @@ def make_train_chunk(length: int, seed_axis: str | None = None, per_member: tupl
     return jax.jit(chunk, donate_argnums=0)
 
 
-@jax.jit
-def act(agent, obs, rng):
-    return agent.sample_actions(obs, rng)
-
-
 def train(args: TrainArgs) -> list[dict]:
     """Train (or resume) and return one summary per seed."""
     args.validate()
@@ -237,7 +233,7 @@ def _train(args: TrainArgs, run_dir: Path) -> list[dict]:
                         tb[i].add_scalar(f"train/{k}", v, step)
             sums, count = None, 0
         if step % args.eval_every == 0 or step == args.steps:
-            evaluator = evaluator or _make_evaluator(args)
+            evaluator = evaluator or make_evaluator(args)
             for i, agent in enumerate(unstack(agents, len(args.seeds))):
                 key = jax.random.PRNGKey(args.seeds[i] * 7919 + step)
                 keys = iter(jax.random.split(key, 100_000))
@@ -275,7 +271,7 @@ def _train(args: TrainArgs, run_dir: Path) -> list[dict]:
     return summaries
 
 
-def _make_evaluator(args: TrainArgs):
+def make_evaluator(args: TrainArgs):
     from qflow.evaluation.evaluate import Evaluator
 
     return Evaluator(args.env, min(args.eval_envs, args.eval_episodes))
