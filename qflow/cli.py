@@ -12,8 +12,8 @@ from qflow.utils import NONNEGATIVE, POSITIVE
 # `qflow train` with no arguments: the CPU demo (data, training and evaluation in one command).
 # puzzle-3x3 has a dense reward (buttons in the goal state), so TD values form within a CPU-sized
 # budget; measured numbers, and how clearly Q-Flow beats flow BC there, are in README.md.
-DEMO = dict(env="puzzle-3x3-play-singletask-task1-v0", steps=20_000, eval_every=5_000,
-            dataset_episodes=100, preset="tiny")
+DEMO = dict(env="puzzle-3x3-play-singletask-task1-v0", dataset_episodes=100, preset="tiny")  # and TrainArgs' 20k
+# steps with an evaluation every 5k
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -27,6 +27,9 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from qflow.training.trainer import TrainArgs
+
+    TRAIN = TrainArgs()  # the one source of the training defaults
     parser = argparse.ArgumentParser(prog="qflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -36,13 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--agent", default="qflow")
     t.add_argument("--seed", type=NONNEGATIVE, default=None, help="one seed (default 0)")
     t.add_argument("--seeds", type=_seeds, default=None, help="several seeds trained side by side, e.g. 0,1,2")
-    t.add_argument("--steps", type=NONNEGATIVE, default=None, help=f"gradient steps (default {DEMO['steps']})")
-    t.add_argument("--eval-every", type=POSITIVE, default=None, help=f"default {DEMO['eval_every']}")
-    t.add_argument("--eval-episodes", type=POSITIVE, default=50)
-    t.add_argument("--eval-envs", type=POSITIVE, default=10, help="environments stepped in lockstep when evaluating")
-    t.add_argument("--log-every", type=POSITIVE, default=1_000)
-    t.add_argument("--checkpoint-every", type=POSITIVE, default=5_000)
-    t.add_argument("--chunk", type=POSITIVE, default=1_000, help="updates per jitted call")
+    t.add_argument("--steps", type=NONNEGATIVE, default=TRAIN.steps, help=f"gradient steps (default {TRAIN.steps})")
+    t.add_argument("--eval-every", type=POSITIVE, default=TRAIN.eval_every, help=f"default {TRAIN.eval_every}")
+    t.add_argument("--eval-episodes", type=POSITIVE, default=TRAIN.eval_episodes)
+    t.add_argument("--eval-envs", type=POSITIVE, default=TRAIN.eval_envs, help="environments stepped in lockstep when evaluating")
+    t.add_argument("--log-every", type=POSITIVE, default=TRAIN.log_every)
+    t.add_argument("--checkpoint-every", type=POSITIVE, default=TRAIN.checkpoint_every)
+    t.add_argument("--chunk", type=POSITIVE, default=TRAIN.chunk, help="updates per jitted call")
     t.add_argument("--run-dir", default=None, help="default runs/ENV__AGENT__PRESET__seedS (rerun to resume)")
     t.add_argument("--preset", default=None,
                    help="network sizes: paper (4x512), cpu (3x256, default) or tiny (2x256, the demo)")
@@ -52,13 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset-episodes", type=POSITIVE, default=None,
                    help="regenerate/load a dataset of this many episodes (default: official size; demo: "
                         f"{DEMO['dataset_episodes']})")
-    t.add_argument("--dataset-seed", type=NONNEGATIVE, default=0)
+    t.add_argument("--dataset-seed", type=NONNEGATIVE, default=TRAIN.dataset_seed)
     t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs (needs tensorboardX)")
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--online-steps", type=NONNEGATIVE, default=0,
                    help="then fine-tune online for this many env steps (one seed; --steps may be 0); the step "
                         "counter, --eval-every/--log-every/--checkpoint-every continue over offline + online steps")
-    t.add_argument("--updates-per-step", type=POSITIVE, default=1, help="agent updates per online env step")
+    t.add_argument("--updates-per-step", type=POSITIVE, default=TRAIN.updates_per_step, help="agent updates per online env step")
     t.add_argument("--buffer-size", type=POSITIVE, default=None,
                    help="online replay capacity in transitions, offline dataset included (default: dataset size "
                         "+ --online-steps, so nothing is overwritten; offline rows are never overwritten)")
@@ -211,15 +214,15 @@ def cmd_train(a) -> int:
         env=a.env or DEMO["env"],
         agent=a.agent,
         seeds=a.seeds or (a.seed if a.seed is not None else 0,),
-        steps=a.steps if a.steps is not None else DEMO["steps"],
-        eval_every=a.eval_every if a.eval_every is not None else DEMO["eval_every"],
+        steps=a.steps,
+        eval_every=a.eval_every,
         eval_episodes=a.eval_episodes,
         eval_envs=a.eval_envs,
         log_every=a.log_every,
         checkpoint_every=a.checkpoint_every,
         chunk=a.chunk,
         run_dir=a.run_dir,
-        preset=a.preset or (DEMO["preset"] if demo else "cpu"),
+        preset=a.preset or (DEMO["preset"] if demo else TrainArgs.preset),
         overrides=tuple(a.overrides),
         data_dir=a.data_dir,
         dataset_episodes=a.dataset_episodes if a.dataset_episodes is not None else (

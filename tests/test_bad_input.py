@@ -77,3 +77,22 @@ def test_os_errors_are_one_line_naming_the_path(tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("qflow: error:") and message in err, (argv, err)
+
+
+def test_one_source_of_training_defaults():
+    from qflow.cli import build_parser
+    from qflow.training.trainer import TrainArgs
+
+    parsed = build_parser().parse_args(["train", *ENV])
+    defaults = TrainArgs()
+    for key in ("steps", "eval_every", "eval_episodes", "eval_envs", "log_every", "checkpoint_every", "chunk",
+                "dataset_seed", "updates_per_step", "online_steps"):
+        assert getattr(parsed, key) == getattr(defaults, key), key
+
+
+def test_unknown_env_table_keys_are_an_error():
+    from qflow.agents.base import build_config
+    from qflow.agents.qflow import QFlowConfig
+
+    with pytest.raises(ValueError, match=r"unknown keys \['guidance_lambd'\]; valid keys: .*guidance_lambda"):
+        build_config(QFlowConfig, "cpu", {"guidance_lambd": 5.0})

@@ -107,7 +107,11 @@ def build_config(config_cls, preset: str = "paper", env_defaults: dict | None = 
     base = config_cls()
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     values = {"preset": preset, **PRESETS[preset]}
-    values.update({k: v for k, v in (env_defaults or {}).items() if k in fields})
+    unknown = sorted(set(env_defaults or {}) - set(fields))
+    if unknown:  # a typo in qflow/envs.py would otherwise be dropped silently
+        raise ValueError(f"the per-environment table gives {config_cls.__name__} unknown keys {unknown}; "
+                         f"valid keys: {', '.join(sorted(fields))}")
+    values.update(env_defaults or {})
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()

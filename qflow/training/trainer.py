@@ -40,18 +40,21 @@ class TrainingDiverged(QFlowError, RuntimeError):
 
 @dataclasses.dataclass
 class TrainArgs:
+    """Everything a training run takes. These defaults are the command line's (qflow.cli reads them from
+    here); `qflow train` with no --env replaces env, steps, preset and dataset size by the demo's."""
+
     env: str = "pointmaze-medium-navigate-singletask-task1-v0"
     agent: str = "qflow"
     seeds: tuple[int, ...] = (0,)
-    steps: int = 1_000_000
-    eval_every: int = 100_000
+    steps: int = 20_000
+    eval_every: int = 5_000
     eval_episodes: int = 50
     eval_envs: int = 10  # environments stepped in lockstep during evaluation
-    log_every: int = 5_000
-    checkpoint_every: int = 50_000
+    log_every: int = 1_000
+    checkpoint_every: int = 5_000
     chunk: int = 1_000  # updates per jitted call
     run_dir: str | None = None
-    preset: str = "paper"
+    preset: str = "cpu"
     overrides: tuple[str, ...] = ()
     data_dir: str | None = None
     dataset_episodes: int | None = None  # None: the official size
