@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{DEMO['dataset_episodes']})")
     t.add_argument("--dataset-seed", type=NONNEGATIVE, default=TRAIN.dataset_seed)
     t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs (needs tensorboardX)")
+    t.add_argument("--wandb", action="store_true",
+                   help="also log to Weights & Biases in offline mode, RUN_DIR/wandb (needs wandb; `wandb sync` later)")
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--online-steps", type=NONNEGATIVE, default=0,
                    help="then fine-tune online for this many env steps (one seed; --steps may be 0); the step "
@@ -230,6 +232,7 @@ def cmd_train(a) -> int:
         dataset_seed=a.dataset_seed,
         progress=not a.no_progress,
         tensorboard=a.tensorboard,
+        wandb=a.wandb,
         online_steps=a.online_steps,
         updates_per_step=a.updates_per_step,
         buffer_size=a.buffer_size,

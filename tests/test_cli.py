@@ -193,3 +193,20 @@ def test_rebrac_critic_penalty_trains_on_the_datasets_next_actions(data_dir, tmp
     assert main(train_args(data_dir, run, "--agent", "rebrac", "--set", "alpha_critic=0.01", "--steps", "100",
                            "--eval-every", "100")) == 0
     assert json.loads((run / "summary.json").read_text())["config"]["alpha_critic"] == 0.01
+
+
+def test_tensorboard_and_offline_wandb_sinks_get_the_logged_scalars(data_dir, tmp_path):
+    run = tmp_path / "run"
+    assert main(train_args(data_dir, run, "--steps", "100", "--eval-every", "100", "--tensorboard", "--wandb")) == 0
+    assert any(p.stat().st_size > 0 for p in (run / "tb").glob("events.out.tfevents.*"))
+    records = list((run / "wandb").glob("offline-run-*/run-*.wandb"))  # offline: a local file, nothing sent
+    assert len(records) == 1
+    data = records[0].read_bytes()  # W&B's record file stores each logged key as plain text
+    assert data.count(b"train/loss_q") >= 2 and b"train/diag_policy_improvement" in data and b"eval/success" in data
+
+
+def test_a_missing_sink_package_is_one_line_naming_the_extra(data_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
+    assert main(train_args(data_dir, tmp_path / "run", "--wandb")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'qflow[wandb]'" in err

@@ -1,4 +1,5 @@
-"""Append-only CSV logs that survive crashes and resumption."""
+"""Where a run's numbers go: append-only CSV files (always; they survive crashes and resumption)
+and optional scalar sinks behind one interface (TensorBoard, Weights & Biases in offline mode)."""
 
 from __future__ import annotations
 
@@ -70,3 +71,48 @@ class CSVLog:
                 writer.writeheader()
             writer.writerow(row)
             f.flush()
+
+
+class ScalarSinks:
+    """One seed's optional scalar sinks behind TensorBoard's ``add_scalar(tag, value, step)``.
+
+    The CSV files stay the record; these are views of it for the tools researchers plot with.
+    Weights & Biases runs in offline mode (no network, nothing hard-wired): `wandb sync DIR/wandb`
+    uploads a run later if its owner wants to.
+    """
+
+    def __init__(self, run_dir: Path, tensorboard: bool = False, wandb: bool = False, name: str = "",
+                 config: dict | None = None):
+        self.writers = []
+        if tensorboard:
+            try:
+                from tensorboardX import SummaryWriter
+            except ImportError:
+                raise QFlowError("--tensorboard needs tensorboardX: pip install 'qflow[tensorboard]'") from None
+            self.writers.append(SummaryWriter(str(Path(run_dir) / "tb")))
+        if wandb:
+            self.writers.append(_WandbWriter(Path(run_dir), name, config or {}))
+
+    def add_scalar(self, tag: str, value, step: int) -> None:
+        for writer in self.writers:
+            writer.add_scalar(tag, float(value), step)
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+
+
+class _WandbWriter:
+    def __init__(self, run_dir: Path, name: str, config: dict):
+        try:
+            import wandb
+        except ImportError:
+            raise QFlowError("--wandb needs wandb: pip install 'qflow[wandb]'") from None
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(mode="offline", dir=str(run_dir), name=name, config=config, reinit="create_new")
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        self.run.log({tag: value}, step=step)
+
+    def close(self) -> None:
+        self.run.finish()

@@ -25,7 +25,7 @@ from qflow.envs import env_defaults
 from qflow.evaluation.evaluate import act
 from qflow.errors import QFlowError
 from qflow.training import checkpoint
-from qflow.training.logs import CSVLog
+from qflow.training.logs import CSVLog, ScalarSinks
 from qflow.utils import LockHeld, atomic_write_json, file_lock, package_versions
 
 RUN_LOCK = ".lock"  # held by the process training in a run directory
@@ -60,7 +60,8 @@ class TrainArgs:
     dataset_episodes: int | None = None  # None: the official size
     dataset_seed: int = 0
     progress: bool = True
-    tensorboard: bool = False
+    tensorboard: bool = False  # also log to TensorBoard (qflow[tensorboard])
+    wandb: bool = False  # also log to Weights & Biases in offline mode (qflow[wandb]; `wandb sync` later)
     online_steps: int = 0  # env steps of online fine-tuning after the offline steps (qflow.training.online)
     updates_per_step: int = 1  # agent updates per online env step
     buffer_size: int | None = None  # replay capacity; None: offline size + online_steps
@@ -204,7 +205,10 @@ def _train(args: TrainArgs, run_dir: Path) -> list[dict]:
     eval_logs = [CSVLog(d / "eval.csv", after_step=step) for d in dirs]
     # wall_time counts on from the resumed run's last row instead of restarting at 0
     started -= max([float(r.get("wall_time") or 0) for log in logs + eval_logs for r in log.read()[-1:]], default=0.0)
-    tb = _tensorboard(dirs) if args.tensorboard else None
+    tb = None  # optional scalar sinks, one per seed (TensorBoard / W&B offline); the CSV files always
+    if args.tensorboard or args.wandb:
+        tb = [ScalarSinks(d, args.tensorboard, args.wandb, f"{args.env}__{args.agent}__seed{seed}",
+                          {**run_info, "seed": seed}) for seed, d in zip(args.seeds, dirs)]
     device_data = jax.device_put({k: jnp.asarray(v) for k, v in data.items()})
     del data
 
@@ -253,6 +257,8 @@ def _train(args: TrainArgs, run_dir: Path) -> list[dict]:
     online_report = None
     if online is not None:
         online_report = online.run(agents, step, device_data, logs[0], eval_logs[0], tb and tb[:1], started)
+    for sinks in tb or []:
+        sinks.close()
 
     summaries = []
     for seed, d, log in zip(args.seeds, dirs, eval_logs):
@@ -297,11 +303,3 @@ def check_finite(info, step, dirs, agents=None) -> None:
             f"rate or a larger guidance_lambda in a new run directory, e.g. the same command with --set lr=1e-4 "
             f"--run-dir {retry}"
         )
-
-
-def _tensorboard(dirs):
-    try:
-        from tensorboardX import SummaryWriter
-    except ImportError as err:
-        raise QFlowError("--tensorboard needs tensorboardX: pip install 'qflow[tensorboard]'") from err
-    return [SummaryWriter(str(d / "tb")) for d in dirs]
