@@ -137,12 +137,12 @@ run. How it was made, the device's data hashes and logs: `results/runs/h2h_gpu_5
 {body(RESULTS / "reports/h2h_gpu_50k/results.md", ROOT)}
 
 What it shows, at 1/20 of the paper's budget and a smaller network:
-- **cube-single: Q-Flow loses to FQL.** Per-environment mean 50.1 % [41.5, 59.2] for Q-Flow vs 72.0 %
-  [65.1, 78.8] for FQL (flow BC 3.3 %); FQL is ahead on four tasks, level on task 4. The paper reports
+- **cube-single: Q-Flow loses to FQL.** Per-environment mean 50.1 % [41.2, 58.8] for Q-Flow vs 72.0 %
+  [65.2, 78.8] for FQL (flow BC 3.3 %); FQL is ahead on four tasks, level on task 4. The paper reports
   the two level on cube-single at 1M steps (95 vs 96).
 - **puzzle-3x3: only task 1 is solved by anyone at this budget.** Q-Flow 57.3 % [28, 90] vs FQL
   28.7 % [22, 32] on task 1; tasks 2-5 are 0-2 % for every agent. The per-environment mean favours
-  Q-Flow (11.5 % [5.6, 18.0] vs 5.9 % [4.5, 6.7]) but rests on one task and three seeds with a wide
+  Q-Flow (11.5 % [5.6, 18.0] vs 5.9 % [4.7, 6.7]) but rests on one task and three seeds with a wide
   spread (Q-Flow's task-1 seeds: 90, 54, 28 %), and the IQM is 0 for all. A direction that matches the
   paper's largest manipulation gain, not an established one.
 - Flow BC stays near 0-6 % everywhere: both value-guided methods add a lot over cloning the play data.
