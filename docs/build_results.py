@@ -105,6 +105,33 @@ success radius ({st['success_radius']}) of each task's goal: {tasks}. Free maze 
     return "\n\n".join(text)
 
 
+def bandit_table(path: Path, updates=(500, 1000, 1500, 2000, 3000)) -> str:
+    """The bandit study at a few training lengths (the full table is results/bandit/bandit.md)."""
+    import csv
+
+    import numpy as np
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = ["| agent | time features | updates | reward, mean [min, max] over 6 seeds | V explained var. | "
+           "guidance / BC | improvement by its critic | distance from data |", "|---|---|---|---|---|---|---|---|"]
+    keys = sorted({(r["agent"], r.get("time_features", "")) for r in rows}, key=lambda k: (k[0] != "qflow", k[1]))
+    for agent, features in keys:
+        for u in updates:
+            rs = [r for r in rows if r["agent"] == agent and r.get("time_features", "") == features
+                  and int(r["update"]) == u]
+            if not rs:
+                continue
+            reward = [float(r["reward"]) for r in rs]
+            diag = lambda k: f"{np.mean([float(r[k]) for r in rs]):.2f}" if rs[0].get(k) else ""  # noqa: E731
+            ratio = (f"{np.mean([float(r['diag_guidance_norm']) / float(r['diag_bc_velocity_norm']) for r in rs]):.2f}"
+                     if rs[0].get("diag_guidance_norm") else "")
+            out.append(f"| {agent} | {features} | {u:,} | {np.mean(reward):.3f} [{min(reward):.3f}, {max(reward):.3f}] "
+                       f"| {diag('diag_v_explained_var')} | {ratio} | {diag('diag_policy_improvement')} | "
+                       f"{diag('diag_action_distance')} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     toy = json.loads((RESULTS / "toy2d/toy2d.json").read_text())
     compute = json.loads((RESULTS / "bench/compute/compute.json").read_text())

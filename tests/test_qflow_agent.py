@@ -129,9 +129,9 @@ def test_qflow_earns_more_than_flow_bc_on_a_bandit():
                                   batch_size=128, **extra)
         agents = stack([cls.create(s, 1, 2, cfg) for s in seeds])
         # 1000 updates: with this strong guidance (lambda 0.3) Q-Flow's reward peaks near 750-1000
-        # updates (-0.27 over seeds 0-5) and then falls (-0.61 at 3000) as the policy drifts off the
-        # data, where the critic extrapolates: its own improvement estimate keeps rising meanwhile
-        # (results/bandit, python -m qflow.experiments.bandit). This test checks that guidance works.
+        # updates (-0.27 over seeds 0-5) and then falls (-0.61 at 3000) as the policy moves into the
+        # data-free gap between the modes, where the critic's extrapolated Q is highest; its own
+        # improvement estimate keeps rising meanwhile (results/bandit). This checks guidance works.
         agents, _ = make_train_chunk(1000)(agents, data)
         scores = []
         for i in range(len(seeds)):
