@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("--obs-dim", type=POSITIVE, default=28)
     th.add_argument("--action-dim", type=POSITIVE, default=5)
     th.add_argument("--updates", type=POSITIVE, default=30, help="timed updates per loop")
+    th.add_argument("--members", type=_seeds, default=(),
+                    help="also time N agents stacked in one jitted call, for each N listed (e.g. 1,15,40)")
     th.add_argument("--out", default=None, help="also write the numbers as JSON here")
     co = bsub.add_parser("compute", help="ms per update and memory vs flow steps K for qflow, fql, fbrac",
                          description="Milliseconds per update (best of --repeats calls of --updates fused updates) "
@@ -294,7 +296,8 @@ def cmd_bench(a) -> int:
     from qflow.bench.throughput import run_throughput
 
     agents = [name for name in a.agent.split(",") if name]
-    results = [run_throughput(name, a.preset, a.overrides, a.obs_dim, a.action_dim, a.updates) for name in agents]
+    results = [run_throughput(name, a.preset, a.overrides, a.obs_dim, a.action_dim, a.updates, a.members)
+               for name in agents]
     result = results[0] if len(results) == 1 else results
     if a.out:
         from qflow.utils import atomic_write_json

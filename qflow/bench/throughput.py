@@ -43,7 +43,9 @@ def matmul_rate(rows: int, width: int) -> float:
     return 2.0 * rows * width * width * n / seconds / 1e9
 
 
-def run_throughput(agent_name: str, preset: str, overrides, obs_dim: int, action_dim: int, updates: int) -> dict:
+def run_throughput(agent_name: str, preset: str, overrides, obs_dim: int, action_dim: int, updates: int,
+                   members=()) -> dict:
+    """One agent's update rates; ``members``: also N agents stacked in one jitted call, for each N."""
     import psutil
 
     agent_cls, config_cls = get_agent(agent_name)
@@ -79,6 +81,10 @@ def run_throughput(agent_name: str, preset: str, overrides, obs_dim: int, action
     single_rate = rate(make_train_chunk(1, diagnostics=False), fresh([0]), updates)
     pair_rate = rate(make_train_chunk(updates, diagnostics=False), fresh([0, 1]), 1)  # seed-updates/s, 2 seeds/call
 
+    stacked = {}
+    for n in members:  # what a GPU grid does: every task x seed x setting of a family in one call
+        stacked[str(n)] = round(rate(make_train_chunk(updates, diagnostics=False), fresh(range(n)), 1), 2)
+
     batch = jax.tree.map(lambda x: x[: config.batch_size], data)
     one = agent_cls.create(0, obs_dim, action_dim, config)
     compiled = jax.jit(lambda a, b: a.update(b)).lower(one, batch).compile()
@@ -100,6 +106,10 @@ def run_throughput(agent_name: str, preset: str, overrides, obs_dim: int, action
         f"matmul_{config.batch_size}x{width}@{width}x{width}_gflop_s": round(mm, 1),
         "fraction_of_matmul_rate": round(achieved / mm, 3),
         **diagnostics,
+        **({"stacked_agent_updates_per_s": stacked,
+            "stacked_tflop_s": {n: round(r * flops / 1e12, 3) for n, r in stacked.items()},
+            "stacked_fraction_of_matmul_rate": {n: round(r * flops / 1e9 / mm, 3) for n, r in stacked.items()}}
+           if stacked else {}),
         "peak_rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
     }
 
