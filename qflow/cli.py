@@ -364,8 +364,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data, "expert": cmd_expert, "bench": cmd_bench,
                 "report": cmd_report, "toy2d": cmd_toy2d}
-    from qflow.errors import QFlowError
-    from qflow.training.trainer import TrainingDiverged
+    from qflow.errors import QFlowError, TrainingDiverged
 
     try:
         return handlers[args.command](args)

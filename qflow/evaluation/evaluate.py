@@ -23,6 +23,16 @@ def _jitted_act():
     return jax.jit(lambda agent, obs, rng: agent.sample_actions(obs, rng))
 
 
+def evaluate_policy(evaluator, agent, seed: int, step: int, episodes: int) -> dict:
+    """The project's one evaluation convention: episode seeds from ``seed + step``, action noise from
+    ``PRNGKey(seed * 7919 + step)``; the same policy, seed and step always give the same result."""
+    import jax
+    import jax.numpy as jnp
+
+    keys = iter(jax.random.split(jax.random.PRNGKey(seed * 7919 + step), 100_000))
+    return evaluator.run(lambda o: act(agent, jnp.asarray(o), next(keys)), episodes, seed=seed + step)
+
+
 class Evaluator:
     def __init__(self, env_id: str, num_envs: int = 10):
         from qflow.data.loading import make_env

@@ -43,6 +43,7 @@ from qflow.data.registry import env_id_for_task
 from qflow.envs import env_defaults
 from qflow.experiments.suite import parse_tasks
 from qflow.training.logs import CSVLog, read_rows, write_rows
+from qflow.training.schedule import Schedule
 from qflow.training.trainer import check_finite, make_train_chunk, stack
 from qflow.utils import POSITIVE, atomic_write_json, atomic_writer, package_versions
 
@@ -137,6 +138,7 @@ def train(args) -> None:
         atomic_write_json(out / "group.json", {**group, "stop": "starting"})
 
     fns = {g["info"]["agent"]: make_train_chunk(chunk, per_member=PER_TASK_KEYS) for g in groups}
+    schedule = Schedule(args.steps, {"log": log_every, "export": args.export_every})
     step, round_seconds, stop, exported = 0, 0.0, "steps reached", 0
     while step < args.steps:
         if args.deadline and time.time() + 1.2 * round_seconds > args.deadline:
@@ -157,9 +159,10 @@ def train(args) -> None:
             g["count"] = g.get("count", 0) + 1
         step += chunk
         round_seconds = time.time() - t_round
-        if step % log_every == 0 or step == args.steps:
+        due = schedule.due(step)
+        if "log" in due:
             _log(groups, step, started)
-        if step % args.export_every == 0 or step == args.steps:
+        if "export" in due:
             _export(groups, step, started, chunk, args.keep_exports)
             exported = step
     if step > exported:  # stopped by the deadline between exports
@@ -202,7 +205,7 @@ def evaluate(args) -> None:
     eval.csv (so it can run beside training and be re-run as exports arrive). The summary's
     ``success`` is the last evaluation and ``success_last3`` the mean of the last three.
     """
-    from qflow.evaluation.evaluate import Evaluator, act
+    from qflow.evaluation.evaluate import Evaluator, evaluate_policy
 
     group_dir = Path(args.group)
     group = json.loads((group_dir / "group.json").read_text())
@@ -238,10 +241,8 @@ def evaluate(args) -> None:
             env_id = f"{group['family']}-singletask-task{m['task']}-v0"
             evaluator = evaluator_for(env_id)
             agent = with_acting_state(template, jax.tree.map(lambda x: x[i], state))
-            keys = iter(jax.random.split(jax.random.PRNGKey(m["seed"] * 7919 + step), 100_000))
             t0 = time.time()
-            result = evaluator.run(lambda o: act(agent, jnp.asarray(o), next(keys)), args.episodes,
-                                   seed=m["seed"] + step)
+            result = evaluate_policy(evaluator, agent, m["seed"], step, args.episodes)
             _record_evaluation(run_dirs[i], group, m, step, result, round(time.time() - t0, 1), metrics, args)
             done[i].add(step)
             print(f"[stacked] {env_id} {group['agent']} seed {m['seed']} step {step}: success {result['success']:.2f}",

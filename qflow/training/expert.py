@@ -38,8 +38,10 @@ from qflow.agents.base import build_config
 from qflow.agents.expert_policy import EXPERT_FILE, Expert, save_expert  # noqa: F401  (re-exported)
 from qflow.agents.sac import SACAgent, SACConfig
 from qflow.data.replay import KEYS, ReplayBuffer, load_segments, prune_segments, save_segment
+from qflow.errors import TrainingDiverged
 from qflow.training.logs import CSVLog
 from qflow.training.online import make_online_step, unpack_transition, zero_sums
+from qflow.training.schedule import Schedule
 from qflow.utils import atomic_write_json, atomic_writer, package_versions
 
 ENV_ID = "online-ant-xy-v0"
@@ -108,6 +110,8 @@ def train_expert(run_dir: Path | str, settings: ExpertSettings = ExpertSettings(
     settings.validate()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    schedule = Schedule(settings.steps, {"log": settings.log_every, "eval": settings.eval_every,
+                                         "checkpoint": settings.checkpoint_every})
     started = time.time()
     config = build_config(SACConfig, settings.preset, overrides=settings.overrides)
     env = make_ant_xy_env()
@@ -219,21 +223,22 @@ def train_expert(run_dir: Path | str, settings: ExpertSettings = ExpertSettings(
             steps_timed += 1
         obs = act_obs
         bar.update(1)
-        if since_log and (env_step % settings.log_every == 0 or env_step == settings.steps):
+        due = schedule.due(env_step)
+        if since_log and "log" in due:
             sums = jax.device_get(carry["sums"])
             carry["sums"] = jax.tree.map(jnp.zeros_like, carry["sums"])
             means = {k: float(v) / since_log for k, v in sums.items()}
             if not all(np.isfinite(list(means.values()))):
-                raise FloatingPointError(f"SAC diverged at env step {env_step}: {means}; rerun from the last "
-                                         f"checkpoint with a lower --set lr=...")
+                raise TrainingDiverged(f"SAC diverged at env step {env_step}: {means}; the last checkpoint is kept "
+                                       f"in {run_dir}; retry in a new --run-dir with a lower --set lr=...")
             since_log = 0
             recent = [float(r["return"]) for r in episode_log.read()[-10:]]
             metrics_log.write({"step": env_step, **means, "episode_return_last10": np.mean(recent) if recent else "",
                                "wall_time": round(time.time() - started, 1)})
             bar.set_postfix(ret=f"{np.mean(recent):.1f}" if recent else "-", alpha=f"{means['alpha']:.3f}")
-        if env_step % settings.eval_every == 0 or env_step == settings.steps:
+        if "eval" in due:
             last_eval = evaluate()
-        if env_step % settings.checkpoint_every == 0 or env_step == settings.steps:
+        if "checkpoint" in due:
             save()
     bar.close()
     loop_s = time.perf_counter() - t_loop

@@ -151,12 +151,14 @@ class OnlinePhase:
         so the caller's dict stops holding the arrays."""
         from tqdm import tqdm
 
-        from qflow.evaluation.evaluate import act
+        from qflow.evaluation.evaluate import act, evaluate_policy
+        from qflow.training.schedule import Schedule
         from qflow.training.trainer import check_finite, make_evaluator
 
         args, run_dir = self.args, self.run_dir
         seed = args.seeds[0]
         total = args.steps + args.online_steps
+        schedule = Schedule(total, {"log": args.log_every, "eval": args.eval_every, "checkpoint": args.checkpoint_every})
         agent = jax.tree.map(lambda x: jnp.array(x[0], copy=True), agents)  # distinct buffers: they are donated
         obs_dim, action_dim = device_data["observations"].shape[1], device_data["actions"].shape[1]
         env = make_env(args.env)
@@ -265,7 +267,8 @@ class OnlinePhase:
                     tb[0].add_scalar("online/return", ep_return, step)
                     tb[0].add_scalar("online/success", success, step)
                 ep_return, ep_len = 0.0, 0
-            if step % args.log_every == 0 or step == total:
+            due = schedule.due(step)
+            if "log" in due:
                 sums = jax.device_get(carry["sums"])
                 carry["sums"] = jax.tree.map(jnp.zeros_like, carry["sums"])
                 means = {k: float(v) / since_log for k, v in sums.items()}
@@ -278,20 +281,16 @@ class OnlinePhase:
                         tb[0].add_scalar(f"train/{k}", v, step)
                 bar.set_postfix(episodes=episodes, success=f"{np.mean([s for _, s in recent]):.2f}"
                                 if recent else "-")
-            if step % args.eval_every == 0 or step == total:
+            if "eval" in due:
                 te = time.perf_counter()
                 evaluator = evaluator or make_evaluator(args)
-                key = jax.random.PRNGKey(seed * 7919 + step)
-                keys = iter(jax.random.split(key, 100_000))
-                current = carry["agent"]
-                result = evaluator.run(lambda o: act(current, jnp.asarray(o), next(keys)), args.eval_episodes,
-                                       seed=seed + step)
+                result = evaluate_policy(evaluator, carry["agent"], seed, step, args.eval_episodes)
                 eval_log.write({"step": step, **result, "wall_time": round(time.time() - started, 2)})
                 if tb:
                     tb[0].add_scalar("eval/success", result["success"], step)
                 timing["eval_s"] += time.perf_counter() - te
                 untimed += time.perf_counter() - te
-            if step % args.checkpoint_every == 0 or step == total:
+            if "checkpoint" in due:
                 tc = time.perf_counter()
                 save()
                 timing["checkpoint_s"] += time.perf_counter() - tc

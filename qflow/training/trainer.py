@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import time
 from pathlib import Path
 
@@ -22,10 +21,11 @@ from qflow.agents import get_agent
 from qflow.agents.base import build_config, overrides_for
 from qflow.data.loading import data_record, load_single_task
 from qflow.envs import env_defaults
-from qflow.evaluation.evaluate import act
-from qflow.errors import QFlowError
+from qflow.evaluation.evaluate import evaluate_policy
+from qflow.errors import TrainingDiverged
 from qflow.training import checkpoint
 from qflow.training.logs import CSVLog, ScalarSinks
+from qflow.training.schedule import Schedule
 from qflow.utils import LockHeld, atomic_write_json, file_lock, package_versions
 
 RUN_LOCK = ".lock"  # held by the process training in a run directory
@@ -34,8 +34,6 @@ RUN_LOCK = ".lock"  # held by the process training in a run directory
 DIAGNOSTICS_STREAM = 0x646961  # fold_in constant of the diagnostics' random stream ("dia")
 
 
-class TrainingDiverged(QFlowError, RuntimeError):
-    pass
 
 
 @dataclasses.dataclass
@@ -212,7 +210,9 @@ def _train(args: TrainArgs, run_dir: Path) -> list[dict]:
     device_data = jax.device_put({k: jnp.asarray(v) for k, v in data.items()})
     del data
 
-    chunk = math.gcd(args.chunk, args.eval_every, args.log_every, args.checkpoint_every, args.steps)
+    schedule = Schedule(args.steps, {"log": args.log_every, "eval": args.eval_every,
+                                     "checkpoint": args.checkpoint_every})
+    chunk = schedule.chunk(args.chunk)
     train_chunk = make_train_chunk(chunk)
     evaluator = None
     last_success = [float("nan")] * len(args.seeds)
@@ -228,9 +228,10 @@ def _train(args: TrainArgs, run_dir: Path) -> list[dict]:
         bar.update(chunk)
         info = jax.device_get(info)
         check_finite(info, step, dirs, agents)  # before any checkpoint is written from these parameters
+        due = schedule.due(step)
         sums = info if sums is None else jax.tree.map(np.add, sums, info)
         count += 1
-        if step % args.log_every == 0 or step == args.steps:
+        if "log" in due:
             for i, log in enumerate(logs):
                 row = {"step": step, "wall_time": round(time.time() - started, 2)}
                 row.update({k: float(v[i]) / count for k, v in sums.items()})
@@ -239,19 +240,16 @@ def _train(args: TrainArgs, run_dir: Path) -> list[dict]:
                     for k, v in row.items():
                         tb[i].add_scalar(f"train/{k}", v, step)
             sums, count = None, 0
-        if step % args.eval_every == 0 or step == args.steps:
+        if "eval" in due:
             evaluator = evaluator or make_evaluator(args)
             for i, agent in enumerate(unstack(agents, len(args.seeds))):
-                key = jax.random.PRNGKey(args.seeds[i] * 7919 + step)
-                keys = iter(jax.random.split(key, 100_000))
-                result = evaluator.run(lambda o: act(agent, jnp.asarray(o), next(keys)), args.eval_episodes,
-                                       seed=args.seeds[i] + step)
+                result = evaluate_policy(evaluator, agent, args.seeds[i], step, args.eval_episodes)
                 last_success[i] = result["success"]
                 eval_logs[i].write({"step": step, **result, "wall_time": round(time.time() - started, 2)})
                 if tb:
                     tb[i].add_scalar("eval/success", result["success"], step)
             bar.set_postfix(success=" ".join(f"{s:.2f}" for s in last_success))
-        if step % args.checkpoint_every == 0 or step == args.steps:
+        if "checkpoint" in due:
             checkpoint.save_all(dirs, agents, step)
     bar.close()
     online_report = None
