@@ -132,6 +132,23 @@ def bandit_table(path: Path, updates=(500, 1000, 1500, 2000, 3000)) -> str:
     return "\n".join(out)
 
 
+def learning_speed_section() -> str:
+    """Section 8 (issue 13): the cube-single learning-speed study, the bandit and the longer 2-D study."""
+    speed = RESULTS / "reports/learning_speed_cpu_t2/diagnostics.md"
+    toy = RESULTS / "toy2d_rl100"
+    parts = [LEARNING_SPEED_INTRO, body(speed, ROOT) if speed.exists() else "(not run yet)", LEARNING_SPEED_READING,
+             "### 8.2 The one-step bandit: what strong guidance does with more updates", BANDIT_INTRO,
+             bandit_table(RESULTS / "bandit/bandit.csv"), BANDIT_READING]
+    if (toy / "toy2d.json").exists():
+        info = json.loads((toy / "toy2d.json").read_text())
+        figures = "\n".join(f"![{Path(f).stem}](../results/toy2d_rl100/{Path(f).name})"
+                             for f in sorted(info["figures"]) if f.endswith("_curve.png"))
+        parts += [f"### 8.3 The 2-D study with ten times the value-guided updates (`{info['command']}`, "
+                  f"{info['wall_time_s']:.0f} s)", TOY_INTRO, body(toy / "toy2d.md", ROOT), figures, TOY_READING]
+    parts += ["### 8.4 What explains the cube-single gap, and what did not", CONCLUSIONS]
+    return "\n\n".join(parts)
+
+
 def main() -> None:
     toy = json.loads((RESULTS / "toy2d/toy2d.json").read_text())
     compute = json.loads((RESULTS / "bench/compute/compute.json").read_text())
@@ -244,6 +261,8 @@ fraction is noisy and only agents inside one run compare.
 ## 7. The ant expert and regenerated antmaze-large/giant-navigate data (issue 7)
 
 {antmaze_section()}
+
+{learning_speed_section()}
 """
     out = ROOT / "docs/results.md"
     tmp = out.with_suffix(".md.tmp")
