@@ -132,6 +132,53 @@ def bandit_table(path: Path, updates=(500, 1000, 1500, 2000, 3000)) -> str:
     return "\n".join(out)
 
 
+LEARNING_SPEED_INTRO = """## 8. Why does Q-Flow trail FQL on cube-single at small budgets? (issue 13)
+
+Section 1 has Q-Flow at 50.1 % and FQL at 72.0 % on cube-single after 50k steps (old time
+features), the largest gap on task 2 (24 vs 65 %), while the paper has them level at 1M steps.
+Our losses match the authors' line by line except V's time features, now corrected (sin/cos(f tau)).
+Here we measure instead of guessing: learning curves with the guidance diagnostics of
+`metrics.csv` (README, "Guidance diagnostics") on cube-single, a one-step bandit that isolates the
+guided flow, and the 2-D study with ten times the value-guided updates.
+
+### 8.1 Learning curves and diagnostics on cube-single task 2 (CPU, corrected time features)
+
+`scripts/learning_speed_cpu.sh /work/exp/cube_speed 93 2 0,1,2`: Q-Flow and FQL, seeds 0-2, `cpu`
+preset, the full regenerated dataset (1,000 episodes, same recipe and seed as section 1's, made on
+this machine, so not the same bytes), both agents
+stacked in one process on this 2-core CPU and stopped together by a 93-minute deadline; a policy
+export every 5,000 steps, each evaluated with 50 episodes while training went on (`python -m
+qflow.experiments.stacked evaluate --all-exports`); diagnostics every 1,000 steps. Files:
+`results/runs/learning_speed_cpu_t2/`; report: `python -m qflow.reporting.diagnostics
+results/runs/learning_speed_cpu_t2 --out results/reports/learning_speed_cpu_t2`. Only task 2 (the
+largest gap) fitted the machine in one sitting; task 4 and the other tasks are entry a1 of the
+evidence plan (`plans/evidence.toml`), for a GPU window."""
+
+
+BANDIT_INTRO = """`python -m qflow.experiments.bandit --out results/bandit` (run at low priority beside the other
+jobs: 847 s): two action modes at a_x = -0.6 and +0.6 in equal shares, reward -|a_x - 0.6|, masks 0
+(the critic is a plain regression onto r, no bootstrapping), 64x64 networks, Q-Flow with strong
+guidance (lambda = 0.3, the setting of the test that checks that guidance works) under both time
+features, flow BC beside it, 6 seeds. `PYTHONPATH=. python scripts/bandit_where_actions_go.py`
+traces where the actions go (`results/bandit/where_actions_go.txt`). Full table:
+`results/bandit/bandit.md`."""
+
+BANDIT_READING = """- The two time features behave alike (1,000 updates: -0.271 with sin/cos(f tau), -0.299 with
+  the old ones; 3,000 updates: -0.608 and -0.509, seed spreads overlapping): the correction is a
+  fidelity fix, not a cure, as the 2-D A/B had suggested.
+- Q-Flow's reward peaks at 750-1,000 updates (-0.27 against flow BC's -0.65) and then falls back to
+  BC's level (-0.61 at 3,000) while its critic's estimate of the gain keeps rising (0.61 to 1.10)
+  and V's explained variance falls (0.75 to 0.26). The actions move into the data-free gap between
+  the two modes (median a_x -0.10 at 3,000 updates in both traced seeds, +0.58 and +0.70 at 1,000),
+  where the target critic extrapolates Q(s, pi) = +0.47 and +0.91 for actions that earn -0.66 and
+  -0.68. Strong guidance passes the critic's extrapolation on to the flow faithfully: at this
+  lambda Q-Flow does not stay in the support. What keeps it there is lambda, and the critic's
+  accuracy off the data, not the construction itself.
+- The distance from the paired data action hardly moves (0.87 to 0.61) while the policy goes
+  wrong: on multimodal data it is a weak support check, so the cube runs below read it beside the
+  success curve, not instead of it."""
+
+
 def learning_speed_section() -> str:
     """Section 8 (issue 13): the cube-single learning-speed study, the bandit and the longer 2-D study."""
     speed = RESULTS / "reports/learning_speed_cpu_t2/diagnostics.md"

@@ -12,7 +12,7 @@ SEEDS=${4:-0,1,2}
 mkdir -p "$OUT"
 deadline=$(( $(date +%s) + MINUTES * 60 ))
 python -m qflow.experiments.stacked train --family cube-single-play --agents qflow,fql --tasks "$TASKS" \
-    --seeds "$SEEDS" --steps 1000000 --preset cpu --chunk 1000 --log-every 1000 --export-every 5000 \
+    --seeds "$SEEDS" --steps 1000000 --preset cpu --chunk 1000 --log-every 1000 --export-every 5000 --keep-exports \
     --deadline "$deadline" --out "$OUT/train" > "$OUT/train.log" 2>&1 &
 train=$!
 evaluate_all() {

@@ -86,7 +86,10 @@ def make_diagnostics_report(paths, out, reps: int = 2000) -> dict:
     _write_csv(out / "improvement_onset.csv", onset_rows)
     figure = _plot(runs, out / "diagnostics.png")
 
-    caption = " ".join(caption_lines(runs, "success", reps))
+    lines = caption_lines(runs, "success", reps)
+    lines[0] = (f"Score: success rate of the evaluation at that step, in %; mean over seeds with a 95 % bootstrap "
+                f"confidence interval (rliable, {reps:,} resamples, percentile).")
+    caption = " ".join(lines)
     md = ["# Learning curves and guidance diagnostics", "", f"Made from: {', '.join(map(str, paths))}.", "",
           "## Success at each evaluation (%)", "", "| task | agent | step | seeds | mean [95 % CI] |", "|---|---|---|---|---|"]
     md += [f"| {r['env']} | {r['agent']} | {r['step']:,} | {r['seeds']} | {100 * r['mean']:.1f} "
@@ -95,7 +98,7 @@ def make_diagnostics_report(paths, out, reps: int = 2000) -> dict:
            "Onset: the first logged step from which Qbar(s, pi(s)) - Qbar(s, a_data) (target critic, mean over "
            "heads, a fresh batch every 1,000 steps) stays positive at every later log row; none: it is not "
            "positive at the last row.", "",
-           "| task | agent | seed | onset step | last logged step | improvement there | ||pi(s) - a|| there |",
+           "| task | agent | seed | onset step | last logged step | improvement there | distance from data there |",
            "|---|---|---|---|---|---|---|"]
     md += [f"| {r['env']} | {r['agent']} | {r['seed']} | {_steps(r['onset_step'])} | {r['last_step']:,} "
            f"| {r['last_improvement']:.3f} | {r['last_action_distance']:.3f} |" for r in onset_rows]
