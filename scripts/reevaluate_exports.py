@@ -1,0 +1,57 @@
+"""Re-evaluate kept exports of a stacked group with other evaluation seeds: is a dip in a learning
+curve the policy, or the particular episodes it was scored on?
+
+    python scripts/reevaluate_exports.py GROUP_DIR --steps 25000,30000,35000 --episodes 100 \
+        --seed-offset 1000 --out FILE.csv
+
+Evaluation as everywhere (qflow.evaluation.evaluate.evaluate_policy) but with seed = training seed +
+seed offset, so the episodes differ from the learning curve's.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from qflow.agents import get_agent
+from qflow.agents.base import acting_state, config_from_record, with_acting_state
+from qflow.evaluation.evaluate import Evaluator, evaluate_policy
+from qflow.experiments.stacked import export_path, load_policies
+from qflow.training.logs import write_rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("group")
+    p.add_argument("--steps", required=True)
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--seed-offset", type=int, default=1000)
+    p.add_argument("--out", required=True)
+    a = p.parse_args(argv)
+    group_dir = Path(a.group)
+    group = json.loads((group_dir / "group.json").read_text())
+    agent_cls, config_cls = get_agent(group["agent"])
+    config = config_from_record(config_cls, group["config"])
+    rows, evaluators = [], {}
+    for step in [int(s) for s in a.steps.split(",")]:
+        for i, m in enumerate(group["members"]):
+            env_id = f"{group['family']}-singletask-task{m['task']}-v0"
+            evaluator = evaluators.setdefault(env_id, Evaluator(env_id, 10))
+            env = evaluator.envs[0]
+            template = agent_cls.create(0, env.observation_space.shape[0], env.action_space.shape[0], config)
+            stacked = jax.tree.map(lambda x: jnp.stack([x] * len(group["members"])), acting_state(template))
+            state, got = load_policies(export_path(group_dir, step), stacked)
+            agent = with_acting_state(template, jax.tree.map(lambda x: x[i], state))
+            result = evaluate_policy(evaluator, agent, m["seed"] + a.seed_offset, got, a.episodes)
+            rows.append({"agent": group["agent"], "task": m["task"], "seed": m["seed"], "step": got,
+                         "eval_seed_offset": a.seed_offset, **result})
+            print(rows[-1], flush=True)
+    write_rows(Path(a.out), rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
