@@ -19,7 +19,9 @@ DEMO = dict(env="puzzle-3x3-play-singletask-task1-v0", dataset_episodes=100, pre
 def _seeds(text: str) -> tuple[int, ...]:
     try:
         seeds = tuple(int(s) for s in text.split(",") if s.strip())
-        if min(seeds, default=0) < 0:
+        if not seeds:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+        if min(seeds) < 0:
             raise argparse.ArgumentTypeError(f"seeds must be >= 0, got {text!r}")
         return seeds
     except ValueError:

@@ -210,3 +210,26 @@ def test_a_missing_sink_package_is_one_line_naming_the_extra(data_dir, tmp_path,
     assert main(train_args(data_dir, tmp_path / "run", "--wandb")) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'qflow[wandb]'" in err
+
+
+def test_resume_to_a_larger_budget_keeps_every_event_on_a_chunk_boundary(data_dir, tmp_path):
+    run = tmp_path / "run"
+    first = ["--steps", "150", "--eval-every", "300", "--log-every", "50", "--checkpoint-every", "50"]
+    assert main(train_args(data_dir, run, *first)) == 0
+    # the new schedule alone would chunk by 100 (250, 350, ...: nothing ever due); 150 must stay a boundary
+    assert main(train_args(data_dir, run, "--steps", "300", "--eval-every", "300", "--log-every", "100",
+                           "--checkpoint-every", "100", "--chunk", "100")) == 0
+    assert [int(r["step"]) for r in rows(run / "metrics.csv")] == [50, 100, 150, 200, 300]
+    assert json.loads((run / "summary.json").read_text())["eval_steps"] == [150, 300]
+
+
+def test_a_run_recorded_before_a_config_key_existed_resumes_with_its_old_value(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(train_args(data_dir, run, "--steps", "100", "--eval-every", "100")) == 0
+    info = json.loads((run / "run.json").read_text())
+    del info["config"]["time_features"]  # as written before the key existed (those runs used 2 pi f tau)
+    (run / "run.json").write_text(json.dumps(info))
+    assert main(train_args(data_dir, run, "--steps", "200", "--eval-every", "100")) == 2
+    assert "differs in config" in capsys.readouterr().err
+    assert main(train_args(data_dir, run, "--steps", "200", "--eval-every", "100",
+                           "--set", "time_features=2pi_f_tau")) == 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import multiprocessing as mp
@@ -140,6 +141,7 @@ def _write_metadata(files: DatasetFiles, extra: dict) -> None:
         atomic_write_json(sidecar(path), meta)
 
 
+@contextlib.contextmanager
 def dataset_lock(directory: Path, name: str, progress: bool = True):
     """An exclusive lock on one dataset of one directory while it is checked or made.
 
@@ -150,7 +152,13 @@ def dataset_lock(directory: Path, name: str, progress: bool = True):
         if progress:
             print(f"[qflow] {name}: waiting for {holder}, which is making it in {directory}", flush=True)
 
-    return file_lock(directory / f".{name}.lock", f"preparing {name}", wait=True, on_wait=say)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(file_lock(directory / f".{name}.lock", f"preparing {name}", wait=True, on_wait=say))
+        except OSError as err:  # a read-only data dir: nobody can write there, so there is nothing to guard
+            if err.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
+                raise
+        yield
 
 
 def prepare(
@@ -238,7 +246,8 @@ def _known_origin(files: DatasetFiles, fix: str, assume_official: bool) -> Datas
     if missing and not assume_official:
         raise DatasetError(
             f"{files.train} and {files.val.name} have no metadata sidecars, so their origin is unknown. If they are "
-            f"OGBench's official files, run `qflow data prepare {files.name} --assume-official` once to record "
+            f"OGBench's official files, run `qflow data prepare {files.name} --data-dir {files.directory} "
+            f"--no-download --assume-official` once to record "
             f"them as such; if "
             f"they were regenerated, move them away and run: {fix}")
     if missing:

@@ -148,14 +148,15 @@ def _run_stacked(entry: Entry, work: Path, deadline: float, log) -> None:
         with open(work / f"{folder}.log", "w") as train_log:
             trainer = subprocess.Popen(cmd, stdout=train_log, stderr=subprocess.STDOUT)
             while trainer.poll() is None:  # evaluate exports on the CPU cores while the accelerator trains
-                _evaluate(entry, out, work / "runs" / folder)
+                _evaluate(entry, out, work / "runs" / folder, deadline - 30)
                 time.sleep(20)
         log(f"{entry.id}/{folder}: trainer exited with status {trainer.returncode}")
-        _evaluate(entry, out, work / "runs" / folder)
+        _evaluate(entry, out, work / "runs" / folder, deadline - 30)
 
 
-def _evaluate(entry: Entry, train_dir: Path, runs: Path) -> None:
-    """One pass: a process per agent over every kept export it has not evaluated yet, side by side."""
+def _evaluate(entry: Entry, train_dir: Path, runs: Path, deadline: float) -> None:
+    """One pass: a process per agent over every kept export it has not evaluated yet, side by side,
+    stopped at ``deadline`` (what it finished is kept: each evaluation is written as it ends)."""
     procs = []
     runs.mkdir(parents=True, exist_ok=True)
     for group in sorted(train_dir.glob(f"{entry.family}__*")):
@@ -165,7 +166,11 @@ def _evaluate(entry: Entry, train_dir: Path, runs: Path) -> None:
             with open(runs / f"eval_{group.name}.log", "a") as f:
                 procs.append(subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT))
     for proc in procs:  # the pass ends before the next starts, so no export is evaluated twice
-        proc.wait()
+        try:
+            proc.wait(timeout=max(1.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _seed_list(text: str) -> str:

@@ -42,6 +42,13 @@ def check_compatible(run_dir: Path, info: dict) -> None:
         except ValueError as err:
             raise CheckpointError(f"{path} is unreadable ({err}); move the directory away or pass another --run-dir")
         new = json.loads(json.dumps(info))
+        if isinstance(old.get("config"), dict) and isinstance(new.get("config"), dict):
+            # a key the old record lacks because it did not exist yet: the value that run used
+            from qflow.agents import AGENTS
+
+            config_cls = AGENTS.get(old.get("agent"), (None, None))[1]
+            legacy = config_cls.legacy_defaults() if hasattr(config_cls, "legacy_defaults") else {}
+            old = {**old, "config": {**legacy, **old["config"]}}
         diff = [k for k in IDENTITY_KEYS if old.get(k) != new.get(k) and not (k in LATER_KEYS and k not in old)]
         if old.get("data", {}).get("sha256") != info["data"].get("sha256"):
             diff.append("data")

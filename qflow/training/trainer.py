@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import time
 from pathlib import Path
 
@@ -29,6 +30,9 @@ from qflow.training.schedule import Schedule
 from qflow.utils import LockHeld, atomic_write_json, file_lock, package_versions
 
 RUN_LOCK = ".lock"  # held by the process training in a run directory
+# Files the trainer writes atomically into a run directory (their temp files are .NAME.XXXX.tmp).
+OWN_FILES = ("checkpoint.msgpack", "run.json", "metrics.csv", "eval.csv", "summary.json", "online_state.npz",
+             "online.csv")
 
 
 DIAGNOSTICS_STREAM = 0x646961  # fold_in constant of the diagnostics' random stream ("dia")
@@ -153,9 +157,11 @@ def train(args: TrainArgs) -> list[dict]:
             except LockHeld as held:
                 raise checkpoint.CheckpointError(
                     f"{d} is in use by {held}; wait for it to finish or pass another --run-dir") from None
-        for d in seed_dirs(run_dir, args.seeds):  # temp files of writes killed mid-way: ours, and no writer is left
-            for tmp in d.glob(".*.tmp"):
-                tmp.unlink()
+        for d in seed_dirs(run_dir, args.seeds):  # temp files of our writes killed mid-way (no writer is left)
+            for name in OWN_FILES:
+                for tmp in d.glob(f".{name}.*.tmp"):
+                    if tmp.is_file():
+                        tmp.unlink()
         return _train(args, run_dir)
 
 
@@ -212,7 +218,7 @@ def _train(args: TrainArgs, run_dir: Path) -> list[dict]:
 
     schedule = Schedule(args.steps, {"log": args.log_every, "eval": args.eval_every,
                                      "checkpoint": args.checkpoint_every})
-    chunk = schedule.chunk(args.chunk)
+    chunk = math.gcd(schedule.chunk(args.chunk), step)  # a resumed step must fall on a chunk boundary too
     train_chunk = make_train_chunk(chunk)
     evaluator = None
     last_success = [float("nan")] * len(args.seeds)
