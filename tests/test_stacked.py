@@ -84,7 +84,7 @@ def test_family_data_stacks_each_tasks_rewards(data_dir):
     np.testing.assert_array_equal(data["next_actions"][:-1][cont], data["actions"][1:][cont])
 
 
-def test_train_export_evaluate_report(data_dir, tmp_path):
+def test_train_export_evaluate_report(data_dir, tmp_path, capsys):
     out, runs = tmp_path / "gpu", tmp_path / "runs"
     base = ["train", "--family", FAMILY, "--agents", "qflow,flow_bc", "--tasks", "1-2", "--seeds", "0",
             "--dataset-episodes", "3", "--data-dir", str(data_dir), "--chunk", "25", "--export-every", "50"]
@@ -132,8 +132,12 @@ def test_train_export_evaluate_report(data_dir, tmp_path):
     assert stacked.main([*base, "--agents", "flow_bc", "--steps", "100", "--deadline", "1", "--out", str(late)]) == 0
     info = json.loads((late / f"{FAMILY}__flow_bc" / "group.json").read_text())
     assert info["step"] == 0 and info["stop"] == "deadline"
-    with pytest.raises(FileNotFoundError, match="no policies"):
-        stacked.main(["evaluate", str(late / f"{FAMILY}__flow_bc"), "--out", str(runs)])
+    assert stacked.main(["evaluate", str(late / f"{FAMILY}__flow_bc"), "--out", str(runs)]) == 2
+    assert "no policies" in capsys.readouterr().err
+
+    # evaluations scored another way never mix into the same run directories
+    assert stacked.main(["evaluate", str(out / f"{FAMILY}__qflow"), "--episodes", "3", "--out", str(runs)]) == 2
+    assert "differs in episodes); pass another --out" in capsys.readouterr().err
 
 
 def test_improvement_onset_is_the_start_of_the_last_positive_stretch():

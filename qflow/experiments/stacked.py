@@ -41,6 +41,7 @@ from qflow.agents.base import acting_state, build_config, config_from_record, ov
 from qflow.data.loading import data_record, load_single_task
 from qflow.data.registry import env_id_for_task
 from qflow.envs import env_defaults
+from qflow.errors import QFlowError
 from qflow.experiments.suite import parse_tasks
 from qflow.training.logs import CSVLog, read_rows, write_rows
 from qflow.training.schedule import Schedule
@@ -219,6 +220,17 @@ def evaluate(args) -> None:
         metrics = list(csv.DictReader(f))
     run_dirs = [Path(args.out) / f"{group['family']}-singletask-task{m['task']}-v0__{group['agent']}" / f"seed{m['seed']}"
                 for m in members]
+    for d in run_dirs:  # one run directory holds the evaluations of one trained group, scored one way
+        if (d / "run.json").exists():
+            old = json.loads((d / "run.json").read_text())
+            mine = {"config": group["config"], "sha256": group["data"].get("sha256"), "command": group["command"],
+                    "episodes": args.episodes}
+            theirs = {"config": old.get("config"), "sha256": old.get("data", {}).get("sha256"),
+                      "command": old.get("train_command"), "episodes": old.get("eval_episodes")}
+            differ = [k for k in mine if json.loads(json.dumps(mine[k])) != theirs[k]]
+            if differ:
+                raise QFlowError(f"{d} holds evaluations of another trained group or scoring (differs in "
+                                 f"{', '.join(differ)}); pass another --out")
     done = [{int(float(r["step"])) for r in read_rows(d / "eval.csv")} for d in run_dirs]
     sources = [export_path(group_dir, s) for s in kept_exports(group_dir)] if args.all_exports else []
     sources = sources or [group_dir / POLICIES]  # no kept exports (or not asked for): the latest one
@@ -300,10 +312,11 @@ def main(argv=None) -> int:
     e.add_argument("--all-exports", action="store_true", help="every kept export not yet evaluated, not just the latest")
     e.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    if args.command == "train":
-        train(args)
-    else:
-        evaluate(args)
+    try:
+        train(args) if args.command == "train" else evaluate(args)
+    except (QFlowError, ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"stacked: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
