@@ -133,12 +133,15 @@ def _prepare_data(entry: Entry, deadline: float, log) -> bool:
 
 def _run_stacked(entry: Entry, work: Path, deadline: float, log) -> None:
     members = f"--tasks {entry.tasks} --seeds {_seed_list(entry.seeds)}"
-    for folder, overrides in zip(run_folders(entry), entry.sets):
+    folders = run_folders(entry)
+    for index, (folder, overrides) in enumerate(zip(folders, entry.sets)):
         out = work / folder
+        # the sets share what is left of the window equally: the first never starves the others
+        set_deadline = time.time() + (deadline - time.time()) / (len(folders) - index)
         cmd = [sys.executable, "-m", "qflow.experiments.stacked", "train", "--family", entry.family,
                "--agents", ",".join(entry.agents), *members.split(), "--steps", str(entry.steps),
                "--preset", entry.preset, "--export-every", str(entry.export_every), "--log-every", "1000",
-               "--keep-exports", "--deadline", str(deadline - 60), "--out", str(out)]
+               "--keep-exports", "--deadline", str(set_deadline - 60), "--out", str(out)]
         for item in overrides:
             cmd += ["--set", item]
         if entry.episodes:
@@ -148,10 +151,10 @@ def _run_stacked(entry: Entry, work: Path, deadline: float, log) -> None:
         with open(work / f"{folder}.log", "w") as train_log:
             trainer = subprocess.Popen(cmd, stdout=train_log, stderr=subprocess.STDOUT)
             while trainer.poll() is None:  # evaluate exports on the CPU cores while the accelerator trains
-                _evaluate(entry, out, work / "runs" / folder, deadline - 30)
+                _evaluate(entry, out, work / "runs" / folder, set_deadline - 30)
                 time.sleep(20)
         log(f"{entry.id}/{folder}: trainer exited with status {trainer.returncode}")
-        _evaluate(entry, out, work / "runs" / folder, deadline - 30)
+        _evaluate(entry, out, work / "runs" / folder, set_deadline - 30)
 
 
 def _evaluate(entry: Entry, train_dir: Path, runs: Path, deadline: float) -> None:
