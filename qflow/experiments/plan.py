@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from qflow.errors import QFlowError
+from qflow.experiments.suite import parse_tasks
 from qflow.utils import atomic_write_json
 
 PLAN = Path("plans/evidence.toml")
@@ -132,7 +133,7 @@ def _prepare_data(entry: Entry, deadline: float, log) -> bool:
 
 
 def _run_stacked(entry: Entry, work: Path, deadline: float, log) -> None:
-    members = f"--tasks {entry.tasks} --seeds {_seed_list(entry.seeds)}"
+    members = f"--tasks {entry.tasks} --seeds {','.join(map(str, parse_tasks(entry.seeds)))}"  # ranges as lists
     folders = run_folders(entry)
     for index, (folder, overrides) in enumerate(zip(folders, entry.sets)):
         out = work / folder
@@ -174,11 +175,6 @@ def _evaluate(entry: Entry, train_dir: Path, runs: Path, deadline: float) -> Non
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def _seed_list(text: str) -> str:
-    lo, _, hi = text.partition("-")
-    return ",".join(map(str, range(int(lo), int(hi) + 1))) if hi else text
 
 
 def pack(work: Path, out: Path, entry_id: str) -> Path:

@@ -621,13 +621,9 @@ def run_toy2d(settings: ToySettings, out_dir: str | Path | None = "results/toy2d
 
 def _write_curve(out: Path, curve: list[dict], caption: str, plots: bool) -> None:
     """toy2d_curve.csv (reward and support per seed at each measured RL update) and one figure per dataset."""
-    from qflow.utils import atomic_writer
+    from qflow.training.logs import write_rows
 
-    fields = ["dataset", "method", "strength", "seed", "rl_updates", "reward_mean", "support_fraction"]
-    with atomic_writer(out / "toy2d_curve.csv", "w") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(curve)
+    write_rows(out / "toy2d_curve.csv", curve)
     if not plots:
         return
     import matplotlib

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from qflow.reporting.report import bootstrap_interval, caption_lines, find_runs
-from qflow.training.logs import read_rows
+from qflow.training.logs import read_rows, write_rows
 from qflow.utils import atomic_writer
 
 PANELS = [  # (column in metrics.csv, y label); success comes from eval.csv
@@ -82,8 +82,8 @@ def make_diagnostics_report(paths, out, reps: int = 2000) -> dict:
                 onset_rows.append(dict(env=env, agent=agent, seed=r.seed, onset_step=improvement_onset(s, v),
                                        last_step=int(s[-1]), last_improvement=float(v[-1]),
                                        last_action_distance=float(series["diag_action_distance"][1][-1])))
-    _write_csv(out / "success_by_step.csv", success_rows)
-    _write_csv(out / "improvement_onset.csv", onset_rows)
+    write_rows(out / "success_by_step.csv", success_rows)
+    write_rows(out / "improvement_onset.csv", onset_rows)
     figure = _plot(runs, out / "diagnostics.png")
 
     lines = caption_lines(runs, "success", reps)
@@ -112,16 +112,6 @@ def make_diagnostics_report(paths, out, reps: int = 2000) -> dict:
 
 def _steps(step) -> str:
     return "none" if step is None else f"{step:,}"
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    import csv
-
-    with atomic_writer(path, "w") as f:
-        if rows:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
 
 
 def _plot(runs, path: Path) -> Path:

@@ -22,9 +22,10 @@ def write_rows(path: Path, rows: list[dict]) -> None:
     """Replace a CSV file's rows atomically (columns: the union over rows, in first-seen order)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_writer(Path(path), "w") as f:
-        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+        if rows:  # no rows: an empty file
+            writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), restval="")
+            writer.writeheader()
+            writer.writerows(rows)
 
 
 class CSVLog:
@@ -40,17 +41,10 @@ class CSVLog:
             raise QFlowError(f"{self.path} is corrupted ({type(err).__name__}: {err}); move it away (the run's "
                              f"checkpoint is kept) or pass another --run-dir") from None
         if self.path.exists():
-            self._rewrite(rows)
+            write_rows(self.path, rows)
 
     def read(self) -> list[dict]:
         return read_rows(self.path)
-
-    def _rewrite(self, rows) -> None:
-        with atomic_writer(self.path, "w") as f:
-            if rows:
-                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
 
     def write(self, row: dict) -> None:
         new = not self.path.exists() or self.path.stat().st_size == 0
@@ -58,12 +52,7 @@ class CSVLog:
             with open(self.path, newline="") as f:
                 header = next(csv.reader(f), [])
             if header != list(row):  # a new column: rewrite with the union of columns
-                rows = self.read() + [row]
-                fields = list(dict.fromkeys(k for r in rows for k in r))
-                with atomic_writer(self.path, "w") as f:
-                    writer = csv.DictWriter(f, fieldnames=fields, restval="")
-                    writer.writeheader()
-                    writer.writerows(rows)
+                write_rows(self.path, self.read() + [row])
                 return
         with open(self.path, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(row))
