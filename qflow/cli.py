@@ -1,4 +1,5 @@
-"""Command line: ``qflow train | eval | data prepare | expert train | bench throughput | bench compute | report | toy2d``."""
+"""Command line: ``qflow train | eval | sweep | data prepare | expert train | bench throughput | bench compute | report |
+toy2d``."""
 
 from __future__ import annotations
 
@@ -158,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--include-partial", action="store_true",
                    help="also score unfinished runs (no summary.json) from their eval.csv and run.json")
 
+    from qflow.experiments.sweep import add_arguments
+
+    w = sub.add_parser("sweep", help="a grid of runs on Ray (this machine, or a cluster with --address)",
+                       description="Every env x agent x setting x seed as a Ray task; finished cells are skipped, "
+                                   "dead workers retried, failures isolated. See qflow/experiments/sweep.py.")
+    add_arguments(w)
     _toy2d_parser(sub)
     return parser
 
@@ -339,6 +346,12 @@ def cmd_bench_compute(a) -> int:
     return 0
 
 
+def cmd_sweep(a) -> int:
+    from qflow.experiments.sweep import main_from_args
+
+    return main_from_args(a)
+
+
 def cmd_toy2d(a) -> int:
     import dataclasses
 
@@ -365,7 +378,7 @@ def cmd_toy2d(a) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data, "expert": cmd_expert, "bench": cmd_bench,
-                "report": cmd_report, "toy2d": cmd_toy2d}
+                "report": cmd_report, "toy2d": cmd_toy2d, "sweep": cmd_sweep}
     from qflow.errors import QFlowError, TrainingDiverged
 
     try:

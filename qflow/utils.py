@@ -48,6 +48,22 @@ def _int_at_least(low: int):
 POSITIVE, NONNEGATIVE = _int_at_least(1), _int_at_least(0)  # argparse types for counts and seeds
 
 
+def parse_int_list(text: str) -> list[int]:
+    """'1-5' -> [1, 2, 3, 4, 5]; '0,2-3' -> [0, 2, 3] (tasks, seeds)."""
+    values = []
+    for part in str(text).split(","):
+        if not part.strip():
+            continue
+        lo, _, hi = part.partition("-")
+        try:
+            values.extend(range(int(lo), int(hi or lo) + 1))
+        except ValueError:
+            raise ValueError(f"expected integers or ranges like 1-5,7, got {text!r}") from None
+    if not values:
+        raise ValueError(f"expected integers or ranges like 1-5,7, got {text!r}")
+    return values
+
+
 class LockHeld(RuntimeError):
     """Another live process holds a lock this one was told not to wait for."""
 

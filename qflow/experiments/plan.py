@@ -28,8 +28,7 @@ import time
 from pathlib import Path
 
 from qflow.errors import QFlowError
-from qflow.experiments.suite import parse_tasks
-from qflow.utils import atomic_write_json
+from qflow.utils import atomic_write_json, parse_int_list
 
 PLAN = Path("plans/evidence.toml")
 RESULTS = Path("results/evidence")
@@ -133,7 +132,7 @@ def _prepare_data(entry: Entry, deadline: float, log) -> bool:
 
 
 def _run_stacked(entry: Entry, work: Path, deadline: float, log) -> None:
-    members = f"--tasks {entry.tasks} --seeds {','.join(map(str, parse_tasks(entry.seeds)))}"  # ranges as lists
+    members = f"--tasks {entry.tasks} --seeds {','.join(map(str, parse_int_list(entry.seeds)))}"  # ranges as lists
     folders = run_folders(entry)
     for index, (folder, overrides) in enumerate(zip(folders, entry.sets)):
         out = work / folder

@@ -18,7 +18,7 @@ device, throughput, steps reached), ``metrics.csv`` (losses and diagnostics per 
 ``--log-every`` steps), ``policies.msgpack`` (the latest export, flax msgpack, written atomically)
 and, with ``--keep-exports``, ``exports/step_NNNNNNN.msgpack`` (every export, for learning
 curves). Evaluation writes ``ENV__AGENT/seedS/`` with run.json, metrics.csv, eval.csv and
-summary.json, the layout of ``qflow.experiments.suite``; ``--all-exports`` evaluates every kept
+summary.json, the layout `qflow sweep` writes; ``--all-exports`` evaluates every kept
 export not yet evaluated.
 """
 
@@ -42,11 +42,10 @@ from qflow.data.loading import data_record, load_single_task
 from qflow.data.registry import env_id_for_task
 from qflow.envs import env_defaults
 from qflow.errors import QFlowError
-from qflow.experiments.suite import parse_tasks
 from qflow.training.logs import CSVLog, read_rows, write_rows
 from qflow.training.schedule import Schedule
 from qflow.training.trainer import check_finite, make_train_chunk, stack
-from qflow.utils import POSITIVE, atomic_write_json, atomic_writer, package_versions
+from qflow.utils import POSITIVE, atomic_write_json, atomic_writer, package_versions, parse_int_list
 
 PER_TASK_KEYS = ("rewards", "masks")
 POLICIES = "policies.msgpack"
@@ -96,7 +95,7 @@ def load_policies(path: Path, template_state) -> tuple[dict, int]:
 
 
 def train(args) -> None:
-    tasks, seeds = parse_tasks(args.tasks), [int(s) for s in args.seeds.split(",")]
+    tasks, seeds = parse_int_list(args.tasks), [int(s) for s in args.seeds.split(",")]
     members = member_list(tasks, seeds)
     agent_names = [a for a in args.agents.split(",") if a]
     log_every = args.log_every or args.export_every
@@ -133,7 +132,7 @@ def train(args) -> None:
                  "steps": args.steps, "preset": args.preset, "config": config.as_dict(), "data": data_info,
                  "export_every": args.export_every, "log_every": log_every,
                  "versions": package_versions(), "commit": os.environ.get("QFLOW_COMMIT", "unknown"),
-                 "device": jax.devices()[0].device_kind, "command": " ".join(sys.argv), "step": 0,
+                 "device": jax.devices()[0].device_kind, "command": _invocation(args), "step": 0,
                  "train_seconds": 0.0, "compile_seconds": None}
         groups.append({"info": group, "agents": agents, "out": out, "log": CSVLog(out / "metrics.csv")})
         atomic_write_json(out / "group.json", {**group, "stop": "starting"})
@@ -200,7 +199,7 @@ def _export(groups, step, started, chunk, keep: bool) -> None:
 
 
 def evaluate(args) -> None:
-    """Evaluate each member's exported policy; one suite-style run directory per (task, seed).
+    """Evaluate each member's exported policy; one run directory per (task, seed), as a sweep writes.
 
     By default the latest export; with ``--all-exports`` every kept export not yet in the run's
     eval.csv (so it can run beside training and be re-run as exports arrive). The summary's
@@ -282,10 +281,15 @@ def _record_evaluation(run_dir: Path, group, member, step, result, seconds, metr
         **run_info, "run_dir": str(run_dir), "success": successes[-1],
         "success_last3": float(np.mean(successes[-3:])), "return": float(rows[-1]["return"]),
         "eval_steps": [int(float(r["step"])) for r in rows], "wall_time_s": group.get("wall_seconds"),
-        "command": " ".join(sys.argv)})
+        "command": _invocation(args)})
 
 
-def main(argv=None) -> int:
+def _invocation(args) -> str:
+    """The command recorded with the results: main()'s own, or what a caller (a sweep cell) says it ran."""
+    return getattr(args, "invocation", None) or " ".join(sys.argv)
+
+
+def main(argv=None, invocation: str | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train every task x seed of one dataset, agents in lockstep")
@@ -306,12 +310,13 @@ def main(argv=None) -> int:
     t.add_argument("--dataset-episodes", type=POSITIVE, default=None, help="default: the official size")
     t.add_argument("--data-dir", default=None)
     t.add_argument("--out", required=True)
-    e = sub.add_parser("evaluate", help="evaluate exported policies into suite-style run directories")
+    e = sub.add_parser("evaluate", help="evaluate exported policies into run directories qflow report reads")
     e.add_argument("group", help="a FAMILY__AGENT directory written by train")
     e.add_argument("--episodes", type=POSITIVE, default=50)
     e.add_argument("--all-exports", action="store_true", help="every kept export not yet evaluated, not just the latest")
     e.add_argument("--out", required=True)
     args = p.parse_args(argv)
+    args.invocation = invocation
     try:
         train(args) if args.command == "train" else evaluate(args)
     except (QFlowError, ValueError, FileNotFoundError, FileExistsError) as err:

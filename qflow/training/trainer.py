@@ -67,6 +67,7 @@ class TrainArgs:
     online_steps: int = 0  # env steps of online fine-tuning after the offline steps (qflow.training.online)
     updates_per_step: int = 1  # agent updates per online env step
     buffer_size: int | None = None  # replay capacity; None: offline size + online_steps
+    command: str | None = None  # recorded in summary.json; None: this process's command line (a sweep passes its own)
 
     def validate(self) -> None:
         if self.online_steps < 0 or self.updates_per_step < 1 or self.steps < 0:
@@ -275,7 +276,7 @@ def _train(args: TrainArgs, run_dir: Path) -> list[dict]:
             "return": float(evals[-1]["return"]) if evals else None,  # mean episode return, last evaluation
             "eval_steps": [int(r["step"]) for r in evals],
             "wall_time_s": round(time.time() - started, 1),
-            "command": checkpoint.command_line(),
+            "command": args.command or checkpoint.command_line(),
         }
         if online_report is not None:
             summary["online"] = online_report

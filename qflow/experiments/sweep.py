@@ -1,0 +1,530 @@
+"""Grids and sweeps on Ray: every cell of a grid is a Ray task; one machine by default, a cluster by address.
+
+    qflow sweep plans/sweeps/cube_knobs.toml                     # a spec file (keys: see Spec below)
+    qflow sweep --envs puzzle-3x3-play --tasks 1-5 --agents qflow,fql --seeds 0-2 --steps 50000 \\
+        --set qflow.guidance_lambda=[5,10,20] --out results/runs/NAME   # the common case, by flags
+    qflow sweep SPEC --address HEAD:6379                          # join a running cluster (or RAY_ADDRESS)
+
+A cell is one (environment, agent, setting, seed) trained by the same trainer as `qflow train`
+(``mode = "runs"``), or, on accelerators, one (family, setting) with every task x seed x agent
+stacked in one jitted call (``mode = "stacked"``; the exports are then evaluated in the same cell).
+Grid values apply to their own agent only: ``qflow.guidance_lambda = [5, 10]`` and
+``fql.alpha = [150, 300]`` make two Q-Flow settings and two FQL settings, not four of each.
+
+Results: the worker returns each finished cell's small files (summary.json, eval.csv, metrics.csv,
+run.json) and the driver writes them into ``OUT/[SETTING/]ENV__AGENT/seedS/`` (the layout
+`qflow report` reads), so OUT needs to exist only on the driver's machine. Checkpoints stay in
+``RUNS`` on the worker that trained the cell (a shared filesystem lets a retry on another node
+resume them). ``OUT/sweep.json`` lists every cell's state, error and time, rewritten as cells end.
+
+Nothing is lost: cells whose summaries exist in OUT are skipped; a worker that dies is retried by
+Ray (``retries``) and the trainer resumes from its last checkpoint; a cell that fails for its own
+reason (a bad environment, a diverged run) fails alone, its error in sweep.json, while the rest
+finish; Ctrl-C cancels the running cells and keeps every finished result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import itertools
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from qflow.errors import QFlowError
+from qflow.utils import LockHeld, atomic_write_json, atomic_writer, file_lock, package_versions, parse_int_list
+
+SMALL_FILES = ("run.json", "metrics.csv", "eval.csv", "summary.json")  # summary.json last: it marks a cell done
+MODES = ("runs", "stacked")
+
+
+class SweepError(QFlowError):
+    """A spec or flag that cannot describe a sweep."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    out: str  # the small result files of every cell (commit these); `qflow report OUT` reads them
+    envs: tuple[str, ...]  # families ("cube-single-play", expanded by `tasks`) or single-task ids
+    agents: tuple[str, ...] = ("qflow",)
+    tasks: str = "1-5"  # tasks of each family, e.g. "1-5" or "2,4"
+    seeds: str = "0-2"
+    steps: int = 50_000
+    preset: str = "cpu"  # network sizes: tiny, cpu or paper
+    eval_every: int = 0  # 0: steps / 5 (mode "stacked": the export interval)
+    eval_episodes: int = 50
+    sets: tuple[str, ...] = ()  # fixed [AGENT.]KEY=VALUE overrides of every cell
+    grid: tuple[tuple[str, tuple], ...] = ()  # ("AGENT.KEY" or "KEY", values): one setting per value
+    mode: str = "runs"  # "runs": one cell per env x agent x setting x seed; "stacked": one per family x setting
+    runs: str = "runs/sweep"  # checkpoints and logs of the cells, on the workers (not committed)
+    cpus: float = 1.0  # Ray resources one cell declares
+    gpus: float = 0.0  # a fraction (e.g. 0.25) packs several cells on one GPU
+    retries: int = 2  # Ray re-runs of a cell whose worker died (a cell's own error is not retried)
+    dataset_episodes: int = 0  # 0: the official dataset size
+    data_dir: str = ""  # "": $QFLOW_DATA_DIR or ~/.ogbench/data on each worker
+    chunk: int = 1000  # updates per jitted call
+    log_every: int = 1000
+    checkpoint_every: int = 5000
+    command: str = ""  # the command that started the sweep, recorded in every cell's summary (set by the CLI)
+
+    def validate(self) -> None:
+        from qflow.agents import AGENTS
+        from qflow.agents.base import overrides_for
+
+        if not self.envs or not self.agents:
+            raise SweepError("a sweep needs envs and agents")
+        unknown = [a for a in self.agents if a not in AGENTS]
+        if unknown:
+            raise SweepError(f"unknown agents {unknown}; choose from {', '.join(sorted(AGENTS))}")
+        if self.mode not in MODES:
+            raise SweepError(f"mode must be one of {MODES}, got {self.mode!r}")
+        for name in ("steps", "eval_episodes", "chunk", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise SweepError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_every < 0 or self.retries < 0 or self.cpus <= 0 or self.gpus < 0 or self.dataset_episodes < 0:
+            raise SweepError("eval_every, retries, gpus and dataset_episodes must be >= 0 and cpus > 0")
+        try:
+            parse_int_list(self.tasks), parse_int_list(self.seeds)
+        except ValueError as err:
+            raise SweepError(f"tasks/seeds: {err}") from None
+        if self.mode == "stacked" and any("-singletask-" in e for e in self.envs):
+            raise SweepError("mode 'stacked' takes families (e.g. cube-single-play), not single-task ids")
+        for key, values in self.grid:
+            if not values:
+                raise SweepError(f"grid {key!r} has no values")
+        try:  # every override names a key of the agent it applies to (checked here, not in a worker)
+            for agent in self.agents:
+                for setting in settings_of(self, agent):
+                    _agent_config(agent, self.preset, overrides_for(agent, (*self.sets, *setting), self.agents))
+        except ValueError as err:
+            raise SweepError(str(err)) from None
+
+
+def _agent_config(agent: str, preset: str, overrides):
+    from qflow.agents import get_agent
+    from qflow.agents.base import build_config
+
+    return build_config(get_agent(agent)[1], preset, None, overrides)
+
+
+def settings_of(spec: Spec, agent: str) -> list[tuple[str, ...]]:
+    """The grid settings of one agent: the product of the grid keys that apply to it (its own
+    ``agent.key`` and bare keys its config has), as ``key=value`` tuples; [()] without any."""
+    from qflow.agents import get_agent
+
+    fields = {f.name for f in dataclasses.fields(get_agent(agent)[1])}
+    axes = []
+    for key, values in spec.grid:
+        prefix, dot, bare = key.partition(".")
+        if dot and prefix not in spec.agents:
+            raise SweepError(f"grid key {key!r}: {prefix!r} is not an agent of this sweep ({', '.join(spec.agents)})")
+        if (dot and prefix == agent) or (not dot and key in fields):
+            axes.append([f"{bare if dot else key}={_text(v)}" for v in values])
+    return [tuple(combo) for combo in itertools.product(*axes)]
+
+
+def _text(value) -> str:
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    agent: str
+    env: str  # mode "runs": a single-task id; "stacked": a family
+    seed: int | None  # None in mode "stacked" (all seeds in the cell)
+    setting: tuple[str, ...]  # this cell's grid values, key=value
+
+    @property
+    def setting_name(self) -> str:
+        return "+".join(self.setting)
+
+    @property
+    def name(self) -> str:
+        parts = [self.env, self.agent, self.setting_name, "" if self.seed is None else f"seed{self.seed}"]
+        return "__".join(p for p in parts if p)
+
+
+def cells_of(spec: Spec) -> list[Cell]:
+    if spec.mode == "stacked":  # every task x seed of a family in one cell, per agent and setting
+        return [Cell(agent, family, None, setting) for family in spec.envs for agent in spec.agents
+                for setting in settings_of(spec, agent)]
+    envs = [e if "-singletask-" in e else f"{e}-singletask-task{t}-v0"
+            for e in spec.envs for t in ([0] if "-singletask-" in e else parse_int_list(spec.tasks))]
+    return [Cell(agent, env, seed, setting) for env in envs for agent in spec.agents
+            for setting in settings_of(spec, agent) for seed in parse_int_list(spec.seeds)]
+
+
+def result_dirs(spec: Spec, cell: Cell) -> list[Path]:
+    """Where a cell's small files go: OUT/[SETTING/]ENV__AGENT/seedS, one per (task, seed)."""
+    root = Path(spec.out) / cell.setting_name if cell.setting else Path(spec.out)
+    if cell.seed is not None:
+        return [root / f"{cell.env}__{cell.agent}" / f"seed{cell.seed}"]
+    return [root / f"{cell.env}-singletask-task{t}-v0__{cell.agent}" / f"seed{s}"
+            for t in parse_int_list(spec.tasks) for s in parse_int_list(spec.seeds)]
+
+
+IDENTITY = ("steps", "preset", "eval_episodes")  # a summary in OUT with other values is another sweep's
+
+
+def is_done(spec: Spec, cell: Cell) -> bool:
+    """Whether every result of the cell exists in OUT; results of a different budget or scoring there
+    are an error, never taken for this sweep's."""
+    summaries = [d / "summary.json" for d in result_dirs(spec, cell)]
+    for path in summaries:
+        if path.exists():
+            try:
+                old = json.loads(path.read_text())
+            except ValueError as err:
+                raise SweepError(f"{path} is unreadable ({err}); move it away and rerun") from None
+            differ = [k for k in IDENTITY if old.get(k) != getattr(spec, k)]
+            if differ:
+                raise SweepError(f"{path.parent} holds a run with other {', '.join(differ)} "
+                                 f"({', '.join(f'{k}={old.get(k)}' for k in differ)}); pass another out")
+    return all(path.exists() for path in summaries)
+
+
+# ----------------------------------------------------------------------------------------------
+# What a worker runs: plain functions (no Ray in them), so they can be tested and called directly.
+
+
+def run_cell(spec: Spec, cell: Cell) -> dict:
+    """Train (or resume) one cell; returns {"status": "done", "files": {relative path: bytes}, ...} or
+    {"status": "failed", "error": ...} for an error of the cell's own (not retried)."""
+    if spec.gpus == 0:
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")  # a CPU cell on a GPU node stays off the GPU
+    else:
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # cells sharing a GPU each take what they use
+    work = Path(spec.runs) / cell.name
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    log = io.StringIO()
+    try:
+        with open(work / "cell.log", "a") as f, contextlib.redirect_stdout(_Tee(f, log)), \
+                contextlib.redirect_stderr(_Tee(f, log)):
+            print(f"[sweep] {cell.name} on pid {os.getpid()} at {time.ctime()}", flush=True)
+            files = _train_stacked(spec, cell, work) if spec.mode == "stacked" else _train_run(spec, cell, work)
+    except (QFlowError, ValueError, OSError) as err:
+        return {"status": "failed", "error": f"{type(err).__name__}: {err}".splitlines()[0],
+                "seconds": round(time.time() - started, 1), "log_tail": log.getvalue()[-2000:]}
+    return {"status": "done", "files": files, "seconds": round(time.time() - started, 1)}
+
+
+class _Tee(io.TextIOBase):
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for stream in self.streams:
+            stream.write(text)
+            stream.flush()
+        return len(text)
+
+
+def _small_files(src: Path, rel: Path) -> dict[str, bytes]:
+    return {str(rel / name): (src / name).read_bytes() for name in SMALL_FILES if (src / name).exists()}
+
+
+def _train_run(spec: Spec, cell: Cell, work: Path) -> dict[str, bytes]:
+    from qflow.training.trainer import TrainArgs, train
+
+    args = TrainArgs(
+        env=cell.env, agent=cell.agent, seeds=(cell.seed,), steps=spec.steps,
+        eval_every=spec.eval_every or max(1, spec.steps // 5), eval_episodes=spec.eval_episodes,
+        log_every=spec.log_every, checkpoint_every=spec.checkpoint_every, chunk=spec.chunk,
+        run_dir=str(work / "run"), preset=spec.preset,
+        overrides=tuple(_own(spec, cell.agent, (*spec.sets, *cell.setting))),
+        data_dir=spec.data_dir or None, dataset_episodes=spec.dataset_episodes or None, progress=False,
+        command=f"{spec.command} [cell {cell.name}]")
+    train(args)
+    dest = result_dirs(spec, cell)[0].relative_to(spec.out)
+    return _small_files(work / "run", dest)
+
+
+def _own(spec: Spec, agent: str, overrides) -> list[str]:
+    from qflow.agents.base import overrides_for
+
+    return overrides_for(agent, overrides, spec.agents)
+
+
+def _train_stacked(spec: Spec, cell: Cell, work: Path) -> dict[str, bytes]:
+    from qflow.experiments import stacked
+
+    train_dir = work / "train"
+    if train_dir.exists() and not _stacked_finished(train_dir, spec.steps):  # a dead worker's unfinished run:
+        train_dir.rename(work / f"train.unfinished-{int(time.time())}")  # kept aside; stacked runs do not resume
+    if not train_dir.exists():
+        argv = ["train", "--family", cell.env, "--agents", cell.agent, "--tasks", spec.tasks,
+                "--seeds", ",".join(map(str, parse_int_list(spec.seeds))), "--steps", str(spec.steps),
+                "--preset", spec.preset, "--chunk", str(spec.chunk),
+                "--export-every", str(spec.eval_every or max(1, spec.steps // 5)),
+                "--log-every", str(spec.log_every), "--keep-exports", "--out", str(train_dir)]
+        for item in _own(spec, cell.agent, (*spec.sets, *cell.setting)):
+            argv += ["--set", item]
+        if spec.dataset_episodes:
+            argv += ["--dataset-episodes", str(spec.dataset_episodes)]
+        if spec.data_dir:
+            argv += ["--data-dir", spec.data_dir]
+        if stacked.main(argv, invocation=f"{spec.command} [cell {cell.name}]"):
+            raise QFlowError(f"stacked training of {cell.name} failed (see {work / 'cell.log'})")
+    evaluated = work / "evaluated"
+    for group in sorted(train_dir.glob(f"{cell.env}__*")):
+        if stacked.main(["evaluate", str(group), "--all-exports", "--episodes", str(spec.eval_episodes),
+                         "--out", str(evaluated)], invocation=f"{spec.command} [cell {cell.name}]"):
+            raise QFlowError(f"evaluation of {group} failed (see {work / 'cell.log'})")
+    files = {}
+    for d in result_dirs(spec, cell):
+        files.update(_small_files(evaluated / d.parent.name / d.name, d.relative_to(spec.out)))
+    return files
+
+
+def _stacked_finished(train_dir: Path, steps: int) -> bool:
+    groups = list(train_dir.glob("*/group.json"))
+    return bool(groups) and all(json.loads(g.read_text()).get("step", 0) >= steps for g in groups)
+
+
+def write_files(out: Path, files: dict[str, bytes]) -> None:
+    """Each result directory is written beside its final place and renamed in, so a directory with
+    a summary.json always holds its CSVs too (a killed driver leaves no half-written cell)."""
+    by_dir = {}
+    for rel, data in files.items():
+        by_dir.setdefault(Path(rel).parent, {})[Path(rel).name] = data
+    for rel_dir, named in by_dir.items():
+        dst = out / rel_dir
+        tmp = dst.with_name(f".{dst.name}.sweep.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)  # our own temp directory from a killed driver
+        tmp.mkdir(parents=True)
+        for name, data in named.items():
+            (tmp / name).write_bytes(data)
+        if dst.exists():  # an older copy of the same cell (e.g. summary.json lost by hand): replaced whole
+            old = dst.with_name(f".{dst.name}.sweep.old")
+            shutil.rmtree(old, ignore_errors=True)
+            dst.rename(old)
+            tmp.rename(dst)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(dst)
+
+
+# ----------------------------------------------------------------------------------------------
+# The driver.
+
+
+def run_sweep(spec: Spec, address: str | None = None, progress: bool = True, log=print) -> dict:
+    """Run every unfinished cell on Ray and return the sweep's record (also OUT/sweep.json)."""
+    spec.validate()
+    out = Path(spec.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with file_lock(out / ".sweep.lock", f"qflow sweep into {out}", wait=False):
+            return _run_locked(spec, address, progress, log)
+    except LockHeld as held:
+        raise SweepError(f"{out} is being written by another sweep ({held}); wait for it or pass another out") from None
+
+
+def _run_locked(spec: Spec, address, progress, log) -> dict:
+    out = Path(spec.out)
+    cells = cells_of(spec)
+    old = _read_record(out)
+    record = {"spec": dataclasses.asdict(spec), "versions": package_versions(), "command": spec.command,
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "cells": {}}
+    todo = []
+    for cell in cells:
+        if is_done(spec, cell):  # keeps what an earlier run of the sweep recorded about it
+            record["cells"][cell.name] = {**old.get(cell.name, {}), "status": "done (results exist)"}
+        else:
+            todo.append(cell)
+    log(f"[sweep] {len(cells)} cells: {len(cells) - len(todo)} done already, {len(todo)} to run")
+    if not todo:
+        _save(out, record)
+        return record
+
+    import ray
+
+    if address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=address or os.environ["RAY_ADDRESS"], log_to_driver=False, logging_level="WARNING")
+    else:  # a private local instance sized to this machine
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    record["ray"] = {"address": address or os.environ.get("RAY_ADDRESS") or "local",
+                     "resources": {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}}
+    remote = ray.remote(num_cpus=spec.cpus, num_gpus=spec.gpus, max_retries=spec.retries, retry_exceptions=False,
+                        max_calls=1)(run_cell)  # a fresh process per cell: no JAX state carried between cells
+    pending = {remote.remote(spec, cell): cell for cell in todo}
+    for cell in todo:
+        record["cells"][cell.name] = {"status": "pending"}
+    _save(out, record)
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(todo), unit="cell", disable=not progress, dynamic_ncols=True, desc="sweep")
+    failed = 0
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=5.0)
+            for ref in ready:
+                cell = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except Exception as err:  # the worker died more than `retries` times, or an unexpected error
+                    result = {"status": "failed", "error": _last_line(err)}
+                if result["status"] == "done":
+                    write_files(out, result.pop("files"))
+                else:
+                    failed += 1
+                    log(f"[sweep] {cell.name} failed: {result['error']}")
+                record["cells"][cell.name] = result
+                _save(out, record)
+                bar.update(1)
+            bar.set_postfix(running=min(len(pending), _slots(spec)), queued=max(0, len(pending) - _slots(spec)),
+                            failed=failed)
+    except KeyboardInterrupt:
+        for ref, cell in pending.items():
+            ray.cancel(ref, force=True)
+            record["cells"][cell.name] = {"status": "cancelled (rerun to resume from its checkpoint)"}
+        record["interrupted"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        _save(out, record)
+        raise
+    finally:
+        bar.close()
+        ray.shutdown()
+    record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    _save(out, record)
+    return record
+
+
+def _slots(spec: Spec) -> int:
+    import ray
+
+    res = ray.cluster_resources()
+    slots = res.get("CPU", 1) / spec.cpus
+    if spec.gpus:
+        slots = min(slots, res.get("GPU", 0) / spec.gpus)
+    return max(1, int(slots))
+
+
+def _last_line(err: Exception) -> str:
+    lines = [l for l in str(err).strip().splitlines() if l.strip()]
+    return f"{type(err).__name__}: {lines[-1] if lines else ''}"
+
+
+def _read_record(out: Path) -> dict:
+    try:
+        return json.loads((out / "sweep.json").read_text()).get("cells", {})
+    except (OSError, ValueError):  # none yet, or unreadable: the results themselves say what is done
+        return {}
+
+
+def _save(out: Path, record: dict) -> None:
+    atomic_write_json(out / "sweep.json", record)
+
+
+# ----------------------------------------------------------------------------------------------
+# Spec files and flags.
+
+
+def load_spec(path: Path | None, flags: dict) -> Spec:
+    """A TOML spec (optional) with flags on top. Grid values: TOML lists (``[grid]`` table) or
+    ``--set agent.key=[a,b,c]`` on the command line; a plain ``--set k=v`` is a fixed override."""
+    import tomllib
+
+    raw = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise SweepError(f"no sweep spec at {path}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise SweepError(f"{path} is not valid TOML ({err})") from None
+    raw.update({k: v for k, v in flags.items() if v not in (None, (), [])})
+    fields = {f.name for f in dataclasses.fields(Spec)}
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        raise SweepError(f"unknown sweep keys {unknown}; known: {', '.join(sorted(fields))}")
+    if "out" not in raw:
+        raise SweepError("a sweep needs an output directory: --out DIR or out = \"DIR\" in the spec")
+    for key in ("envs", "agents"):
+        if isinstance(raw.get(key), str):
+            raw[key] = [x for x in raw[key].replace(",", " ").split() if x]
+    grid = raw.get("grid", {})
+    if isinstance(grid, dict):
+        grid = list(grid.items())
+    sets = []
+    for item in raw.get("sets", []):
+        key, _, value = item.partition("=")
+        if value.startswith("[") and value.endswith("]"):  # --set key=[a,b]: a grid axis
+            grid.append((key, [v.strip() for v in value[1:-1].split(",") if v.strip()]))
+        else:
+            sets.append(item)
+    raw["grid"] = tuple((str(k), tuple(v if isinstance(v, list) else [v])) for k, v in grid)
+    raw["sets"] = tuple(sets)
+    for key in ("envs", "agents"):
+        if key in raw:
+            raw[key] = tuple(raw[key])
+    for key in ("tasks", "seeds"):
+        if key in raw:
+            raw[key] = str(raw[key])
+    try:
+        return Spec(**raw)
+    except TypeError as err:
+        raise SweepError(f"bad sweep spec: {err}") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", nargs="?", default=None, help="a TOML sweep spec (its keys: qflow/experiments/sweep.py)")
+    p.add_argument("--envs", default=None, help="families or single-task ids, comma-separated")
+    p.add_argument("--agents", default=None, help="comma-separated agents")
+    p.add_argument("--tasks", default=None, help="tasks of each family, e.g. 1-5")
+    p.add_argument("--seeds", default=None, help="e.g. 0-7 or 0,2")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--preset", default=None)
+    p.add_argument("--eval-every", dest="eval_every", type=int, default=None, help="default steps / 5")
+    p.add_argument("--eval-episodes", dest="eval_episodes", type=int, default=None)
+    p.add_argument("--set", dest="sets", action="append", default=None, metavar="[AGENT.]KEY=VALUE|[V1,V2]",
+                   help="a fixed override, or a grid axis with [v1,v2,...]; AGENT. limits it to that agent")
+    p.add_argument("--mode", choices=MODES, default=None, help="runs (default) or stacked (accelerators)")
+    p.add_argument("--cpus", type=float, default=None, help="CPUs one cell declares (default 1)")
+    p.add_argument("--gpus", type=float, default=None, help="GPUs (or a fraction) one cell declares (default 0)")
+    p.add_argument("--retries", type=int, default=None, help="re-runs of a cell whose worker died (default 2)")
+    p.add_argument("--dataset-episodes", dest="dataset_episodes", type=int, default=None)
+    p.add_argument("--data-dir", dest="data_dir", default=None)
+    p.add_argument("--chunk", type=int, default=None, help="updates per jitted call (default 1000)")
+    p.add_argument("--log-every", dest="log_every", type=int, default=None)
+    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=None)
+    p.add_argument("--runs", default=None, help="checkpoints on the workers (default runs/sweep)")
+    p.add_argument("--out", default=None)
+    p.add_argument("--address", default=None, help="a running Ray cluster (default: $RAY_ADDRESS, else a local one)")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and whether each is done; run nothing")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def main_from_args(a) -> int:
+    flags = {k: getattr(a, k) for k in ("envs", "agents", "tasks", "seeds", "steps", "preset", "eval_every",
+                                        "eval_episodes", "sets", "mode", "cpus", "gpus", "retries",
+                                        "dataset_episodes", "data_dir", "chunk", "log_every", "checkpoint_every",
+                                        "runs", "out")}
+    flags["command"] = " ".join(["qflow", *sys.argv[1:]])
+    spec = load_spec(Path(a.spec) if a.spec else None, flags)
+    spec.validate()
+    if a.dry_run:
+        for cell in cells_of(spec):
+            print(f"{'done' if is_done(spec, cell) else 'todo':5s} {cell.name}")
+        return 0
+    try:
+        record = run_sweep(spec, a.address, progress=not a.no_progress)
+    except KeyboardInterrupt:
+        print(f"[sweep] interrupted; finished cells are in {spec.out}, rerun the same command to continue",
+              file=sys.stderr)
+        return 130
+    states = [c["status"] for c in record["cells"].values()]
+    failed = [name for name, c in record["cells"].items() if c["status"] == "failed"]
+    print(f"[sweep] {states.count('done')} cells ran, {states.count('done (results exist)')} were done already, "
+          f"{len(failed)} failed; results in {spec.out} (qflow report {spec.out} --out DIR), record in "
+          f"{Path(spec.out) / 'sweep.json'}")
+    for name in failed:
+        print(f"[sweep] failed: {name}: {record['cells'][name]['error']}", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,154 @@
+"""`qflow sweep`: cells from a spec, per-agent grids, skipping, and (on a real local Ray) completion,
+isolated failures, a killed worker's retry that resumes, and `qflow report` on the output."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from qflow.experiments import sweep
+from qflow.experiments.sweep import Cell, Spec, SweepError, cells_of, is_done, load_spec, result_dirs, settings_of
+
+
+def test_spec_from_toml_and_flags(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('envs = ["cube-single-play"]\nagents = ["qflow", "fql"]\ntasks = "2,4"\nseeds = "0-2"\n'
+                    'steps = 1000\n[grid]\n"qflow.guidance_lambda" = [2.5, 10]\n"fql.alpha" = [150, 300, 600]\n')
+    spec = load_spec(path, {"out": str(tmp_path / "out"), "steps": 500, "sets": ["flow_steps=5"]})
+    spec.validate()
+    assert spec.steps == 500 and spec.sets == ("flow_steps=5",)  # a flag wins over the file
+    # each grid key applies to its own agent only: 2 Q-Flow settings and 3 FQL settings, not 6 of each
+    assert settings_of(spec, "qflow") == [("guidance_lambda=2.5",), ("guidance_lambda=10",)]
+    assert settings_of(spec, "fql") == [("alpha=150",), ("alpha=300",), ("alpha=600",)]
+    cells = cells_of(spec)
+    assert len(cells) == 2 * (2 + 3) * 3  # tasks x settings x seeds
+    assert cells[0] == Cell("qflow", "cube-single-play-singletask-task2-v0", 0, ("guidance_lambda=2.5",))
+    assert result_dirs(spec, cells[0]) == [
+        tmp_path / "out" / "guidance_lambda=2.5" / "cube-single-play-singletask-task2-v0__qflow" / "seed0"]
+
+
+def test_flag_grid_bare_keys_and_stacked_cells(tmp_path):
+    spec = load_spec(None, {"out": str(tmp_path), "envs": "puzzle-3x3-play", "agents": "qflow,fql", "tasks": "1-5",
+                            "seeds": "0-7", "sets": ["flow_steps=[5,10]", "qflow.guidance_lambda=20"],
+                            "mode": "stacked"})
+    spec.validate()
+    assert spec.grid == (("flow_steps", ("5", "10")),) and spec.sets == ("qflow.guidance_lambda=20",)
+    cells = cells_of(spec)  # a bare grid key applies to every agent that has it; stacked: one cell per family
+    assert [(c.agent, c.setting) for c in cells] == [("qflow", ("flow_steps=5",)), ("qflow", ("flow_steps=10",)),
+                                                     ("fql", ("flow_steps=5",)), ("fql", ("flow_steps=10",))]
+    assert len(result_dirs(spec, cells[0])) == 5 * 8
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"sets": ["qflow.alpha=[1,2]"]}, "alpha"),  # Q-Flow has no alpha: named with the valid keys
+    ({"sets": ["sac.alpha=[1,2]"]}, "not an agent of this sweep"),
+    ({"agents": "qflow,nope"}, "unknown agents"),
+    ({"seeds": "a-b"}, "tasks/seeds"),
+    ({"steps": 0}, "steps must be >= 1"),
+    ({"mode": "grid"}, "mode must be one of"),
+    ({"gpus": -1}, ">= 0"),
+])
+def test_bad_specs_are_refused_before_anything_runs(tmp_path, flags, message):
+    base = {"out": str(tmp_path), "envs": "puzzle-3x3-play", "agents": "qflow,fql", "steps": 100}
+    with pytest.raises(SweepError, match=message):
+        load_spec(None, {**base, **flags}).validate()
+
+
+def test_unknown_spec_key_and_missing_out(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('envs = ["x"]\nsteeps = 3\n')
+    with pytest.raises(SweepError, match="unknown sweep keys \\['steeps'\\]"):
+        load_spec(path, {"out": "o"})
+    with pytest.raises(SweepError, match="--out DIR"):
+        load_spec(None, {"envs": "x"})
+
+
+def test_done_cells_are_judged_by_their_summaries(tmp_path):
+    spec = Spec(out=str(tmp_path), envs=("puzzle-3x3-play-singletask-task1-v0",), agents=("fql",), seeds="0",
+                steps=100, eval_episodes=5)
+    cell = cells_of(spec)[0]
+    assert not is_done(spec, cell)
+    d = result_dirs(spec, cell)[0]
+    d.mkdir(parents=True)
+    (d / "summary.json").write_text(json.dumps({"steps": 100, "preset": "cpu", "eval_episodes": 5}))
+    assert is_done(spec, cell)
+    (d / "summary.json").write_text(json.dumps({"steps": 50, "preset": "cpu", "eval_episodes": 5}))
+    with pytest.raises(SweepError, match="other steps \\(steps=50\\)"):  # never taken for this sweep's result
+        is_done(spec, cell)
+
+
+def test_write_files_replaces_a_cell_whole(tmp_path):
+    sweep.write_files(tmp_path, {"a/seed0/eval.csv": b"1", "a/seed0/summary.json": b"{}"})
+    sweep.write_files(tmp_path, {"a/seed0/summary.json": b"{\"x\": 1}"})
+    assert sorted(p.name for p in (tmp_path / "a" / "seed0").iterdir()) == ["summary.json"]
+    assert not list(tmp_path.glob("a/.*"))  # no temp directories left behind
+
+
+def _sweep_cmd(data_dir, out, runs, *extra):
+    return [sys.executable, "-m", "qflow.cli", "sweep", "--envs", "pointmaze-medium-navigate-singletask-task1-v0",
+            "--preset", "tiny", "--dataset-episodes", "3", "--data-dir", str(data_dir), "--eval-episodes", "1",
+            "--out", str(out), "--runs", str(runs), "--no-progress", *extra]
+
+
+@pytest.mark.e2e
+def test_sweep_on_local_ray_grid_failure_rerun_and_report(data_dir, tmp_path):
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    # 2 agents x 2 seeds, plus FQL at a learning rate that diverges: that cell fails alone
+    cmd = _sweep_cmd(data_dir, out, runs, "--agents", "flow_bc,fql", "--seeds", "0,1", "--steps", "100",
+                     "--chunk", "50", "--log-every", "50", "--checkpoint-every", "50", "--eval-every", "100",
+                     "--set", "fql.lr=[0.0003,1e30]")
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 1, done.stderr  # a failed cell makes the sweep's status non-zero
+    record = json.loads((out / "sweep.json").read_text())
+    states = {name: c["status"] for name, c in record["cells"].items()}
+    failed = sorted(n for n, s in states.items() if s == "failed")
+    assert failed == [f"pointmaze-medium-navigate-singletask-task1-v0__fql__lr=1e30__seed{s}" for s in (0, 1)]
+    assert sum(s == "done" for s in states.values()) == 4
+    assert "TrainingDiverged" in record["cells"][failed[0]]["error"]
+    summaries = sorted(out.rglob("summary.json"))
+    assert len(summaries) == 4
+    first = json.loads(summaries[0].read_text())
+    assert first["command"].startswith("qflow sweep") and "[cell " in first["command"]  # not Ray's worker argv
+    assert json.loads((out / "lr=0.0003" / "pointmaze-medium-navigate-singletask-task1-v0__fql" / "seed1" /
+                       "summary.json").read_text())["config"]["lr"] == pytest.approx(3e-4)
+
+    mtimes = {p: p.stat().st_mtime_ns for p in summaries}
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert "4 done already, 2 to run" in again.stdout  # only the failed cells run again
+    assert {p: p.stat().st_mtime_ns for p in summaries} == mtimes
+
+    from qflow.reporting import make_report
+
+    report = make_report([out], tmp_path / "report", reps=50)
+    assert report["runs"] == 4
+    text = (tmp_path / "report" / "results.md").read_text()
+    assert "| fql |" in text and "| flow_bc |" in text  # one FQL setting finished: no lr in its label
+
+
+@pytest.mark.e2e
+def test_killed_worker_is_retried_and_resumes_without_duplicate_steps(data_dir, tmp_path):
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    steps, log_every = 3000, 100
+    cmd = _sweep_cmd(data_dir, out, runs, "--agents", "qflow", "--seeds", "0", "--steps", str(steps),
+                     "--chunk", "100", "--log-every", str(log_every), "--checkpoint-every", "300",
+                     "--eval-every", str(steps))
+    driver = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_dir = runs / "pointmaze-medium-navigate-singletask-task1-v0__qflow__seed0" / "run"
+    deadline = time.time() + 600
+    while not (run_dir / "checkpoint.msgpack").exists():  # killed after its first checkpoint, mid-run
+        assert time.time() < deadline and driver.poll() is None, driver.communicate()
+        time.sleep(0.2)
+    holder = (run_dir / ".lock").read_text()  # "pid N (qflow train ...)": the Ray worker training the cell
+    os.kill(int(holder.split()[1]), signal.SIGKILL)
+    stdout, stderr = driver.communicate(timeout=900)
+    assert driver.returncode == 0, stderr
+    log = (runs / "pointmaze-medium-navigate-singletask-task1-v0__qflow__seed0" / "cell.log").read_text()
+    assert log.count("[sweep] pointmaze") == 2 and "resuming" in log  # a second attempt, from the checkpoint
+    metrics = (out / "pointmaze-medium-navigate-singletask-task1-v0__qflow" / "seed0" / "metrics.csv").read_text()
+    logged = [int(float(line.split(",")[0])) for line in metrics.splitlines()[1:]]
+    assert logged == list(range(log_every, steps + 1, log_every))  # no step missing, none twice
