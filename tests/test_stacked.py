@@ -140,6 +140,17 @@ def test_train_export_evaluate_report(data_dir, tmp_path, capsys):
     assert "differs in episodes); pass another --out" in capsys.readouterr().err
 
 
+def test_critic_turns_and_q_rise_by_hand():
+    from qflow.reporting.diagnostics import critic_turns, q_rise_before
+
+    steps = np.arange(1, 9) * 1000
+    q = np.array([-1.0, -3.0, -5.0, -4.0, -2.0, -3.0, -3.5, -1.0])  # lowest at 3k; turns at 5k (max), 7k (min)
+    assert critic_turns(steps, q) == [5000, 7000]
+    assert critic_turns(steps, np.array([-1.0, -3.0, -5.0, -4.0, -2.0, -1.0, 0.0, 0.5])) == []  # climbs steadily
+    assert q_rise_before(steps, q, 8000, 3000) == pytest.approx(-1.0 - (-2.0))
+    assert q_rise_before(steps, q, 2000, 3000) is None  # no row 3k before
+
+
 def test_improvement_onset_is_the_start_of_the_last_positive_stretch():
     steps = np.array([1000, 2000, 3000, 4000])
     assert improvement_onset(steps, np.array([-1.0, 1.0, -0.5, 2.0])) == 4000

@@ -10,7 +10,10 @@ Reads finished or unfinished runs (summary.json or run.json, eval.csv, metrics.c
   bootstrap interval over seeds (the same rliable estimator as ``qflow report``);
 - ``improvement_onset.csv``: per run, the first logged step from which the policy improvement
   (Qbar(s, pi(s)) - Qbar(s, a_data)) stays positive for every later log row, and its last value;
-- ``diagnostics.md`` with both tables and a caption built from the runs.
+- ``critic_swings.csv``: per run, where its mean Q(s, a_data) turns after its lowest point (a critic
+  that climbs steadily has none), and per agent the correlation between the success at each
+  evaluation after that point and how much Q rose over the ``--window`` steps before it;
+- ``diagnostics.md`` with the tables and a caption built from the runs.
 """
 
 from __future__ import annotations
@@ -57,7 +60,45 @@ def improvement_onset(steps: np.ndarray, values: np.ndarray) -> int | None:
     return int(steps[negative[-1] + 1]) if len(negative) else int(steps[0])
 
 
-def make_diagnostics_report(paths, out, reps: int = 2000) -> dict:
+def critic_turns(steps: np.ndarray, q: np.ndarray) -> list[int]:
+    """Logged steps after the lowest Q at which Q's direction of change flips (local extrema)."""
+    lo = int(np.argmin(q))
+    dq = np.diff(q[lo:])
+    flips = np.nonzero(np.sign(dq[:-1]) * np.sign(dq[1:]) < 0)[0]
+    return [int(steps[lo + i + 1]) for i in flips]
+
+
+def q_rise_before(steps: np.ndarray, q: np.ndarray, step: int, window: int) -> float | None:
+    """Q(step) - Q(step - window) from the logged rows (None when either row is missing)."""
+    at = dict(zip(steps.tolist(), q.tolist()))
+    return at[step] - at[step - window] if step in at and step - window in at else None
+
+
+def critic_swings(runs, window: int) -> tuple[list[dict], list[dict]]:
+    """Per run: Q's turns after its minimum; per agent: corr(success, Q rise over the window before)."""
+    per_run, pairs = [], defaultdict(list)
+    for r in sorted(runs, key=lambda r: (r.env, r.agent, r.seed)):
+        series = metric_series(r.path.parent)
+        if "q_mean" not in series:
+            continue
+        steps, q = series["q_mean"]
+        lowest = int(steps[int(np.argmin(q))])
+        turns = critic_turns(steps, q)
+        per_run.append(dict(env=r.env, agent=r.agent, seed=r.seed, q_lowest_step=lowest, turns=len(turns),
+                            turn_steps=" ".join(map(str, turns))))
+        for step, success in zip(r.curve[0].tolist(), r.curve[1]):
+            rise = q_rise_before(steps, q, int(step), window)
+            if step > lowest and rise is not None:
+                pairs[(r.env, r.agent)].append((rise, float(success)))
+    per_agent = []
+    for (env, agent), xy in sorted(pairs.items()):
+        x, y = np.array(xy).T
+        r = float(np.corrcoef(x, y)[0, 1]) if len(xy) > 2 and x.std() > 0 and y.std() > 0 else None
+        per_agent.append(dict(env=env, agent=agent, window=window, evaluations=len(xy), correlation=r))
+    return per_run, per_agent
+
+
+def make_diagnostics_report(paths, out, reps: int = 2000, window: int = 3000) -> dict:
     runs, notes = find_runs(paths, metric="success", include_partial=True)
     if not runs:
         raise SystemExit(f"qflow diagnostics: no runs with evaluations under {', '.join(map(str, paths))}")
@@ -84,6 +125,8 @@ def make_diagnostics_report(paths, out, reps: int = 2000) -> dict:
                                        last_action_distance=float(series["diag_action_distance"][1][-1])))
     write_rows(out / "success_by_step.csv", success_rows)
     write_rows(out / "improvement_onset.csv", onset_rows)
+    swing_rows, swing_corr = critic_swings(runs, window)
+    write_rows(out / "critic_swings.csv", swing_rows)
     figure = _plot(runs, out / "diagnostics.png")
 
     lines = caption_lines(runs, "success", reps)
@@ -102,12 +145,23 @@ def make_diagnostics_report(paths, out, reps: int = 2000) -> dict:
            "|---|---|---|---|---|---|---|"]
     md += [f"| {r['env']} | {r['agent']} | {r['seed']} | {_steps(r['onset_step'])} | {r['last_step']:,} "
            f"| {r['last_improvement']:.3f} | {r['last_action_distance']:.3f} |" for r in onset_rows]
+    md += ["", "## Does the critic swing, and does success move with it?", "",
+           "Turns: logged steps after the lowest mean Q(s, a_data) at which Q changes direction (a critic that "
+           "climbs steadily has none). Correlation: Pearson r, over the runs of an agent, between the success at "
+           f"each evaluation after Q's lowest point and Q's rise over the {window:,} steps before that evaluation.", "",
+           "| task | agent | seed | lowest Q at step | turns after it | at steps |", "|---|---|---|---|---|---|"]
+    md += [f"| {r['env']} | {r['agent']} | {r['seed']} | {r['q_lowest_step']:,} | {r['turns']} | {r['turn_steps']} |"
+           for r in swing_rows]
+    md += ["", "| task | agent | evaluations | r(success, Q rise before) |", "|---|---|---|---|"]
+    md += [f"| {r['env']} | {r['agent']} | {r['evaluations']} | "
+           f"{'n/a' if r['correlation'] is None else format(r['correlation'], '.2f')} |" for r in swing_corr]
     md += ["", f"![diagnostics]({figure.name})", ""]
     if notes:
         md += ["Skipped: " + "; ".join(notes), ""]
     with atomic_writer(out / "diagnostics.md", "w") as f:
         f.write("\n".join(md))
-    return {"runs": len(runs), "out": str(out), "success": success_rows, "onset": onset_rows}
+    return {"runs": len(runs), "out": str(out), "success": success_rows, "onset": onset_rows,
+            "critic_swings": swing_rows, "critic_correlation": swing_corr}
 
 
 def _steps(step) -> str:
@@ -157,10 +211,11 @@ def main(argv=None) -> int:
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--out", required=True)
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--window", type=int, default=3000, help="steps over which Q's rise before an evaluation is taken")
     a = p.parse_args(argv)
-    result = make_diagnostics_report(a.run_dirs, a.out, a.reps)
+    result = make_diagnostics_report(a.run_dirs, a.out, a.reps, a.window)
     print(f"[qflow] diagnostics of {result['runs']} runs in {result['out']}: diagnostics.md, diagnostics.png, "
-          f"success_by_step.csv, improvement_onset.csv")
+          f"success_by_step.csv, improvement_onset.csv, critic_swings.csv")
     return 0
 
 
