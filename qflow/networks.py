@@ -10,20 +10,46 @@ import jax.numpy as jnp
 
 default_init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
 
+# Matmul arithmetic of every Dense layer (config key matmul_precision). Parameters, activations,
+# losses and optimiser state stay float32 in all of them.
+#   float32: exact float32 products everywhere (lax.Precision.HIGHEST);
+#   tf32:    TensorFloat-32 tensor cores on NVIDIA Ampere or later; exact float32 on a CPU;
+#   bf16:    inputs and weights rounded to bfloat16, products accumulated in float32 (tensor cores
+#            on GPUs; the same rounding, emulated, on a CPU);
+#   default: the platform's own choice: float32 on a CPU, TF32 on recent NVIDIA GPUs (what runs
+#            recorded before this setting existed used).
+PRECISIONS = ("float32", "tf32", "bf16", "default")
+
+
+def _bf16_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+    return jax.lax.dot_general(lhs.astype(jnp.bfloat16), rhs.astype(jnp.bfloat16), dimension_numbers,
+                               preferred_element_type=jnp.float32)
+
+
+def dense(width: int, precision: str = "float32") -> nn.Dense:
+    """A Dense layer computing its matmul in ``precision`` (see PRECISIONS)."""
+    if precision == "bf16":
+        return nn.Dense(width, kernel_init=default_init, dot_general=_bf16_dot_general)
+    levels = {"float32": jax.lax.Precision.HIGHEST, "tf32": "tensorfloat32", "default": None}
+    if precision not in levels:
+        raise ValueError(f"matmul_precision must be one of {PRECISIONS}, got {precision!r}")
+    return nn.Dense(width, kernel_init=default_init, precision=levels[precision])
+
 
 class MLP(nn.Module):
     hidden_dims: Sequence[int]
     out_dim: int
     layer_norm: bool = False
     activation: Callable = nn.gelu
+    precision: str = "float32"  # matmul arithmetic (PRECISIONS)
 
     @nn.compact
     def __call__(self, x):
         for width in self.hidden_dims:
-            x = self.activation(nn.Dense(width, kernel_init=default_init)(x))
+            x = self.activation(dense(width, self.precision)(x))
             if self.layer_norm:
                 x = nn.LayerNorm()(x)
-        return nn.Dense(self.out_dim, kernel_init=default_init)(x)
+        return dense(self.out_dim, self.precision)(x)
 
 
 class Ensemble(nn.Module):
@@ -32,6 +58,7 @@ class Ensemble(nn.Module):
     hidden_dims: Sequence[int]
     heads: int = 2
     layer_norm: bool = True
+    precision: str = "float32"
 
     @nn.compact
     def __call__(self, x):
@@ -43,7 +70,7 @@ class Ensemble(nn.Module):
             out_axes=0,
             axis_size=self.heads,
         )
-        return stacked(self.hidden_dims, 1, self.layer_norm)(x)[..., 0]
+        return stacked(self.hidden_dims, 1, self.layer_norm, precision=self.precision)(x)[..., 0]
 
 
 def fourier_features(tau: jax.Array, dim: int, scale: float = 1.0) -> jax.Array:
@@ -62,10 +89,11 @@ class Critic(nn.Module):
 
     hidden_dims: Sequence[int]
     heads: int = 2
+    precision: str = "float32"
 
     @nn.compact
     def __call__(self, obs, actions):
-        return Ensemble(self.hidden_dims, self.heads)(jnp.concatenate([obs, actions], -1))
+        return Ensemble(self.hidden_dims, self.heads, precision=self.precision)(jnp.concatenate([obs, actions], -1))
 
 
 class FlowValue(nn.Module):
@@ -75,11 +103,12 @@ class FlowValue(nn.Module):
     time_embed_dim: int
     heads: int = 2
     time_scale: float = 1.0  # angle = time_scale * f * tau (see fourier_features)
+    precision: str = "float32"
 
     @nn.compact
     def __call__(self, obs, x, tau):
         feats = fourier_features(tau, self.time_embed_dim, self.time_scale)
-        return Ensemble(self.hidden_dims, self.heads)(jnp.concatenate([obs, x, feats], -1))
+        return Ensemble(self.hidden_dims, self.heads, precision=self.precision)(jnp.concatenate([obs, x, feats], -1))
 
 
 class VelocityField(nn.Module):
@@ -87,10 +116,11 @@ class VelocityField(nn.Module):
 
     hidden_dims: Sequence[int]
     action_dim: int
+    precision: str = "float32"
 
     @nn.compact
     def __call__(self, obs, x, t):
-        return MLP(self.hidden_dims, self.action_dim)(jnp.concatenate([obs, x, t[..., None]], -1))
+        return MLP(self.hidden_dims, self.action_dim, precision=self.precision)(jnp.concatenate([obs, x, t[..., None]], -1))
 
 
 def euler_sample(velocity: Callable, obs, x0, steps: int):

@@ -45,6 +45,7 @@ class AgentConfig:
     batch_size: int = 256  # transitions per update
     discount: float = 0.99  # gamma
     target_update_rate: float = 0.005  # EMA rate of the target critic
+    matmul_precision: str = "float32"  # float32 | tf32 | bf16 | default: matmul arithmetic (qflow.networks.PRECISIONS)
 
     def validate(self) -> None:
         if self.preset not in PRESETS:
@@ -61,6 +62,16 @@ class AgentConfig:
                 raise ValueError(f"{name} must be one or more widths >= 1, got {dims} (e.g. --set {name}=256,256)")
         if not 0 < self.target_update_rate <= 1:
             raise ValueError(f"target_update_rate must be in (0, 1], got {self.target_update_rate}")
+        from qflow.networks import PRECISIONS
+
+        if self.matmul_precision not in PRECISIONS:
+            raise ValueError(f"matmul_precision must be one of {', '.join(PRECISIONS)}, got {self.matmul_precision!r}")
+
+    @classmethod
+    def legacy_defaults(cls) -> dict:
+        """Values of keys that records written before the key existed ran with (see config_from_record):
+        before matmul_precision, every matmul used the platform's default."""
+        return {"matmul_precision": "default"}
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

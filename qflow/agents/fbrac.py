@@ -55,7 +55,7 @@ class FBRACAgent(flax.struct.PyTreeNode):
     @classmethod
     def create(cls, seed: int, obs_dim: int, action_dim: int, config: FBRACConfig) -> "FBRACAgent":
         config.validate()
-        nets = {"actor": VelocityField(config.actor_dims, action_dim), "critic": Critic(config.critic_dims)}
+        nets = {"actor": VelocityField(config.actor_dims, action_dim, config.matmul_precision), "critic": Critic(config.critic_dims, precision=config.matmul_precision)}
         rng, k_actor, k_critic = jax.random.split(jax.random.PRNGKey(seed), 3)
         obs, act, t = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim)), jnp.zeros((1,))
         params = {

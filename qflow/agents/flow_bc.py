@@ -39,7 +39,7 @@ class FlowBCAgent(flax.struct.PyTreeNode):
     @classmethod
     def create(cls, seed: int, obs_dim: int, action_dim: int, config: FlowBCConfig) -> "FlowBCAgent":
         config.validate()
-        nets = {"actor": VelocityField(config.actor_dims, action_dim)}
+        nets = {"actor": VelocityField(config.actor_dims, action_dim, config.matmul_precision)}
         rng, key = jax.random.split(jax.random.PRNGKey(seed))
         params = {"actor": nets["actor"].init(key, jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim)), jnp.zeros((1,)))}
         tx = make_optimizer(config)

@@ -46,10 +46,11 @@ class OneStepPolicy(flax.linen.Module):
 
     hidden_dims: tuple
     action_dim: int
+    precision: str = "float32"
 
     @flax.linen.compact
     def __call__(self, obs, z):
-        return MLP(self.hidden_dims, self.action_dim)(jnp.concatenate([obs, z], -1))
+        return MLP(self.hidden_dims, self.action_dim, precision=self.precision)(jnp.concatenate([obs, z], -1))
 
 
 class FQLAgent(flax.struct.PyTreeNode):
@@ -66,9 +67,9 @@ class FQLAgent(flax.struct.PyTreeNode):
     def create(cls, seed: int, obs_dim: int, action_dim: int, config: FQLConfig) -> "FQLAgent":
         config.validate()
         nets = {
-            "flow": VelocityField(config.actor_dims, action_dim),
-            "onestep": OneStepPolicy(config.actor_dims, action_dim),
-            "critic": Critic(config.critic_dims),
+            "flow": VelocityField(config.actor_dims, action_dim, config.matmul_precision),
+            "onestep": OneStepPolicy(config.actor_dims, action_dim, config.matmul_precision),
+            "critic": Critic(config.critic_dims, precision=config.matmul_precision),
         }
         rng, k_flow, k_one, k_critic = jax.random.split(jax.random.PRNGKey(seed), 4)
         obs, act, t = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim)), jnp.zeros((1,))

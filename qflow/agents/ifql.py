@@ -54,8 +54,8 @@ class IFQLAgent(flax.struct.PyTreeNode):
     def create(cls, seed: int, obs_dim: int, action_dim: int, config: IFQLConfig) -> "IFQLAgent":
         config.validate()
         nets = {
-            "flow": VelocityField(config.actor_dims, action_dim),
-            "critic": Critic(config.critic_dims),
+            "flow": VelocityField(config.actor_dims, action_dim, config.matmul_precision),
+            "critic": Critic(config.critic_dims, precision=config.matmul_precision),
             "value": Value(config.critic_dims),
         }
         rng, k_flow, k_critic, k_value = jax.random.split(jax.random.PRNGKey(seed), 4)

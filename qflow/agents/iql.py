@@ -51,10 +51,11 @@ class Value(nn.Module):
     """V(s): a one-head LayerNorm ensemble (the same MLP as each critic head), output shape (batch,)."""
 
     hidden_dims: tuple
+    precision: str = "float32"
 
     @nn.compact
     def __call__(self, obs):
-        return Ensemble(self.hidden_dims, heads=1)(obs)[0]
+        return Ensemble(self.hidden_dims, heads=1, precision=self.precision)(obs)[0]
 
 
 class GaussianActor(nn.Module):
@@ -66,10 +67,11 @@ class GaussianActor(nn.Module):
 
     hidden_dims: tuple
     action_dim: int
+    precision: str = "float32"
 
     @nn.compact
     def __call__(self, obs):
-        mean = jnp.tanh(MLP(self.hidden_dims, self.action_dim)(obs))
+        mean = jnp.tanh(MLP(self.hidden_dims, self.action_dim, precision=self.precision)(obs))
         log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
         return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
 
@@ -93,9 +95,9 @@ class IQLAgent(flax.struct.PyTreeNode):
     def create(cls, seed: int, obs_dim: int, action_dim: int, config: IQLConfig) -> "IQLAgent":
         config.validate()
         nets = {
-            "actor": GaussianActor(config.actor_dims, action_dim),
-            "critic": Critic(config.critic_dims),
-            "value": Value(config.critic_dims),
+            "actor": GaussianActor(config.actor_dims, action_dim, config.matmul_precision),
+            "critic": Critic(config.critic_dims, precision=config.matmul_precision),
+            "value": Value(config.critic_dims, config.matmul_precision),
         }
         rng, k_actor, k_critic, k_value = jax.random.split(jax.random.PRNGKey(seed), 4)
         obs, act = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim))

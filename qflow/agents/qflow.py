@@ -55,7 +55,7 @@ class QFlowConfig(AgentConfig):
     @classmethod
     def legacy_defaults(cls) -> dict:
         """Values of keys that records written before the key existed ran with (see config_from_record)."""
-        return {"time_features": "2pi_f_tau"}
+        return {**super().legacy_defaults(), "time_features": "2pi_f_tau"}
 
 
 def bucket_sizes(batch: int, steps: int) -> list[int]:
@@ -119,10 +119,10 @@ class QFlowAgent(flax.struct.PyTreeNode):
     def create(cls, seed: int, obs_dim: int, action_dim: int, config: QFlowConfig) -> "QFlowAgent":
         config.validate()
         nets = {
-            "actor": VelocityField(config.actor_dims, action_dim),
-            "critic": Critic(config.critic_dims),
+            "actor": VelocityField(config.actor_dims, action_dim, config.matmul_precision),
+            "critic": Critic(config.critic_dims, precision=config.matmul_precision),
             "value": FlowValue(config.critic_dims, config.time_embed_dim,
-                               time_scale=TIME_FEATURE_SCALES[config.time_features]),
+                               time_scale=TIME_FEATURE_SCALES[config.time_features], precision=config.matmul_precision),
         }
         rng, k_actor, k_critic, k_value = jax.random.split(jax.random.PRNGKey(seed), 4)
         obs, act, t = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim)), jnp.zeros((1,))

@@ -65,7 +65,7 @@ class ReBRACAgent(flax.struct.PyTreeNode):
     @classmethod
     def create(cls, seed: int, obs_dim: int, action_dim: int, config: ReBRACConfig) -> "ReBRACAgent":
         config.validate()
-        nets = {"actor": MLP(config.actor_dims, action_dim), "critic": Critic(config.critic_dims)}
+        nets = {"actor": MLP(config.actor_dims, action_dim, precision=config.matmul_precision), "critic": Critic(config.critic_dims, precision=config.matmul_precision)}
         rng, k_actor, k_critic = jax.random.split(jax.random.PRNGKey(seed), 3)
         obs, act = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim))
         params = {"actor": nets["actor"].init(k_actor, obs), "critic": nets["critic"].init(k_critic, obs, act)}

@@ -41,10 +41,11 @@ class SACConfig(AgentConfig):
 class TanhGaussianActor(nn.Module):
     hidden_dims: tuple
     action_dim: int
+    precision: str = "float32"
 
     @nn.compact
     def __call__(self, obs):
-        out = MLP(self.hidden_dims, 2 * self.action_dim)(obs)
+        out = MLP(self.hidden_dims, 2 * self.action_dim, precision=self.precision)(obs)
         mean, log_std = jnp.split(out, 2, axis=-1)
         return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
 
@@ -71,7 +72,8 @@ class SACAgent(flax.struct.PyTreeNode):
     @classmethod
     def create(cls, seed: int, obs_dim: int, action_dim: int, config: SACConfig) -> "SACAgent":
         config.validate()
-        nets = {"actor": TanhGaussianActor(config.actor_dims, action_dim), "critic": Critic(config.critic_dims)}
+        nets = {"actor": TanhGaussianActor(config.actor_dims, action_dim, config.matmul_precision),
+                "critic": Critic(config.critic_dims, precision=config.matmul_precision)}
         rng, k_actor, k_critic = jax.random.split(jax.random.PRNGKey(seed), 3)
         obs, act = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim))
         params = {
