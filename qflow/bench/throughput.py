@@ -33,10 +33,14 @@ def _timed(fn, repeats: int) -> float:
     return best
 
 
-def matmul_rate(rows: int, width: int) -> float:
+def matmul_rate(rows: int, width: int, precision: str = "float32") -> float:
+    """GFLOP/s of one layer-shaped matmul in the agents' arithmetic (qflow.networks.PRECISIONS)."""
+    from qflow.networks import dense
+
+    layer = dense(width, precision)
     a = jnp.ones((rows, width), jnp.float32)
-    b = jnp.ones((width, width), jnp.float32)
-    mm = jax.jit(lambda a, b: a @ b)
+    b = layer.init(jax.random.PRNGKey(0), a)
+    mm = jax.jit(layer.apply)
     mm(a, b).block_until_ready()
     n = 50
     seconds = _timed(lambda: [mm(a, b) for _ in range(n)][-1], 3)
@@ -92,11 +96,11 @@ def run_throughput(agent_name: str, preset: str, overrides, obs_dim: int, action
     width = max(config.critic_dims)
     # The reference is timed twice more (around the FLOP count) and the best kept: on a shared
     # CPU a single timing swings by 30 % or more.
-    mm = max(matmul_rate(config.batch_size, width) for _ in range(3))
+    mm = max(matmul_rate(config.batch_size, width, config.matmul_precision) for _ in range(3))
     achieved = flops * fused_rate / 1e9
     diagnostics = _diagnostics_cost(one, batch, flops, fused_rate) if hasattr(one, "diagnostics") else {}
     return {
-        "agent": agent_name, "preset": preset, "config": config.as_dict(),
+        "agent": agent_name, "preset": preset, "matmul_precision": config.matmul_precision, "config": config.as_dict(),
         "device": jax.devices()[0].device_kind, "jax": jax.__version__,
         "updates_per_s_fused": round(fused_rate, 2),
         "updates_per_s_per_call": round(single_rate, 2),
