@@ -42,7 +42,7 @@ from qflow.data.loading import data_record, load_single_task
 from qflow.data.registry import env_id_for_task
 from qflow.envs import env_defaults
 from qflow.errors import QFlowError
-from qflow.training.logs import CSVLog, read_rows, write_rows
+from qflow.training.logs import CSVLog, read_rows, write_rows, write_summary
 from qflow.training.schedule import Schedule
 from qflow.training.trainer import check_finite, make_train_chunk, stack
 from qflow.utils import POSITIVE, atomic_write_json, atomic_writer, package_versions, parse_int_list
@@ -274,14 +274,9 @@ def _record_evaluation(run_dir: Path, group, member, step, result, seconds, metr
     rows = sorted([*read_rows(run_dir / "eval.csv"), {"step": step, **result, "eval_seconds": seconds}],
                   key=lambda r: int(float(r["step"])))
     write_rows(run_dir / "eval.csv", rows)
-    successes = [float(r["success"]) for r in rows]
     run_info["steps"] = int(float(rows[-1]["step"]))
     atomic_write_json(run_dir / "run.json", run_info)
-    atomic_write_json(run_dir / "summary.json", {
-        **run_info, "run_dir": str(run_dir), "success": successes[-1],
-        "success_last3": float(np.mean(successes[-3:])), "return": float(rows[-1]["return"]),
-        "eval_steps": [int(float(r["step"])) for r in rows], "wall_time_s": group.get("wall_seconds"),
-        "command": _invocation(args)})
+    write_summary(run_dir, run_info, rows, group.get("wall_seconds"), _invocation(args))
 
 
 def _invocation(args) -> str:

@@ -35,11 +35,10 @@ import os
 import shutil
 import sys
 import time
-import traceback
 from pathlib import Path
 
 from qflow.errors import QFlowError
-from qflow.utils import LockHeld, atomic_write_json, atomic_writer, file_lock, package_versions, parse_int_list
+from qflow.utils import LockHeld, atomic_write_json, file_lock, package_versions, parse_int_list
 
 SMALL_FILES = ("run.json", "metrics.csv", "eval.csv", "summary.json")  # summary.json last: it marks a cell done
 MODES = ("runs", "stacked")

@@ -105,3 +105,25 @@ class _WandbWriter:
 
     def close(self) -> None:
         self.run.finish()
+
+
+def write_summary(run_dir: Path, run_info: dict, eval_rows: list[dict], wall_time_s, command: str,
+                  **extra) -> dict:
+    """summary.json, the one record `qflow report` reads, from a run's identity and its evaluations:
+    ``success`` = the last evaluation, ``success_last3`` = the mean of the last three, ``return`` =
+    mean episode return at the last evaluation. Written atomically; returned as written."""
+    import json
+
+    from qflow.utils import atomic_write_json
+
+    successes = [float(r["success"]) for r in eval_rows]
+    summary = {
+        **run_info, "run_dir": str(run_dir),
+        "success": successes[-1] if successes else None,
+        "success_last3": sum(successes[-3:]) / len(successes[-3:]) if successes else None,
+        "return": float(eval_rows[-1]["return"]) if eval_rows else None,
+        "eval_steps": [int(float(r["step"])) for r in eval_rows],
+        "wall_time_s": wall_time_s, "command": command, **extra,
+    }
+    atomic_write_json(Path(run_dir) / "summary.json", summary)
+    return json.loads(json.dumps(summary, default=str))

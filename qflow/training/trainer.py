@@ -25,9 +25,9 @@ from qflow.envs import env_defaults
 from qflow.evaluation.evaluate import evaluate_policy
 from qflow.errors import TrainingDiverged
 from qflow.training import checkpoint
-from qflow.training.logs import CSVLog, ScalarSinks
+from qflow.training.logs import CSVLog, ScalarSinks, write_summary
 from qflow.training.schedule import Schedule
-from qflow.utils import LockHeld, atomic_write_json, file_lock, package_versions
+from qflow.utils import LockHeld, file_lock, package_versions
 
 RUN_LOCK = ".lock"  # held by the process training in a run directory
 # Files the trainer writes atomically into a run directory (their temp files are .NAME.XXXX.tmp).
@@ -265,24 +265,10 @@ def _train(args: TrainArgs, run_dir: Path) -> list[dict]:
     for sinks in tb or []:
         sinks.close()
 
-    summaries = []
-    for seed, d, log in zip(args.seeds, dirs, eval_logs):
-        evals = log.read()
-        successes = [float(r["success"]) for r in evals]
-        summary = {
-            **run_info, "seed": seed, "run_dir": str(d),
-            "success": successes[-1] if successes else None,
-            "success_last3": float(np.mean(successes[-3:])) if successes else None,
-            "return": float(evals[-1]["return"]) if evals else None,  # mean episode return, last evaluation
-            "eval_steps": [int(r["step"]) for r in evals],
-            "wall_time_s": round(time.time() - started, 1),
-            "command": args.command or checkpoint.command_line(),
-        }
-        if online_report is not None:
-            summary["online"] = online_report
-        atomic_write_json(d / "summary.json", summary)
-        summaries.append(summary)
-    return summaries
+    extra = {"online": online_report} if online_report is not None else {}
+    return [write_summary(d, {**run_info, "seed": seed}, log.read(), round(time.time() - started, 1),
+                          args.command or checkpoint.command_line(), **extra)
+            for seed, d, log in zip(args.seeds, dirs, eval_logs)]
 
 
 def make_evaluator(args: TrainArgs):
