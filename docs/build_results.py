@@ -195,6 +195,16 @@ LEARNING_SPEED_READING = """What the curves show (3 seeds and 36k steps, so the 
   the peaks and in the dips alike. The bandit below shows the same signature (the critic's estimate
   of the gain high while the true return falls) together with its cause there: the policy moves to
   where the critic extrapolates.
+- **The critic swings with them, in step across seeds.** (Table "Does the critic swing" above,
+  found in this round's re-reading of the same files.) After its lowest point (16k-17k) Q-Flow's
+  mean Q(s, a_data) turns at 26k and again at 30k-31k in every seed (seed 1 also at 35k), a period
+  of about 10k steps; FQL's rises steadily from its lowest point at 19k (one turn, seed 1 at 35k).
+  Q-Flow's success tracks it inversely: after Q fell over the 3k steps before the 30k evaluation
+  (by 2.9-3.6) the seeds scored 30, 54 and 66 %; after it rose before 25k and 35k (by 2.8-7.1) they
+  scored 0-8 %. Over the 15 evaluations after Q's lowest point, r(success, Q's rise over the 3k
+  steps before) = -0.66 for Q-Flow and -0.17 for FQL (the 20k evaluation, 24-32 % while Q rose,
+  is the exception). Three seeds in phase point to a deterministic loop between critic and policy,
+  not to noise; 5k-spaced evaluations cannot resolve its shape (plan entry a0 evaluates every 2.5k).
 - The single-seed run of the previous round (old time features, 25 episodes,
   `results/partial/cube-single-task2__qflow__cpu__seed0`) swung the same way (36, 0, 8, 32, 68 % at
   20k-60k): the corrected features do not remove the swings."""
@@ -226,6 +236,9 @@ CONCLUSIONS = """What explains the 50k gap on cube-single, as far as these runs 
   (2.7 to 50.0 % between 25k and 30k here), where FQL's curve is steady; averaged over its later
   evaluations Q-Flow has half FQL's success on task 2 (18.8 vs 37.7 %). Section 1's spread of
   Q-Flow's task-2 seeds (2 to 42 %) fits that picture.
+- **A critic-policy oscillation.** Q-Flow's critic level swings with a ~10k-step period in phase
+  across seeds, and its success falls while the critic's values climb (r = -0.66; FQL -0.17). This
+  is a correlation in 3 seeds, not yet a cause.
 - **A lead for the mechanism, from the bandit:** the guided flow follows the critic wherever the
   critic is over-optimistic; the critic's own verdict on the policy stays high while the true
   return falls. On the cube the same verdict stays high through the dips; whether the policy there

@@ -129,9 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("--updates", type=POSITIVE, default=30, help="timed updates per loop")
     th.add_argument("--members", type=_seeds, default=(),
                     help="also time N agents stacked in one jitted call, for each N listed (e.g. 1,15,40)")
-    th.add_argument("--precisions", default="float32",
+    th.add_argument("--precisions", default=None,
                     help="matmul arithmetic, several separated by commas, measured one after the other "
-                         "(float32, tf32, bf16, default; the reference matmul uses the same)")
+                         "(float32, tf32, bf16, default; the reference matmul uses the same; default: the "
+                         "config's, float32 unless --set matmul_precision=...)")
     th.add_argument("--out", default=None, help="also write the numbers as JSON here")
     co = bsub.add_parser("compute", help="ms per update and memory vs flow steps K for qflow, fql, fbrac",
                          description="Milliseconds per update (best of --repeats calls of --updates fused updates) "
@@ -308,9 +309,9 @@ def cmd_bench(a) -> int:
     from qflow.bench.throughput import run_throughput
 
     agents = [name for name in a.agent.split(",") if name]
-    precisions = [p for p in a.precisions.split(",") if p]
-    results = [run_throughput(name, a.preset, [*a.overrides, f"matmul_precision={p}"], a.obs_dim, a.action_dim,
-                              a.updates, a.members) for name in agents for p in precisions]
+    precisions = [[f"matmul_precision={p}"] for p in (a.precisions or "").split(",") if p] or [[]]
+    results = [run_throughput(name, a.preset, [*a.overrides, *p], a.obs_dim, a.action_dim, a.updates, a.members)
+               for name in agents for p in precisions]
     result = results[0] if len(results) == 1 else results
     if a.out:
         from qflow.utils import atomic_write_json

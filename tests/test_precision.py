@@ -49,6 +49,13 @@ def test_tf32_and_default_are_exact_float32_on_a_cpu(precision):
     assert all(bool(jnp.array_equal(a, b)) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(ref_params)))
 
 
+@pytest.mark.parametrize("name", ["qflow", "fql", "fbrac", "flow_bc", "ifql", "iql", "rebrac", "sac"])
+def test_every_network_of_every_agent_takes_the_setting(name):
+    agent_cls, config_cls = get_agent(name)
+    agent = agent_cls.create(0, OBS, ACT, build_config(config_cls, "tiny", None, ["matmul_precision=bf16"]))
+    assert {key: net.precision for key, net in agent.nets.items()} == {key: "bf16" for key in agent.nets}
+
+
 def test_precision_is_validated_and_old_records_read_as_the_platform_default():
     config_cls = get_agent("fql")[1]
     with pytest.raises(ValueError, match="matmul_precision must be one of float32, tf32, bf16, default"):

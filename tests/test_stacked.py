@@ -147,6 +147,7 @@ def test_critic_turns_and_q_rise_by_hand():
     q = np.array([-1.0, -3.0, -5.0, -4.0, -2.0, -3.0, -3.5, -1.0])  # lowest at 3k; turns at 5k (max), 7k (min)
     assert critic_turns(steps, q) == [5000, 7000]
     assert critic_turns(steps, np.array([-1.0, -3.0, -5.0, -4.0, -2.0, -1.0, 0.0, 0.5])) == []  # climbs steadily
+    assert critic_turns(steps, np.array([-1.0, -3.0, -5.0, -3.0, -3.0, -4.0, -4.5, -5.0])) == [5000]  # plateau, then down
     assert q_rise_before(steps, q, 8000, 3000) == pytest.approx(-1.0 - (-2.0))
     assert q_rise_before(steps, q, 2000, 3000) is None  # no row 3k before
 

@@ -58,6 +58,25 @@ def test_bad_specs_are_refused_before_anything_runs(tmp_path, flags, message):
         load_spec(None, {**base, **flags}).validate()
 
 
+def test_file_and_flags_merge_without_dropping_or_doubling(tmp_path):
+    path = tmp_path / "s.toml"
+    # an unquoted dotted key is a nested TOML table: still the axis qflow.guidance_lambda
+    path.write_text('envs = ["cube-single-play"]\nagents = ["qflow", "fql"]\nsets = ["qflow.flow_steps=5"]\n'
+                    '[grid]\nqflow.guidance_lambda = [2.5, 10]\n')
+    spec = load_spec(path, {"out": "o", "sets": ["fql.alpha=100", "qflow.guidance_lambda=[1,2,3]"]})
+    assert spec.sets == ("qflow.flow_steps=5", "fql.alpha=100")  # the file's fixed overrides are kept
+    assert spec.grid == (("qflow.guidance_lambda", ("1", "2", "3")),)  # the flag's axis replaces the file's
+    with pytest.raises(SweepError, match="a setting of none of the agents"):  # a typo never drops an axis silently
+        load_spec(None, {"out": "o", "envs": "x", "agents": "qflow,fql", "sets": ["guidance_lamda=[1,2]"]}).validate()
+    with pytest.raises(SweepError, match="both a fixed override and a grid axis"):
+        load_spec(None, {"out": "o", "envs": "x", "sets": ["lr=1", "lr=[1,2]"]})
+
+
+def test_stacked_mode_checks_chunk_multiples_before_running(tmp_path):
+    with pytest.raises(SweepError, match="multiples of chunk"):
+        load_spec(None, {"out": "o", "envs": "cube-single-play", "mode": "stacked", "steps": 12000}).validate()
+
+
 def test_unknown_spec_key_and_missing_out(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text('envs = ["x"]\nsteeps = 3\n')
@@ -74,10 +93,16 @@ def test_done_cells_are_judged_by_their_summaries(tmp_path):
     assert not is_done(spec, cell)
     d = result_dirs(spec, cell)[0]
     d.mkdir(parents=True)
-    (d / "summary.json").write_text(json.dumps({"steps": 100, "preset": "cpu", "eval_episodes": 5}))
+    summary = {**sweep.expected_identity(spec, cell, cell.env), "data": {"episodes": 1000}}
+    (d / "summary.json").write_text(json.dumps(summary))
     assert is_done(spec, cell)
-    (d / "summary.json").write_text(json.dumps({"steps": 50, "preset": "cpu", "eval_episodes": 5}))
-    with pytest.raises(SweepError, match="other steps \\(steps=50\\)"):  # never taken for this sweep's result
+    for key, value in [("steps", 50), ("eval_every", 10)]:  # another budget or scoring: never taken for this one
+        (d / "summary.json").write_text(json.dumps({**summary, key: value}))
+        with pytest.raises(SweepError, match=f"differs from this sweep's cell in {key}"):
+            is_done(spec, cell)
+    other = {**summary, "config": {**summary["config"], "alpha": 1.0}}  # another setting of the agent
+    (d / "summary.json").write_text(json.dumps(other))
+    with pytest.raises(SweepError, match="config.alpha"):
         is_done(spec, cell)
 
 
@@ -85,7 +110,16 @@ def test_write_files_replaces_a_cell_whole(tmp_path):
     sweep.write_files(tmp_path, {"a/seed0/eval.csv": b"1", "a/seed0/summary.json": b"{}"})
     sweep.write_files(tmp_path, {"a/seed0/summary.json": b"{\"x\": 1}"})
     assert sorted(p.name for p in (tmp_path / "a" / "seed0").iterdir()) == ["summary.json"]
-    assert not list(tmp_path.glob("a/.*"))  # no temp directories left behind
+    assert not list((tmp_path / sweep.STAGING).iterdir())  # nothing left in the staging folder
+
+
+def test_work_dir_changes_with_what_shapes_training(tmp_path):
+    spec = Spec(out="o", envs=("cube-single-play",), agents=("fql",), seeds="0", runs=str(tmp_path))
+    cell = cells_of(spec)[0]
+    import dataclasses
+
+    assert sweep.work_dir(spec, cell) == sweep.work_dir(dataclasses.replace(spec, retries=5), cell)
+    assert sweep.work_dir(spec, cell) != sweep.work_dir(dataclasses.replace(spec, steps=10), cell)
 
 
 def _sweep_cmd(data_dir, out, runs, *extra):
@@ -137,16 +171,17 @@ def test_killed_worker_is_retried_and_resumes_without_duplicate_steps(data_dir, 
                      "--chunk", "100", "--log-every", str(log_every), "--checkpoint-every", "300",
                      "--eval-every", str(steps))
     driver = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    run_dir = runs / "pointmaze-medium-navigate-singletask-task1-v0__qflow__seed0" / "run"
     deadline = time.time() + 600
-    while not (run_dir / "checkpoint.msgpack").exists():  # killed after its first checkpoint, mid-run
+    while not list(runs.glob("*/run/checkpoint.msgpack")):  # killed after its first checkpoint, mid-run
         assert time.time() < deadline and driver.poll() is None, driver.communicate()
         time.sleep(0.2)
+    work = next(runs.glob("pointmaze-medium-navigate-singletask-task1-v0__qflow__seed0__*"))
+    run_dir = work / "run"
     holder = (run_dir / ".lock").read_text()  # "pid N (qflow train ...)": the Ray worker training the cell
     os.kill(int(holder.split()[1]), signal.SIGKILL)
     stdout, stderr = driver.communicate(timeout=900)
     assert driver.returncode == 0, stderr
-    log = (runs / "pointmaze-medium-navigate-singletask-task1-v0__qflow__seed0" / "cell.log").read_text()
+    log = (work / "cell.log").read_text()
     assert log.count("[sweep] pointmaze") == 2 and "resuming" in log  # a second attempt, from the checkpoint
     metrics = (out / "pointmaze-medium-navigate-singletask-task1-v0__qflow" / "seed0" / "metrics.csv").read_text()
     logged = [int(float(line.split(",")[0])) for line in metrics.splitlines()[1:]]

@@ -56,7 +56,7 @@ class IFQLAgent(flax.struct.PyTreeNode):
         nets = {
             "flow": VelocityField(config.actor_dims, action_dim, config.matmul_precision),
             "critic": Critic(config.critic_dims, precision=config.matmul_precision),
-            "value": Value(config.critic_dims),
+            "value": Value(config.critic_dims, config.matmul_precision),
         }
         rng, k_flow, k_critic, k_value = jax.random.split(jax.random.PRNGKey(seed), 4)
         obs, act, t = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim)), jnp.zeros((1,))

@@ -18,7 +18,8 @@ run.json) and the driver writes them into ``OUT/[SETTING/]ENV__AGENT/seedS/`` (t
 resume them). ``OUT/sweep.json`` lists every cell's state, error and time, rewritten as cells end.
 
 Nothing is lost: cells whose summaries exist in OUT are skipped; a worker that dies is retried by
-Ray (``retries``) and the trainer resumes from its last checkpoint; a cell that fails for its own
+Ray (``retries``) and the trainer resumes from its last checkpoint (a stacked cell starts again: its
+unfinished attempt is kept aside); a cell that fails for its own
 reason (a bad environment, a diverged run) fails alone, its error in sweep.json, while the rest
 finish; Ctrl-C cancels the running cells and keeps every finished result.
 """
@@ -41,6 +42,7 @@ from qflow.errors import QFlowError
 from qflow.utils import LockHeld, atomic_write_json, file_lock, package_versions, parse_int_list
 
 SMALL_FILES = ("run.json", "metrics.csv", "eval.csv", "summary.json")  # summary.json last: it marks a cell done
+STAGING = ".sweep-staging"  # OUT/.sweep-staging: result folders are written here, then renamed into place
 MODES = ("runs", "stacked")
 
 
@@ -62,8 +64,9 @@ class Spec:
     sets: tuple[str, ...] = ()  # fixed [AGENT.]KEY=VALUE overrides of every cell
     grid: tuple[tuple[str, tuple], ...] = ()  # ("AGENT.KEY" or "KEY", values): one setting per value
     mode: str = "runs"  # "runs": one cell per env x agent x setting x seed; "stacked": one per family x setting
-    runs: str = "runs/sweep"  # checkpoints and logs of the cells, on the workers (not committed)
-    cpus: float = 1.0  # Ray resources one cell declares
+    runs: str = "runs/sweep"  # checkpoints and logs of the cells, on the workers (relative: to the driver's
+    # directory on one machine; on a cluster give a path valid on every node)
+    cpus: float = 1.0  # Ray resources one cell declares (a scheduling label: XLA in a cell may use more cores)
     gpus: float = 0.0  # a fraction (e.g. 0.25) packs several cells on one GPU
     retries: int = 2  # Ray re-runs of a cell whose worker died (a cell's own error is not retried)
     dataset_episodes: int = 0  # 0: the official dataset size
@@ -98,6 +101,13 @@ class Spec:
         for key, values in self.grid:
             if not values:
                 raise SweepError(f"grid {key!r} has no values")
+            if not any(settings_of(dataclasses.replace(self, grid=((key, values),)), a) != [()] for a in self.agents):
+                raise SweepError(f"grid key {key!r} is a setting of none of the agents {', '.join(self.agents)}")
+        if self.mode == "stacked":
+            export = self.eval_every or max(1, self.steps // 5)
+            if self.steps % self.chunk or export % self.chunk or self.log_every % self.chunk:
+                raise SweepError(f"mode stacked: steps ({self.steps}), the export interval ({export}) and log_every "
+                                 f"({self.log_every}) must be multiples of chunk ({self.chunk})")
         try:  # every override names a key of the agent it applies to (checked here, not in a worker)
             for agent in self.agents:
                 for setting in settings_of(self, agent):
@@ -169,24 +179,59 @@ def result_dirs(spec: Spec, cell: Cell) -> list[Path]:
             for t in parse_int_list(spec.tasks) for s in parse_int_list(spec.seeds)]
 
 
-IDENTITY = ("steps", "preset", "eval_episodes")  # a summary in OUT with other values is another sweep's
+def expected_identity(spec: Spec, cell: Cell, env_id: str) -> dict:
+    """What a summary of this cell must say: budget, preset, scoring and the full agent config."""
+    from qflow.agents import get_agent
+    from qflow.agents.base import build_config
+    from qflow.envs import env_defaults
+
+    config = build_config(get_agent(cell.agent)[1], spec.preset, env_defaults(env_id, cell.agent),
+                          _own(spec, cell.agent, (*spec.sets, *cell.setting)))
+    ident = {"steps": spec.steps, "preset": spec.preset, "eval_episodes": spec.eval_episodes,
+             "config": json.loads(json.dumps(config.as_dict()))}
+    if spec.mode == "runs":
+        ident["eval_every"] = spec.eval_every or max(1, spec.steps // 5)
+    return ident
 
 
 def is_done(spec: Spec, cell: Cell) -> bool:
-    """Whether every result of the cell exists in OUT; results of a different budget or scoring there
-    are an error, never taken for this sweep's."""
-    summaries = [d / "summary.json" for d in result_dirs(spec, cell)]
-    for path in summaries:
-        if path.exists():
-            try:
-                old = json.loads(path.read_text())
-            except ValueError as err:
-                raise SweepError(f"{path} is unreadable ({err}); move it away and rerun") from None
-            differ = [k for k in IDENTITY if old.get(k) != getattr(spec, k)]
-            if differ:
-                raise SweepError(f"{path.parent} holds a run with other {', '.join(differ)} "
-                                 f"({', '.join(f'{k}={old.get(k)}' for k in differ)}); pass another out")
-    return all(path.exists() for path in summaries)
+    """Whether every result of the cell exists in OUT. A summary there of another budget, scoring or
+    config (another sweep's, or this one's before its spec changed) is an error, never taken for this one."""
+    from qflow.agents import get_agent
+
+    legacy = get_agent(cell.agent)[1].legacy_defaults()
+    dirs = result_dirs(spec, cell)
+    for d in dirs:
+        path = d / "summary.json"
+        if not path.exists():
+            continue
+        try:
+            old = json.loads(path.read_text())
+        except ValueError as err:
+            raise SweepError(f"{path} is unreadable ({err}); move it away and rerun") from None
+        old = {**old, "config": {**legacy, **old.get("config", {})}}
+        want = expected_identity(spec, cell, d.parent.name.rsplit("__", 1)[0])
+        differ = [k for k in want if k != "config" and old.get(k) != want[k]]
+        differ += [f"config.{k}" for k in want["config"] if old["config"].get(k) != want["config"][k]]
+        if spec.dataset_episodes and old.get("data", {}).get("episodes") != spec.dataset_episodes:
+            differ.append("data.episodes")
+        if differ:
+            raise SweepError(f"{d} holds a run that differs from this sweep's cell in {', '.join(differ)}; "
+                             f"pass another out (or move that run away)")
+    return all((d / "summary.json").exists() for d in dirs)
+
+
+def work_dir(spec: Spec, cell: Cell) -> Path:
+    """The cell's checkpoints and log on a worker: named by the cell and a digest of everything that
+    shapes its training, so a changed spec never resumes or reuses another spec's work."""
+    import hashlib
+
+    shaping = {k: getattr(spec, k) for k in ("mode", "steps", "preset", "eval_every", "eval_episodes", "sets",
+                                             "dataset_episodes", "data_dir", "chunk", "log_every", "checkpoint_every")}
+    if spec.mode == "stacked":
+        shaping.update(tasks=spec.tasks, seeds=spec.seeds)
+    digest = hashlib.sha1(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return Path(spec.runs) / f"{cell.name}__{digest}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -200,7 +245,7 @@ def run_cell(spec: Spec, cell: Cell) -> dict:
         os.environ.setdefault("JAX_PLATFORMS", "cpu")  # a CPU cell on a GPU node stays off the GPU
     else:
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # cells sharing a GPU each take what they use
-    work = Path(spec.runs) / cell.name
+    work = work_dir(spec, cell)
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
     log = io.StringIO()
@@ -279,7 +324,10 @@ def _train_stacked(spec: Spec, cell: Cell, work: Path) -> dict[str, bytes]:
             raise QFlowError(f"evaluation of {group} failed (see {work / 'cell.log'})")
     files = {}
     for d in result_dirs(spec, cell):
-        files.update(_small_files(evaluated / d.parent.name / d.name, d.relative_to(spec.out)))
+        src = evaluated / d.parent.name / d.name
+        if not (src / "summary.json").exists():
+            raise QFlowError(f"{cell.name}: no evaluation of {d.parent.name}/{d.name} (see {work / 'cell.log'})")
+        files.update(_small_files(src, d.relative_to(spec.out)))
     return files
 
 
@@ -291,19 +339,21 @@ def _stacked_finished(train_dir: Path, steps: int) -> bool:
 def write_files(out: Path, files: dict[str, bytes]) -> None:
     """Each result directory is written beside its final place and renamed in, so a directory with
     a summary.json always holds its CSVs too (a killed driver leaves no half-written cell)."""
+    import uuid
+
     by_dir = {}
     for rel, data in files.items():
         by_dir.setdefault(Path(rel).parent, {})[Path(rel).name] = data
+    staging = out / STAGING  # outside every result folder: `qflow report OUT` never sees a half-written copy
     for rel_dir, named in by_dir.items():
         dst = out / rel_dir
-        tmp = dst.with_name(f".{dst.name}.sweep.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)  # our own temp directory from a killed driver
+        tmp = staging / uuid.uuid4().hex
         tmp.mkdir(parents=True)
         for name, data in named.items():
             (tmp / name).write_bytes(data)
-        if dst.exists():  # an older copy of the same cell (e.g. summary.json lost by hand): replaced whole
-            old = dst.with_name(f".{dst.name}.sweep.old")
-            shutil.rmtree(old, ignore_errors=True)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.exists():  # an older copy of the same cell (e.g. its summary.json lost by hand): replaced whole
+            old = staging / uuid.uuid4().hex
             dst.rename(old)
             tmp.rename(dst)
             shutil.rmtree(old)
@@ -329,6 +379,10 @@ def run_sweep(spec: Spec, address: str | None = None, progress: bool = True, log
 
 def _run_locked(spec: Spec, address, progress, log) -> dict:
     out = Path(spec.out)
+    shutil.rmtree(out / STAGING, ignore_errors=True)  # our own leftovers from a killed driver (we hold the lock)
+    if not (address or os.environ.get("RAY_ADDRESS")):  # one machine: paths as the user typed them, from here
+        spec = dataclasses.replace(spec, runs=str(Path(spec.runs).resolve()),
+                                   data_dir=str(Path(spec.data_dir).resolve()) if spec.data_dir else "")
     cells = cells_of(spec)
     old = _read_record(out)
     record = {"spec": dataclasses.asdict(spec), "versions": package_versions(), "command": spec.command,
@@ -372,8 +426,11 @@ def _run_locked(spec: Spec, address, progress, log) -> dict:
                 except Exception as err:  # the worker died more than `retries` times, or an unexpected error
                     result = {"status": "failed", "error": _last_line(err)}
                 if result["status"] == "done":
-                    write_files(out, result.pop("files"))
-                else:
+                    try:
+                        write_files(out, result.pop("files"))
+                    except OSError as err:  # e.g. a full disk: this cell fails, the others go on
+                        result = {"status": "failed", "error": f"writing its results: {err}"}
+                if result["status"] != "done":
                     failed += 1
                     log(f"[sweep] {cell.name} failed: {result['error']}")
                 record["cells"][cell.name] = result
@@ -439,7 +496,10 @@ def load_spec(path: Path | None, flags: dict) -> Spec:
             raise SweepError(f"no sweep spec at {path}") from None
         except tomllib.TOMLDecodeError as err:
             raise SweepError(f"{path} is not valid TOML ({err})") from None
-    raw.update({k: v for k, v in flags.items() if v not in (None, (), [])})
+    flags = {k: v for k, v in flags.items() if v not in (None, (), [])}
+    file_sets = list(raw.get("sets", []))
+    raw.update(flags)
+    raw["sets"] = [*file_sets, *flags.get("sets", [])]  # a flag adds to the file's fixed overrides
     fields = {f.name for f in dataclasses.fields(Spec)}
     unknown = sorted(set(raw) - fields)
     if unknown:
@@ -449,17 +509,18 @@ def load_spec(path: Path | None, flags: dict) -> Spec:
     for key in ("envs", "agents"):
         if isinstance(raw.get(key), str):
             raw[key] = [x for x in raw[key].replace(",", " ").split() if x]
-    grid = raw.get("grid", {})
-    if isinstance(grid, dict):
-        grid = list(grid.items())
+    grid = dict(_dotted(raw.get("grid", {})))  # [grid] qflow.lambda = [...] (unquoted) is a nested table
     sets = []
     for item in raw.get("sets", []):
         key, _, value = item.partition("=")
-        if value.startswith("[") and value.endswith("]"):  # --set key=[a,b]: a grid axis
-            grid.append((key, [v.strip() for v in value[1:-1].split(",") if v.strip()]))
+        if value.startswith("[") and value.endswith("]"):  # --set key=[a,b]: a grid axis; replaces the file's
+            grid[key.strip()] = [v.strip() for v in value[1:-1].split(",") if v.strip()]
         else:
             sets.append(item)
-    raw["grid"] = tuple((str(k), tuple(v if isinstance(v, list) else [v])) for k, v in grid)
+    for key in grid:
+        if any(item.partition("=")[0].strip() == key for item in sets):
+            raise SweepError(f"{key} is both a fixed override and a grid axis; give it one way")
+    raw["grid"] = tuple((str(k), tuple(v if isinstance(v, list) else [v])) for k, v in grid.items())
     raw["sets"] = tuple(sets)
     for key in ("envs", "agents"):
         if key in raw:
@@ -471,6 +532,14 @@ def load_spec(path: Path | None, flags: dict) -> Spec:
         return Spec(**raw)
     except TypeError as err:
         raise SweepError(f"bad sweep spec: {err}") from None
+
+
+def _dotted(table: dict, prefix: str = ""):
+    for key, value in table.items():
+        if isinstance(value, dict):
+            yield from _dotted(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -63,9 +63,11 @@ def improvement_onset(steps: np.ndarray, values: np.ndarray) -> int | None:
 def critic_turns(steps: np.ndarray, q: np.ndarray) -> list[int]:
     """Logged steps after the lowest Q at which Q's direction of change flips (local extrema)."""
     lo = int(np.argmin(q))
-    dq = np.diff(q[lo:])
-    flips = np.nonzero(np.sign(dq[:-1]) * np.sign(dq[1:]) < 0)[0]
-    return [int(steps[lo + i + 1]) for i in flips]
+    steps, q = steps[lo:], q[lo:]
+    dq = np.diff(q)
+    moving = np.nonzero(dq)[0]  # a flat stretch neither hides nor makes a turn
+    flips = [j for i, j in zip(moving[:-1], moving[1:]) if np.sign(dq[i]) != np.sign(dq[j])]
+    return [int(steps[j]) for j in flips]
 
 
 def q_rise_before(steps: np.ndarray, q: np.ndarray, step: int, window: int) -> float | None:

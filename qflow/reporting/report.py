@@ -151,10 +151,12 @@ def find_runs(paths, metric: str = "success_last3", include_partial: bool = Fals
     for p in map(Path, paths):
         if not p.is_dir():
             raise ReportError(f"{p}: {'not a directory' if p.exists() else 'no such directory'}")
+        hidden = lambda f: any(part.startswith(".") for part in f.relative_to(p).parts)  # noqa: E731 (staging, temp)
         for s in p.rglob("summary.json"):
-            summaries[s.parent.resolve()] = s.parent
+            if not hidden(s):
+                summaries[s.parent.resolve()] = s.parent
         for e in p.rglob("eval.csv"):
-            if not (e.parent / "summary.json").exists():
+            if not hidden(e) and not (e.parent / "summary.json").exists():
                 partial[e.parent.resolve()] = e.parent
     runs = []
     for d in sorted(summaries.values()):

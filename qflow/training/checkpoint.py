@@ -54,12 +54,19 @@ def check_compatible(run_dir: Path, info: dict) -> None:
             diff.append("data")
         if diff:
             flags = " ".join(f"{FLAGS[k]} {old[k]}" for k in diff if k in FLAGS and k in old)
+            if "config" in diff:  # config keys the run was started with, e.g. a key that did not exist then
+                changed = sorted(k for k in old["config"] if old["config"][k] != new["config"].get(k))
+                flags = " ".join([flags, *(f"--set {k}={_flag_value(old['config'][k])}" for k in changed)]).strip()
             how = f"to resume it pass {flags} (the values it was started with), or " if flags else ""
             raise CheckpointError(
                 f"{run_dir} holds a different run (differs in {', '.join(diff)}); {how}pass another --run-dir"
             )
         return
     atomic_write_json(path, info)
+
+
+def _flag_value(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def check_layout(run_dir: Path, seeds) -> None:

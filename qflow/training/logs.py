@@ -112,8 +112,6 @@ def write_summary(run_dir: Path, run_info: dict, eval_rows: list[dict], wall_tim
     """summary.json, the one record `qflow report` reads, from a run's identity and its evaluations:
     ``success`` = the last evaluation, ``success_last3`` = the mean of the last three, ``return`` =
     mean episode return at the last evaluation. Written atomically; returned as written."""
-    import json
-
     from qflow.utils import atomic_write_json
 
     successes = [float(r["success"]) for r in eval_rows]
@@ -126,4 +124,4 @@ def write_summary(run_dir: Path, run_info: dict, eval_rows: list[dict], wall_tim
         "wall_time_s": wall_time_s, "command": command, **extra,
     }
     atomic_write_json(Path(run_dir) / "summary.json", summary)
-    return json.loads(json.dumps(summary, default=str))
+    return summary
