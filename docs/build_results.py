@@ -132,6 +132,15 @@ def bandit_table(path: Path, updates=(500, 1000, 1500, 2000, 3000)) -> str:
     return "\n".join(out)
 
 
+DEMO_V2_READING = """- On puzzle-3x3 task 1 at this budget Q-Flow leads FQL about two to one: 16.5 % [11.0, 21.5] with the
+  corrected features (seeds 8.7, 18.0, 23.3, 16.0 %) against FQL's 8.8 % [7.5, 11.0] (7.3, 12.0, 8.0,
+  8.0 %); flow BC 2.0 %. The intervals do not overlap. This is the direction of section 1's task-1
+  result and of the paper's puzzle numbers.
+- The corrected time features score 16.5 % against the old features' 19.3 % [14.8, 24.2]: the intervals
+  overlap widely, so 4 seeds show no effect of the correction here, in line with the bandit and the
+  2-D A/B (section 8)."""
+
+
 LEARNING_SPEED_INTRO = """## 8. Why does Q-Flow trail FQL on cube-single at small budgets? (issue 13)
 
 Section 1 has Q-Flow at 50.1 % and FQL at 72.0 % on cube-single after 50k steps (old time
@@ -249,6 +258,9 @@ What did not explain it:
 - An undertrained V: its explained variance stays at 0.87-0.998 from 10k steps on.
 - Leaving the data: the policy's distance from the data actions equals FQL's throughout.
 
+- A pessimistic critic (q_agg = min) as a cure: it removes the swings only by stopping the critic's
+  climb and the policy's gain within 53k steps (8.4).
+
 Not measured here, and where it goes next: network size (the paper's 4x512 needs the GPU: plan
 entry a1 uses `cpu`, a later entry can use `paper`); budgets past 36k (do the swings damp out by 1M,
 where the paper has the two level?); the other cube tasks, task 4 included (entry a1); the same
@@ -256,6 +268,26 @@ factors of lambda and alpha for both agents (entry d: if a weaker guidance, lamb
 swings at the same budget, the small-budget gap is the price of lambda = 5 here, not of the method);
 evaluations every 1k steps around a dip (the 5k spacing here cannot tell how fast the swings are).
 Q-Flow loses here, and the evidence says when and how it loses, not yet why."""
+
+
+PROBE_INTRO = """If the swings ride on the critic's optimism, a pessimistic critic should damp them. `AGENTS=qflow
+SETS="qflow.q_agg=min" EXPORT_EVERY=2500 scripts/learning_speed_cpu.sh /work/exp/cube_min 95 2 0,1`:
+Q-Flow as in 8.1 but with the minimum over the critic's (and V's) two heads instead of their mean,
+seeds 0-1, an export every 2,500 steps (50 episodes each), stopped by the deadline at 53,000 steps;
+beside other jobs on this CPU. Files and provenance: `results/runs/qagg_min_probe_cpu_t2/README.md`.
+A probe of one hypothesis, not a tuning of Q-Flow: FQL with the same change is plan entry a0."""
+
+PROBE_READING = """- **The pessimistic critic never turns, and the policy never gains.** Mean Q(s, a_data) falls
+  monotonically in both seeds up to the last logged step (53k; it was still at its lowest there, so the
+  table has no turns and no correlation to give), the policy improvement Qbar(s, pi) - Qbar(s, a_data)
+  stays between -0.23 and +0.45 (the mean-aggregated runs reached 1.6), and success stays at 0-10 % at every one of the 22 evaluations (mean of
+  the two seeds 0-6 %), where the mean-aggregated runs of 8.1 reached 27 % at 20k and 50 % at 30k.
+- So q_agg = min removes the swings by removing the learning at this budget: with the minimum of two
+  heads the critic's values keep sinking past the value of never succeeding (-100 at reward -1 per
+  step and discount 0.99): -93 at 38k, -103 at 53k and still falling, where the mean critic turned at
+  -50 near 16k. The probe cannot separate "optimism drives
+  the swings" from "any critic that learns this fast swings"; a finer comparison (evaluations every
+  2.5k for both aggregations and both agents, 8 seeds) is plan entry a0."""
 
 
 def reevaluation_table() -> str:
@@ -299,7 +331,11 @@ def learning_speed_section() -> str:
                              for f in sorted(info["figures"]) if f.endswith("_curve.png"))
         parts += [f"### 8.3 The 2-D study with ten times the value-guided updates (`{info['command']}`, "
                   f"{info['wall_time_s']:.0f} s)", TOY_INTRO, body(toy / "toy2d.md", ROOT), figures, TOY_READING]
-    parts += ["### 8.4 What explains the cube-single gap, and what did not", CONCLUSIONS]
+    probe = RESULTS / "reports/qagg_min_probe_cpu_t2/diagnostics.md"
+    if probe.exists():
+        parts += ["### 8.4 A probe: does a pessimistic critic (q_agg = min) remove the swings?", PROBE_INTRO,
+                  body(probe, ROOT), PROBE_READING]
+    parts += ["### 8.5 What explains the cube-single gap, and what did not", CONCLUSIONS]
     return "\n\n".join(parts)
 
 
@@ -363,6 +399,19 @@ runs that led to this choice: `results/demo/search/`. Report: `qflow report resu
 results/demo/puzzle_t1_bc results/demo/seeds --out results/reports/demo_4seeds`.
 
 {body(RESULTS / "reports/demo_4seeds/results.md", ROOT)}
+
+### 2.1 The same protocol with FQL, and Q-Flow with the corrected time features (session 7)
+
+`qflow train --agent fql --seeds 0,1,2,3` and `qflow train --seeds 0,1,2,3` (sin/cos(f tau)), same data
+(sha256 65d9cd9c...), settings and scoring as above; commands, commits and wall times in
+`results/demo/README_4seeds_v2.md`. Report: `qflow report results/demo/puzzle_t1_qflow results/demo/puzzle_t1_bc
+results/demo/seeds results/demo/fql_4seeds results/demo/qflow_ftau_4seeds --out results/reports/demo_4seeds_v2`
+(the two Q-Flow rows differ in the time features; `matmul_precision` default and float32 are the same
+arithmetic on a CPU).
+
+{body(RESULTS / "reports/demo_4seeds_v2/results.md", ROOT)}
+
+{DEMO_V2_READING}
 
 ## 3. Offline-to-online on scene-play task 1 (Q-Flow and FQL, issue 5)
 
