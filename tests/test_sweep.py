@@ -186,3 +186,19 @@ def test_killed_worker_is_retried_and_resumes_without_duplicate_steps(data_dir, 
     metrics = (out / "pointmaze-medium-navigate-singletask-task1-v0__qflow" / "seed0" / "metrics.csv").read_text()
     logged = [int(float(line.split(",")[0])) for line in metrics.splitlines()[1:]]
     assert logged == list(range(log_every, steps + 1, log_every))  # no step missing, none twice
+
+
+@pytest.mark.e2e
+def test_stacked_cells_train_every_task_and_seed_in_one_call(data_dir, tmp_path):
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    cmd = _sweep_cmd(data_dir, out, runs, "--tasks", "1-2", "--agents", "flow_bc", "--seeds", "0,1", "--mode", "stacked", "--steps", "200", "--chunk", "100",
+                     "--eval-every", "100", "--log-every", "100", "--set", "flow_bc.lr=[0.0003,0.001]")
+    cmd[cmd.index("--envs") + 1] = "pointmaze-medium-navigate"  # the family, not the single task of _sweep_cmd
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    summaries = sorted(out.rglob("summary.json"))  # 2 settings x 2 tasks x 2 seeds, from 2 stacked cells
+    assert len(summaries) == 8 and {json.loads(s.read_text())["eval_steps"][-1] for s in summaries} == {200}
+    lrs = [json.loads(s.read_text())["config"]["lr"] for s in out.glob("lr=0.001/*/seed*/summary.json")]
+    assert lrs == pytest.approx([1e-3] * 4)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and "2 done already, 0 to run" in again.stdout
