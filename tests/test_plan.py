@@ -80,4 +80,6 @@ def test_bad_plans_are_refused_with_the_reason(tmp_path):
 
 def test_the_repository_plan_loads():
     entries = plan.load_plan(plan.PLAN)
-    assert entries[0].id.startswith("a1") and all(e.minutes <= 15 for e in entries)
+    # the first entry asks the question the plan exists for: Q-Flow against FQL on cube-single
+    assert entries[0].family == "cube-single-play" and {"qflow", "fql"} <= set(entries[0].agents)
+    assert all(e.minutes <= 15 for e in entries)
