@@ -398,8 +398,10 @@ def _run_locked(spec: Spec, address, progress, log) -> dict:
         _save(out, record)
         return record
 
-    import ray
-
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("qflow sweep runs on Ray, which is not installed: pip install 'qflow[sweep]'") from None
     if address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=address or os.environ["RAY_ADDRESS"], log_to_driver=False, logging_level="WARNING")
     else:  # a private local instance sized to this machine
