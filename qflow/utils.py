@@ -104,6 +104,20 @@ def file_lock(path: Path, what: str, wait: bool, on_wait=None):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def read_toml(path: Path, what: str, hint: str = "") -> dict:
+    """A TOML file as a dict; a missing or malformed file is a one-line QFlowError naming ``what`` it is."""
+    import tomllib
+
+    from qflow.errors import QFlowError
+
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise QFlowError(f"no {what} at {path}{hint}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise QFlowError(f"{path} is not valid TOML ({err})") from None
+
+
 def atomic_write_json(path: Path, obj) -> None:
     with atomic_writer(path, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True, default=str)

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from qflow.errors import QFlowError
-from qflow.utils import atomic_write_json, parse_int_list
+from qflow.utils import atomic_write_json, parse_int_list, read_toml
 
 PLAN = Path("plans/evidence.toml")
 RESULTS = Path("results/evidence")
@@ -60,14 +60,7 @@ class Entry:
 
 
 def load_plan(path: Path = PLAN) -> list[Entry]:
-    import tomllib
-
-    try:
-        raw = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise QFlowError(f"no plan at {path}; pass --plan") from None
-    except tomllib.TOMLDecodeError as err:
-        raise QFlowError(f"{path} is not valid TOML ({err})") from None
+    raw = read_toml(path, "plan", "; pass --plan")
     fields = {f.name for f in dataclasses.fields(Entry)}
     entries = []
     for i, item in enumerate(raw.get("entry", [])):

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import io
 import itertools
 import json
 import os
@@ -39,7 +38,7 @@ import time
 from pathlib import Path
 
 from qflow.errors import QFlowError
-from qflow.utils import LockHeld, atomic_write_json, file_lock, package_versions, parse_int_list
+from qflow.utils import LockHeld, atomic_write_json, file_lock, package_versions, parse_int_list, read_toml
 
 SMALL_FILES = ("run.json", "metrics.csv", "eval.csv", "summary.json")  # summary.json last: it marks a cell done
 STAGING = ".sweep-staging"  # OUT/.sweep-staging: result folders are written here, then renamed into place
@@ -248,27 +247,15 @@ def run_cell(spec: Spec, cell: Cell) -> dict:
     work = work_dir(spec, cell)
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    log = io.StringIO()
+    log = work / "cell.log"
     try:
-        with open(work / "cell.log", "a") as f, contextlib.redirect_stdout(_Tee(f, log)), \
-                contextlib.redirect_stderr(_Tee(f, log)):
-            print(f"[sweep] {cell.name} on pid {os.getpid()} at {time.ctime()}", flush=True)
+        with open(log, "a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+            print(f"[sweep] {cell.name} on pid {os.getpid()} at {time.ctime()}")
             files = _train_stacked(spec, cell, work) if spec.mode == "stacked" else _train_run(spec, cell, work)
     except (QFlowError, ValueError, OSError) as err:
         return {"status": "failed", "error": f"{type(err).__name__}: {err}".splitlines()[0],
-                "seconds": round(time.time() - started, 1), "log_tail": log.getvalue()[-2000:]}
+                "seconds": round(time.time() - started, 1), "log_tail": log.read_text()[-2000:]}
     return {"status": "done", "files": files, "seconds": round(time.time() - started, 1)}
-
-
-class _Tee(io.TextIOBase):
-    def __init__(self, *streams):
-        self.streams = streams
-
-    def write(self, text):
-        for stream in self.streams:
-            stream.write(text)
-            stream.flush()
-        return len(text)
 
 
 def _small_files(src: Path, rel: Path) -> dict[str, bytes]:
@@ -417,7 +404,7 @@ def _run_locked(spec: Spec, address, progress, log) -> dict:
     from tqdm import tqdm
 
     bar = tqdm(total=len(todo), unit="cell", disable=not progress, dynamic_ncols=True, desc="sweep")
-    failed = 0
+    failed, slots = 0, _slots(spec)
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=5.0)
@@ -438,8 +425,7 @@ def _run_locked(spec: Spec, address, progress, log) -> dict:
                 record["cells"][cell.name] = result
                 _save(out, record)
                 bar.update(1)
-            bar.set_postfix(running=min(len(pending), _slots(spec)), queued=max(0, len(pending) - _slots(spec)),
-                            failed=failed)
+            bar.set_postfix(running=min(len(pending), slots), queued=max(0, len(pending) - slots), failed=failed)
     except KeyboardInterrupt:
         for ref, cell in pending.items():
             ray.cancel(ref, force=True)
@@ -488,16 +474,7 @@ def _save(out: Path, record: dict) -> None:
 def load_spec(path: Path | None, flags: dict) -> Spec:
     """A TOML spec (optional) with flags on top. Grid values: TOML lists (``[grid]`` table) or
     ``--set agent.key=[a,b,c]`` on the command line; a plain ``--set k=v`` is a fixed override."""
-    import tomllib
-
-    raw = {}
-    if path is not None:
-        try:
-            raw = tomllib.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise SweepError(f"no sweep spec at {path}") from None
-        except tomllib.TOMLDecodeError as err:
-            raise SweepError(f"{path} is not valid TOML ({err})") from None
+    raw = read_toml(path, "sweep spec") if path is not None else {}
     flags = {k: v for k, v in flags.items() if v not in (None, (), [])}
     file_sets = list(raw.get("sets", []))
     raw.update(flags)
