@@ -5,6 +5,10 @@ Pointmaze is in neither paper: its values are ours (navigation-like, so the antm
 
 from __future__ import annotations
 
+import typing
+
+from qflow.agents import get_agent
+from qflow.agents.base import AgentConfig, build_config
 from qflow.data.registry import env_family
 
 # FBRAC alphas: the FQL paper's per-env FBRAC table was not found in the stored sources. We use the
@@ -116,3 +120,10 @@ def env_defaults(env_id: str, agent: str) -> dict:
     if not matches:
         return {}
     return dict(ENV_TABLE[max(matches, key=len)].get(agent, {}))
+
+
+def agent_config(agent: str, env_id: str | None, preset: str, overrides: typing.Sequence[str] = ()) -> AgentConfig:
+    """The config a run of ``agent`` on ``env_id`` gets: the agent's defaults <- the preset's network sizes <-
+    this table's row for the environment (none when ``env_id`` is None) <- ``overrides`` (``key=value``,
+    already the agent's own: see ``agents.base.overrides_for``). Every entry point composes configs here."""
+    return build_config(get_agent(agent)[1], preset, env_defaults(env_id, agent) if env_id else None, overrides)

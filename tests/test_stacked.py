@@ -157,3 +157,17 @@ def test_improvement_onset_is_the_start_of_the_last_positive_stretch():
     assert improvement_onset(steps, np.array([-1.0, 1.0, -0.5, 2.0])) == 4000
     assert improvement_onset(steps, np.array([0.1, 1.0, 0.5, 2.0])) == 1000
     assert improvement_onset(steps, np.array([0.1, 1.0, 0.5, 0.0])) is None
+
+
+def test_return_ratio_is_two_for_steady_motion_and_small_for_a_swing_back():
+    from qflow.reporting.diagnostics import return_ratios
+
+    line = {(s, u): (u - s) / 1000 for s in (0, 1000, 2000) for u in (1000, 2000, 3000) if s < u}
+    assert return_ratios(line, 1000) == {1000: 2.0, 2000: 2.0}
+    # A -> B -> A -> B: the policy at 0 and 2000 is the same, at 1000 and 3000 the same
+    swing = {(s, u): 0.0 if (u - s) % 2000 == 0 else 1.0 for s in (0, 1000, 2000) for u in (1000, 2000, 3000) if s < u}
+    assert return_ratios(swing, 1000) == {1000: 0.0, 2000: 0.0}
+    # a gap in the exports leaves that step out; a spacing with no neighbours gives nothing
+    del line[(1000, 2000)]
+    assert return_ratios(line, 1000) == {}
+    assert return_ratios(line, 5000) == {}

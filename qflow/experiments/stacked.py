@@ -37,10 +37,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from qflow.agents import get_agent
-from qflow.agents.base import acting_state, build_config, config_from_record, overrides_for, with_acting_state
+from qflow.agents.base import acting_state, config_from_record, overrides_for, with_acting_state
 from qflow.data.loading import data_record, load_single_task
 from qflow.data.registry import env_id_for_task
-from qflow.envs import env_defaults
+from qflow.envs import agent_config
 from qflow.errors import QFlowError
 from qflow.training.logs import CSVLog, read_rows, write_rows, write_summary
 from qflow.training.schedule import Schedule
@@ -105,13 +105,11 @@ def train(args) -> None:
                          f"must be positive multiples of --chunk ({args.chunk})")
     configs = {}
     for name in agent_names:
-        config_cls = get_agent(name)[1]
-        rows = {json.dumps(env_defaults(env_id_for_task(f"{args.family}-singletask-v0", t), name), sort_keys=True)
-                for t in tasks}
-        if len(rows) != 1:
+        per_task = [agent_config(name, env_id_for_task(f"{args.family}-singletask-v0", t), args.preset,
+                                 overrides_for(name, args.set, agent_names)) for t in tasks]
+        if any(c != per_task[0] for c in per_task):
             raise ValueError(f"{name}: tasks of {args.family} have different per-env settings; stack one task")
-        configs[name] = build_config(config_cls, args.preset, json.loads(rows.pop()),
-                                     overrides_for(name, args.set, agent_names))
+        configs[name] = per_task[0]
     extra = tuple(sorted({k for c in configs.values() for k in c.extra_data()}))
     started = time.time()
     data, files = load_family(args.family, tasks, members, args.dataset_episodes, args.data_dir, extra)

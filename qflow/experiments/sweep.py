@@ -116,10 +116,9 @@ class Spec:
 
 
 def _agent_config(agent: str, preset: str, overrides):
-    from qflow.agents import get_agent
-    from qflow.agents.base import build_config
+    from qflow.envs import agent_config
 
-    return build_config(get_agent(agent)[1], preset, None, overrides)
+    return agent_config(agent, None, preset, overrides)
 
 
 def settings_of(spec: Spec, agent: str) -> list[tuple[str, ...]]:
@@ -180,12 +179,9 @@ def result_dirs(spec: Spec, cell: Cell) -> list[Path]:
 
 def expected_identity(spec: Spec, cell: Cell, env_id: str) -> dict:
     """What a summary of this cell must say: budget, preset, scoring and the full agent config."""
-    from qflow.agents import get_agent
-    from qflow.agents.base import build_config
-    from qflow.envs import env_defaults
+    from qflow.envs import agent_config
 
-    config = build_config(get_agent(cell.agent)[1], spec.preset, env_defaults(env_id, cell.agent),
-                          _own(spec, cell.agent, (*spec.sets, *cell.setting)))
+    config = agent_config(cell.agent, env_id, spec.preset, _own(spec, cell.agent, (*spec.sets, *cell.setting)))
     ident = {"steps": spec.steps, "preset": spec.preset, "eval_episodes": spec.eval_episodes,
              "config": json.loads(json.dumps(config.as_dict()))}
     if spec.mode == "runs":

@@ -76,6 +76,20 @@ def q_rise_before(steps: np.ndarray, q: np.ndarray, step: int, window: int) -> f
     return at[step] - at[step - window] if step in at and step - window in at else None
 
 
+def return_ratios(distance: dict[tuple[int, int], float], spacing: int) -> dict[int, float]:
+    """Does a policy come back? For each export step t with exports at t - spacing and t + spacing:
+    d(t - spacing, t + spacing) / mean(d(t - spacing, t), d(t, t + spacing)), from the distances between
+    exports' actions (keys (s, u) with s < u). Steady motion in one direction gives 2, a random walk
+    about 1.4 (sqrt 2), a policy that swings back to where it was near 0."""
+    ratios = {}
+    for s, u in distance:
+        if u - s == 2 * spacing and (s, s + spacing) in distance and (s + spacing, u) in distance:
+            around = (distance[(s, s + spacing)] + distance[(s + spacing, u)]) / 2
+            if around > 0:
+                ratios[s + spacing] = distance[(s, u)] / around
+    return dict(sorted(ratios.items()))
+
+
 def critic_swings(runs, window: int) -> tuple[list[dict], list[dict]]:
     """Per run: Q's turns after its minimum; per agent: corr(success, Q rise over the window before)."""
     per_run, pairs = [], defaultdict(list)

@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from qflow.agents import get_agent
-from qflow.agents.base import build_config, overrides_for
+from qflow.agents.base import overrides_for
 from qflow.data.loading import data_record, load_single_task
-from qflow.envs import env_defaults
+from qflow.envs import agent_config
 from qflow.evaluation.evaluate import evaluate_policy
 from qflow.errors import TrainingDiverged
 from qflow.training import checkpoint
@@ -167,9 +167,8 @@ def train(args: TrainArgs) -> list[dict]:
 
 
 def _train(args: TrainArgs, run_dir: Path) -> list[dict]:
-    agent_cls, config_cls = get_agent(args.agent)
-    config = build_config(config_cls, args.preset, env_defaults(args.env, args.agent),
-                          overrides_for(args.agent, args.overrides, [args.agent]))
+    agent_cls = get_agent(args.agent)[0]
+    config = agent_config(args.agent, args.env, args.preset, overrides_for(args.agent, args.overrides, [args.agent]))
     dirs = seed_dirs(run_dir, args.seeds)
 
     if args.online_steps and config.extra_data():
