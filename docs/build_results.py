@@ -317,6 +317,31 @@ def reevaluation_table() -> str:
             + "\n".join(out))
 
 
+def drift_table(path: Path, spacing: int = 5000) -> str:
+    """Return ratios of each agent's policy, seeds side by side (scripts/policy_drift.py's distances.csv)."""
+    import csv
+
+    from qflow.reporting.diagnostics import return_ratios
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    runs = sorted({(r["agent"], int(r["seed"])) for r in rows})
+    ratios = {}
+    for agent, seed in runs:
+        dist = {(int(r["step_a"]), int(r["step_b"])): float(r["distance"]) for r in rows
+                if (r["agent"], int(r["seed"])) == (agent, seed)}
+        ratios[(agent, seed)] = return_ratios(dist, spacing)
+    agents = sorted({a for a, _ in runs}, key=lambda a: (a != "qflow", a))
+    steps = sorted({t for r in ratios.values() for t in r})
+    head = "| step | " + " | ".join(f"{a}, seeds {', '.join(str(s) for b, s in runs if b == a)}" for a in agents) + " |"
+    out = [head, "|---|" + "---|" * len(agents)]
+    for t in steps:
+        cells = [", ".join(f"{ratios[(a, s)][t]:.2f}" if t in ratios[(a, s)] else "-" for b, s in runs if b == a)
+                 for a in agents]
+        out.append(f"| {t:,} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def learning_speed_section() -> str:
     """Section 8 (issue 13): the cube-single learning-speed study, the bandit and the longer 2-D study."""
     speed = RESULTS / "reports/learning_speed_cpu_t2/diagnostics.md"

@@ -11,7 +11,8 @@ Euclidean distance between the two actions, per dimension the mean absolute diff
 policy's mean distance from the dataset's action at those states (DIR/distances.csv). DIR/policy_drift.md
 tabulates, per run and export step t, the drift d(t - spacing, t) and the return ratio
 d(t - spacing, t + spacing) / mean(d(t - spacing, t), d(t, t + spacing)) (``return_ratios``: 2 for
-steady motion, about 1.4 for a random walk, near 0 for a policy that swings back). Deterministic
+steady motion, about 1.4 for a random walk, 1 for jitter around a fixed policy, below 1 for a policy
+that swings back). Deterministic
 given --seed.
 """
 
@@ -105,7 +106,8 @@ def summary(rows: list[dict], a, argv) -> str:
              f"{a.states} dataset states, one noise draw per state shared by every export (seed {a.seed}); "
              f"distance = mean Euclidean distance between two exports' actions. Return ratio at t = "
              f"d(t-{a.spacing}, t+{a.spacing}) / mean(d(t-{a.spacing}, t), d(t, t+{a.spacing})): 2 for steady "
-             "motion, about 1.4 for a random walk, near 0 when the policy swings back.", "",
+             "motion, about 1.4 for a random walk, 1 for jitter around a fixed policy, below 1 when the policy "
+             "swings back.", "",
              "| agent | task | seed | step | drift since the previous export | return ratio |", "|---|---|---|---|---|---|"]
     for agent, task, seed in runs:
         dist = {(r["step_a"], r["step_b"]): r["distance"] for r in rows

@@ -167,6 +167,9 @@ def test_return_ratio_is_two_for_steady_motion_and_small_for_a_swing_back():
     # A -> B -> A -> B: the policy at 0 and 2000 is the same, at 1000 and 3000 the same
     swing = {(s, u): 0.0 if (u - s) % 2000 == 0 else 1.0 for s in (0, 1000, 2000) for u in (1000, 2000, 3000) if s < u}
     assert return_ratios(swing, 1000) == {1000: 0.0, 2000: 0.0}
+    # independent jitter around one policy: every pair equally far apart
+    jitter = {(s, u): 0.3 for s in (0, 1000, 2000) for u in (1000, 2000, 3000) if s < u}
+    assert return_ratios(jitter, 1000) == {1000: 1.0, 2000: 1.0}
     # a gap in the exports leaves that step out; a spacing with no neighbours gives nothing
     del line[(1000, 2000)]
     assert return_ratios(line, 1000) == {}

@@ -80,7 +80,8 @@ def return_ratios(distance: dict[tuple[int, int], float], spacing: int) -> dict[
     """Does a policy come back? For each export step t with exports at t - spacing and t + spacing:
     d(t - spacing, t + spacing) / mean(d(t - spacing, t), d(t, t + spacing)), from the distances between
     exports' actions (keys (s, u) with s < u). Steady motion in one direction gives 2, a random walk
-    about 1.4 (sqrt 2), a policy that swings back to where it was near 0."""
+    about 1.4 (sqrt 2), independent jitter around a fixed policy 1, and below 1 the policy comes back:
+    t's neighbours are nearer each other than t is to either (0 when it returns exactly)."""
     ratios = {}
     for s, u in distance:
         if u - s == 2 * spacing and (s, s + spacing) in distance and (s + spacing, u) in distance:
