@@ -342,6 +342,29 @@ def drift_table(path: Path, spacing: int = 5000) -> str:
     return "\n".join(out)
 
 
+CUBE_ACTION_DIMS = ("x", "y", "z", "yaw", "gripper")  # OGBench manipulation: relative end-effector motion
+
+
+def drift_dims_table(path: Path, pairs) -> str:
+    """Per action dimension, the mean |difference| between two exports' actions (mean over seeds)."""
+    import csv
+
+    import numpy as np
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    agents = sorted({r["agent"] for r in rows}, key=lambda a: (a != "qflow", a))
+    out = ["| agent | exports | distance | " + " | ".join(f"|d {d}|" for d in CUBE_ACTION_DIMS) + " |",
+           "|---|---|---|" + "---|" * len(CUBE_ACTION_DIMS)]
+    for agent in agents:
+        for s, u in pairs:
+            sel = [r for r in rows if r["agent"] == agent and (int(r["step_a"]), int(r["step_b"])) == (s, u)]
+            cells = [np.mean([float(r["distance"]) for r in sel])]
+            cells += [np.mean([float(r[f"abs_diff_dim{d}"]) for r in sel]) for d in range(len(CUBE_ACTION_DIMS))]
+            out.append(f"| {agent} | {s // 1000}k - {u // 1000}k | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+    return "\n".join(out)
+
+
 def learning_speed_section() -> str:
     """Section 8 (issue 13): the cube-single learning-speed study, the bandit and the longer 2-D study."""
     speed = RESULTS / "reports/learning_speed_cpu_t2/diagnostics.md"

@@ -5,19 +5,15 @@ a_x (data modes at -0.6 and +0.6, best at +0.6), and the target critic's own Q(p
 results/bandit/where_actions_go.txt.    PYTHONPATH=. python scripts/bandit_where_actions_go.py
 """
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qflow.agents.base import build_config
-from qflow.agents.qflow import QFlowAgent, QFlowConfig
-from qflow.experiments.bandit import bandit_data, reward
+from qflow.agents.qflow import QFlowAgent
+from qflow.experiments.bandit import bandit_config, bandit_data, reward
 from qflow.training.trainer import make_train_chunk, stack
 
-cfg = dataclasses.replace(build_config(QFlowConfig, "paper"), actor_dims=(64, 64), critic_dims=(64, 64),
-                          batch_size=128, guidance_lambda=0.3)
+cfg = bandit_config("qflow", {"guidance_lambda": 0.3})
 agents = stack([QFlowAgent.create(s, 1, 2, cfg) for s in (0, 1)])
 data, chunk = bandit_data(), make_train_chunk(1000)
 print(f"jax {jax.__version__}; time features {cfg.time_features}; lambda {cfg.guidance_lambda}")

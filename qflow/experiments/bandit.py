@@ -50,19 +50,27 @@ def policy_reward(agents, count: int, samples: int = 2000) -> np.ndarray:
     return np.array(scores)
 
 
+def bandit_config(agent: str, overrides: dict, hidden=(64, 64), batch_size: int = 128):
+    """The bandit's config of ``agent``: small networks and batch, then ``overrides`` (e.g. guidance_lambda)."""
+    from qflow.agents import get_agent
+    from qflow.agents.base import build_config
+
+    config_cls = get_agent(agent)[1]
+    config = dataclasses.replace(build_config(config_cls, "paper"), actor_dims=tuple(hidden),
+                                 critic_dims=tuple(hidden), batch_size=batch_size, **overrides)
+    config.validate()
+    return config
+
+
 def run(agent: str, overrides: dict, seeds, updates: int, every: int, hidden=(64, 64), batch_size: int = 128):
     """Rows {update, seed, reward, diag_*...} every ``every`` updates."""
     import jax
 
     from qflow.agents import get_agent
-    from qflow.agents.base import build_config
     from qflow.training.trainer import make_train_chunk, stack
 
-    agent_cls, config_cls = get_agent(agent)
-    config = dataclasses.replace(build_config(config_cls, "paper"), actor_dims=tuple(hidden),
-                                 critic_dims=tuple(hidden), batch_size=batch_size, **overrides)
-    config.validate()
-    agents = stack([agent_cls.create(s, 1, 2, config) for s in seeds])
+    config = bandit_config(agent, overrides, hidden, batch_size)
+    agents = stack([get_agent(agent)[0].create(s, 1, 2, config) for s in seeds])
     data, chunk, rows = bandit_data(), make_train_chunk(every), []
     for done in range(every, updates + 1, every):
         agents, info = chunk(agents, data)

@@ -276,11 +276,16 @@ def make_evaluator(args: TrainArgs):
     return Evaluator(args.env, min(args.eval_envs, args.eval_episodes))
 
 
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    """One device reduction (and one host sync) over every leaf, not one per leaf."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
 def check_finite(info, step, dirs, agents=None) -> None:
     """Stop on a non-finite loss or (given ``agents``) parameter, before anything is saved from them."""
     bad = [k for k, v in sorted(info.items()) if k.startswith("loss") and not np.all(np.isfinite(v))]
-    if not bad and agents is not None and not all(bool(jnp.all(jnp.isfinite(x))) for x in
-                                                  jax.tree.leaves(agents.params)):
+    if not bad and agents is not None and not bool(_all_finite(agents.params)):
         bad = ["parameters"]
     if bad:
         kept = [d for d in dirs if (d / checkpoint.CHECKPOINT).exists()]
