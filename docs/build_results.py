@@ -219,6 +219,28 @@ LEARNING_SPEED_READING = """What the curves show (3 seeds and 36k steps, so the 
   20k-60k): the corrected features do not remove the swings."""
 
 
+DRIFT_INTRO = """**Does the policy itself swing back?** (Session 8, on the kept exports: `python scripts/policy_drift.py
+GROUP_QFLOW GROUP_FQL --out results/runs/learning_speed_cpu_t2/policy_drift`.) Every export acts on the
+same 4,096 dataset states with the same noise draw per state; the distance between two exports is the mean
+Euclidean distance between their actions. The return ratio at step t is d(t-5k, t+5k) / mean(d(t-5k, t),
+d(t, t+5k)): 2 for a policy that moves steadily one way, about 1.4 for a random walk, 1 for jitter around
+a fixed policy, and below 1 when the policy comes back to where it was:"""
+
+DRIFT_READING = """- **Yes: Q-Flow's policy alternates between two policies, FQL's does not.** Up to 20k both agents'
+  ratios are 1.05-1.49. At 25k and 30k Q-Flow's are 0.66-0.85 in all three seeds, FQL's 1.03-1.28:
+  Q-Flow's 25k policy (a dip) is nearer its 35k policy (the next dip) than its 30k policy (the peak
+  between them), and its 20k policy nearer its 30k policy than its 25k one. The swings of section 8.1
+  are in the actions, not only in the critic's level or in the episodes scored.
+- **The switch is largest in the gripper and the vertical motion** (table below, mean over seeds;
+  OGBench's cube action is the relative end-effector x, y, z, yaw and gripper opening): between a
+  peak and a dip Q-Flow's gripper command moves by 0.048-0.064 on average, between two dips or two
+  peaks by 0.036, and FQL's between any two of these exports by 0.023-0.030. On a pick-and-place
+  task that is the grasp itself.
+- The pessimistic probe of 8.4 (`results/runs/qagg_min_probe_cpu_t2/policy_drift`, exports every 2.5k)
+  has no such return: its ratios stay at 0.93-1.34 up to 47.5k, drifting less and less, as a
+  policy that has stopped learning would."""
+
+
 TOY_INTRO = """Section 4's setting with the RL phase ten times longer (100 epochs = 4,000 value-guided updates
 instead of 400; the paper's 100 epochs at batch 4,096 are 300 updates on 12x the samples), two
 datasets and two strengths, corrected time features, reward and in-support share measured ten
@@ -354,7 +376,7 @@ def drift_dims_table(path: Path, pairs) -> str:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     agents = sorted({r["agent"] for r in rows}, key=lambda a: (a != "qflow", a))
-    out = ["| agent | exports | distance | " + " | ".join(f"|d {d}|" for d in CUBE_ACTION_DIMS) + " |",
+    out = ["| agent | exports | distance | " + " | ".join(f"mean abs. diff., {d}" for d in CUBE_ACTION_DIMS) + " |",
            "|---|---|---|" + "---|" * len(CUBE_ACTION_DIMS)]
     for agent in agents:
         for s, u in pairs:
@@ -369,10 +391,15 @@ def learning_speed_section() -> str:
     """Section 8 (issue 13): the cube-single learning-speed study, the bandit and the longer 2-D study."""
     speed = RESULTS / "reports/learning_speed_cpu_t2/diagnostics.md"
     toy = RESULTS / "toy2d_rl100"
+    drift = RESULTS / "runs/learning_speed_cpu_t2/policy_drift/distances.csv"
     parts = [LEARNING_SPEED_INTRO, body(speed, ROOT) if speed.exists() else "(not run yet)", LEARNING_SPEED_READING,
-             reevaluation_table(),
-             "### 8.2 The one-step bandit: what strong guidance does with more updates", BANDIT_INTRO,
-             bandit_table(RESULTS / "bandit/bandit.csv"), BANDIT_READING]
+             reevaluation_table()]
+    if drift.exists():
+        parts += [DRIFT_INTRO, drift_table(drift), DRIFT_READING,
+                  drift_dims_table(drift, [(20000, 25000), (25000, 30000), (30000, 35000), (20000, 30000),
+                                           (25000, 35000)])]
+    parts += ["### 8.2 The one-step bandit: what strong guidance does with more updates", BANDIT_INTRO,
+              bandit_table(RESULTS / "bandit/bandit.csv"), BANDIT_READING]
     if (toy / "toy2d.json").exists():
         info = json.loads((toy / "toy2d.json").read_text())
         figures = "\n".join(f"![{Path(f).stem}](../results/toy2d_rl100/{Path(f).name})"
