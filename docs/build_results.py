@@ -198,12 +198,17 @@ LEARNING_SPEED_READING = """What the curves show (3 seeds and 36k steps, so the 
   from 20k to 36k: Q-Flow 18.8 %, FQL 37.7 %. Re-evaluating the 25k, 30k and 35k exports with 100
   other episodes (table below) gives the same picture: the dips are the policies, not the episodes
   they were scored on.
-- **The diagnostics do not announce the dips.** At them V still fits its target (explained variance
-  0.98-0.997), the critic still rates the policy above the data (+0.4 to +0.9), the policy is as far
-  from the data actions as FQL's (0.31-0.36), and the value term is 7-13 % of the velocity target at
-  the peaks and in the dips alike. The bandit below shows the same signature (the critic's estimate
-  of the gain high while the true return falls) together with its cause there: the policy moves to
-  where the critic extrapolates.
+- **The critic's verdict and the guidance are largest when success is lowest.** At the dips V still
+  fits its target (explained variance 0.98-0.997) and the policy is as far from the data actions as
+  FQL's (0.31-0.36), but the critic rates the policy above the data (+0.4 to +0.9) and the guidance is
+  strong: at the 25k and 35k dips its size (norm of grad V / lambda) was 0.24-0.29 in every seed
+  (9.9-12.6 % of the BC velocity), at the 30k peak 0.15-0.20 (6.8-8.9 %). Over the 15 evaluations
+  after Q's lowest point, r(success, the critic's improvement Qbar(s, pi) - Qbar(s, a_data) over the 3k
+  steps before) = -0.62 for Q-Flow and -0.06 for FQL, r(success, guidance size) = -0.56 (table above,
+  added in session 8; session 7's reading, "the value term is 7-13 % at the peaks and in the dips
+  alike", compared the ranges, not the pairs, and is withdrawn). The bandit below shows the same
+  signature (the critic's estimate of the gain high while the true return falls) together with its
+  cause there: the policy moves to where the critic extrapolates.
 - **The critic swings with them, in step across seeds.** (Table "Does the critic swing" above,
   found in this round's re-reading of the same files.) After its lowest point (16k-17k) Q-Flow's
   mean Q(s, a_data) turns at 26k and again at 30k-31k in every seed (seed 1 also at 35k), a period

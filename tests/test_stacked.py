@@ -174,3 +174,34 @@ def test_return_ratio_is_two_for_steady_motion_and_small_for_a_swing_back():
     del line[(1000, 2000)]
     assert return_ratios(line, 1000) == {}
     assert return_ratios(line, 5000) == {}
+
+
+def test_success_correlations_use_the_evaluations_after_q_lowest(tmp_path):
+    from types import SimpleNamespace
+
+    from qflow.reporting.diagnostics import critic_swings, mean_before
+
+    steps, values = np.array([1000, 2000, 3000, 4000]), np.array([1.0, 2.0, 4.0, 8.0])
+    assert mean_before(steps, values, 3000, 2000) == 3.0  # rows 2000 and 3000: (1000, 3000]
+    assert mean_before(steps, values, 4000, 1000) == 8.0 and mean_before(steps, values, 500, 1000) is None
+
+    # Q falls to its lowest at 2k, then rises; the policy's improvement by its critic is logged with it
+    q = [-1, -5, -4, -2, -3, 0, -1]
+    improvement = [0, 0, 3, 1, 4, 2, 5]
+    run = tmp_path / "env__qflow" / "seed0"
+    run.mkdir(parents=True)
+    lines = ["step,q_mean,diag_policy_improvement"]
+    lines += [f"{1000 * (i + 1)},{qv},{iv}" for i, (qv, iv) in enumerate(zip(q, improvement))]
+    (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+    evals = np.array([1000, 3000, 4000, 5000, 6000, 7000])
+    success = np.array([0.9, 0.1, 0.5, 0.0, 0.4, 0.0])
+    fake = SimpleNamespace(env="env", agent="qflow", seed=0, path=run / "summary.json", curve=(evals, success))
+    per_run, per_agent = critic_swings([fake], window=1000)
+    assert per_run[0]["q_lowest_step"] == 2000
+    (row,) = per_agent
+    # evaluations after 2k: 3k..7k; Q's rise over the 1k before them: 1, 2, -1, 3, -1
+    assert row["evaluations"] == 5
+    assert row["correlation"] == pytest.approx(np.corrcoef([1, 2, -1, 3, -1], success[1:])[0, 1])
+    # the improvement's mean over (step - 1000, step] is the row at the step itself: 3, 1, 4, 2, 5
+    assert row["r_diag_policy_improvement"] == pytest.approx(np.corrcoef([3, 1, 4, 2, 5], success[1:])[0, 1])
+    assert "r_diag_guidance_norm" not in row  # not logged by this run

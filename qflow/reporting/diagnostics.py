@@ -13,6 +13,9 @@ Reads finished or unfinished runs (summary.json or run.json, eval.csv, metrics.c
 - ``critic_swings.csv``: per run, where its mean Q(s, a_data) turns after its lowest point (a critic
   that climbs steadily has none), and per agent the correlation between the success at each
   evaluation after that point and how much Q rose over the ``--window`` steps before it;
+- ``success_correlations.csv``: per agent, that correlation and, over the same evaluations, the
+  correlation between success and each diagnostic's mean over the window before (does the critic's
+  own verdict on the policy, or the guidance's size, rise when success falls?);
 - ``diagnostics.md`` with the tables and a caption built from the runs.
 """
 
@@ -36,6 +39,11 @@ PANELS = [  # (column in metrics.csv, y label); success comes from eval.csv
     ("diag_v_explained_var", "Q-Flow: V explained var."),
     ("q_mean", "mean Q(s, a_data)"),
 ]
+
+
+# Diagnostics whose level before an evaluation is correlated with its success (critic_swings).
+CORRELATED = ("diag_policy_improvement", "diag_guidance_norm", "diag_guidance_ratio", "diag_action_distance",
+              "diag_v_explained_var")
 
 
 def metric_series(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -91,8 +99,20 @@ def return_ratios(distance: dict[tuple[int, int], float], spacing: int) -> dict[
     return dict(sorted(ratios.items()))
 
 
+def mean_before(steps: np.ndarray, values: np.ndarray, step: int, window: int) -> float | None:
+    """Mean of the logged values at steps in (step - window, step] (None when no row falls there)."""
+    inside = (steps > step - window) & (steps <= step)
+    return float(values[inside].mean()) if inside.any() else None
+
+
+def _pearson(xy) -> float | None:
+    x, y = np.array(xy, dtype=float).T
+    return float(np.corrcoef(x, y)[0, 1]) if len(xy) > 2 and x.std() > 0 and y.std() > 0 else None
+
+
 def critic_swings(runs, window: int) -> tuple[list[dict], list[dict]]:
-    """Per run: Q's turns after its minimum; per agent: corr(success, Q rise over the window before)."""
+    """Per run: Q's turns after its minimum. Per agent, over the evaluations after Q's lowest point:
+    corr(success, Q's rise over the window before) and corr(success, each diagnostic's mean over it)."""
     per_run, pairs = [], defaultdict(list)
     for r in sorted(runs, key=lambda r: (r.env, r.agent, r.seed)):
         series = metric_series(r.path.parent)
@@ -106,13 +126,20 @@ def critic_swings(runs, window: int) -> tuple[list[dict], list[dict]]:
         for step, success in zip(r.curve[0].tolist(), r.curve[1]):
             rise = q_rise_before(steps, q, int(step), window)
             if step > lowest and rise is not None:
-                pairs[(r.env, r.agent)].append((rise, float(success)))
-    per_agent = []
-    for (env, agent), xy in sorted(pairs.items()):
-        x, y = np.array(xy).T
-        r = float(np.corrcoef(x, y)[0, 1]) if len(xy) > 2 and x.std() > 0 and y.std() > 0 else None
-        per_agent.append(dict(env=env, agent=agent, window=window, evaluations=len(xy), correlation=r))
-    return per_run, per_agent
+                pairs[(r.env, r.agent, "q_rise")].append((rise, float(success)))
+                for column in CORRELATED:
+                    if column in series:
+                        level = mean_before(*series[column], int(step), window)
+                        if level is not None:
+                            pairs[(r.env, r.agent, column)].append((level, float(success)))
+    per_agent = {}
+    for (env, agent, column), xy in sorted(pairs.items()):
+        row = per_agent.setdefault((env, agent), dict(env=env, agent=agent, window=window))
+        if column == "q_rise":
+            row.update(evaluations=len(xy), correlation=_pearson(xy))
+        else:
+            row[f"r_{column}"] = _pearson(xy)
+    return per_run, list(per_agent.values())
 
 
 def make_diagnostics_report(paths, out, reps: int = 2000, window: int = 3000) -> dict:
@@ -144,6 +171,7 @@ def make_diagnostics_report(paths, out, reps: int = 2000, window: int = 3000) ->
     write_rows(out / "improvement_onset.csv", onset_rows)
     swing_rows, swing_corr = critic_swings(runs, window)
     write_rows(out / "critic_swings.csv", swing_rows)
+    write_rows(out / "success_correlations.csv", swing_corr)
     figure = _plot(runs, out / "diagnostics.png")
 
     lines = caption_lines(runs, "success", reps)
@@ -169,9 +197,13 @@ def make_diagnostics_report(paths, out, reps: int = 2000, window: int = 3000) ->
            "| task | agent | seed | lowest Q at step | turns after it | at steps |", "|---|---|---|---|---|---|"]
     md += [f"| {r['env']} | {r['agent']} | {r['seed']} | {r['q_lowest_step']:,} | {r['turns']} | {r['turn_steps']} |"
            for r in swing_rows]
-    md += ["", "| task | agent | evaluations | r(success, Q rise before) |", "|---|---|---|---|"]
-    md += [f"| {r['env']} | {r['agent']} | {r['evaluations']} | "
-           f"{'n/a' if r['correlation'] is None else format(r['correlation'], '.2f')} |" for r in swing_corr]
+    md += ["", "| task | agent | evaluations | r(success, Q rise before) | "
+           + " | ".join(f"r(success, {CORRELATED_LABELS[c]})" for c in CORRELATED) + " |",
+           "|---|---|---|---|" + "---|" * len(CORRELATED)]
+    md += [f"| {r['env']} | {r['agent']} | {r['evaluations']} | {_r(r['correlation'])} | "
+           + " | ".join(_r(r.get(f"r_{c}")) for c in CORRELATED) + " |" for r in swing_corr]
+    md += ["", f"The other columns: Pearson r over the same evaluations between success and the diagnostic's mean "
+           f"over the log rows of the {window:,} steps before the evaluation (empty: the agent does not log it)."]
     md += ["", f"![diagnostics]({figure.name})", ""]
     if notes:
         md += ["Skipped: " + "; ".join(notes), ""]
@@ -179,6 +211,15 @@ def make_diagnostics_report(paths, out, reps: int = 2000, window: int = 3000) ->
         f.write("\n".join(md))
     return {"runs": len(runs), "out": str(out), "success": success_rows, "onset": onset_rows,
             "critic_swings": swing_rows, "critic_correlation": swing_corr}
+
+
+CORRELATED_LABELS = {"diag_policy_improvement": "critic's improvement", "diag_guidance_norm": "norm of grad V / lambda",
+                     "diag_guidance_ratio": "guidance / BC velocity", "diag_action_distance": "distance from data",
+                     "diag_v_explained_var": "V explained var."}
+
+
+def _r(value) -> str:
+    return "" if value is None else f"{value:.2f}"
 
 
 def _steps(step) -> str:
@@ -228,11 +269,11 @@ def main(argv=None) -> int:
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--out", required=True)
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
-    p.add_argument("--window", type=int, default=3000, help="steps over which Q's rise before an evaluation is taken")
+    p.add_argument("--window", type=int, default=3000, help="steps before an evaluation over which Q's rise and each diagnostic's mean are taken")
     a = p.parse_args(argv)
     result = make_diagnostics_report(a.run_dirs, a.out, a.reps, a.window)
     print(f"[qflow] diagnostics of {result['runs']} runs in {result['out']}: diagnostics.md, diagnostics.png, "
-          f"success_by_step.csv, improvement_onset.csv, critic_swings.csv")
+          f"success_by_step.csv, improvement_onset.csv, critic_swings.csv, success_correlations.csv")
     return 0
 
 
