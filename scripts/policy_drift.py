@@ -59,6 +59,8 @@ def main(argv=None) -> int:
     p.add_argument("--states", type=int, default=4096, help="dataset states the policies act on")
     p.add_argument("--seed", type=int, default=0, help="picks the states and the noise")
     p.add_argument("--spacing", type=int, default=5000, help="export spacing of the drift and return ratios")
+    p.add_argument("--data-dir", default=None, help="where the datasets are (default: qflow's data dir)")
+    p.add_argument("--dataset-episodes", type=int, default=None, help="the training episodes the runs used")
     p.add_argument("--out", required=True, help="folder for distances.csv and policy_drift.md")
     a = p.parse_args(argv)
     rng = np.random.default_rng(a.seed)
@@ -71,8 +73,9 @@ def main(argv=None) -> int:
         for task in tasks:
             env_id = f"{family}-singletask-task{task}-v0"
             if env_id not in data_cache:
-                data, _ = load_single_task(env_id, progress=False)
-                pick = np.sort(rng.choice(len(data["observations"]), a.states, replace=False))
+                data, _ = load_single_task(env_id, a.dataset_episodes, data_dir=a.data_dir, progress=False)
+                pick = np.sort(rng.choice(len(data["observations"]), min(a.states, len(data["observations"])),
+                                          replace=False))
                 data_cache[env_id] = (data["observations"][pick], data["actions"][pick])
             obs[task], data_actions[task] = data_cache[env_id]
         action_dim = next(iter(data_actions.values())).shape[1]
