@@ -24,6 +24,7 @@ export_every = 50
 eval_episodes = 2
 episodes = 3
 sets = [["actor_dims=32,32", "critic_dims=32,32", "batch_size=32", "qflow.guidance_lambda=2"]]
+drift = 50
 minutes = 1
 
 [[entry]]
@@ -60,6 +61,8 @@ def test_plan_runs_unfinished_entries_and_the_next_window_continues(tmp_path, mo
     assert group["config"]["guidance_lambda"] == 2 and group["step"] == 100
     run = results / "tiny-stacked/runs/train/pointmaze-medium-navigate-singletask-task2-v0__qflow/seed0"
     assert json.loads((run / "summary.json").read_text())["eval_steps"] == [50, 100]  # evaluated as it trained
+    drift = (results / "tiny-stacked/drift/train/distances.csv").read_text().splitlines()
+    assert len(drift) == 1 + 2 * 2 * 3  # header; 2 agents x 2 tasks x pairs (50,50), (50,100), (100,100)
 
     # the next window: nothing left that fits
     assert plan.run_plan(entries, tmp_path / "out2", tmp_path / "work2", minutes=10, results=results,

@@ -33,6 +33,8 @@ from qflow.utils import atomic_write_json, parse_int_list, read_toml
 PLAN = Path("plans/evidence.toml")
 RESULTS = Path("results/evidence")
 KINDS = ("stacked", "command")
+DRIFT_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "policy_drift.py"
+DRIFT_SECONDS = 60  # kept at the end of a stacked set with `drift` for loading its data and acting
 SMALL_FILES = ("group.json", "metrics.csv", "eval.csv", "run.json", "summary.json", "DONE.json", ".log", ".md",
                ".csv", ".json", ".png")
 
@@ -53,6 +55,7 @@ class Entry:
     export_every: int = 10_000
     eval_episodes: int = 50
     sets: tuple = ((),)  # one stacked run per tuple of [AGENT.]KEY=VALUE overrides
+    drift: int = 0  # > 0: after training, scripts/policy_drift.py on the kept exports at this spacing (steps)
     expert: str = ""  # antmaze: the ant expert its data is regenerated with
     episodes: int = 0  # dataset size; 0: the official size (smaller only for smoke tests)
     # kind "command"
@@ -134,7 +137,8 @@ def _run_stacked(entry: Entry, work: Path, deadline: float, log) -> None:
         cmd = [sys.executable, "-m", "qflow.experiments.stacked", "train", "--family", entry.family,
                "--agents", ",".join(entry.agents), *members.split(), "--steps", str(entry.steps),
                "--preset", entry.preset, "--export-every", str(entry.export_every), "--log-every", "1000",
-               "--keep-exports", "--deadline", str(set_deadline - 60), "--out", str(out)]
+               "--keep-exports", "--deadline", str(set_deadline - 60 - DRIFT_SECONDS * bool(entry.drift)),
+               "--out", str(out)]
         for item in overrides:
             cmd += ["--set", item]
         if entry.episodes:
@@ -147,7 +151,26 @@ def _run_stacked(entry: Entry, work: Path, deadline: float, log) -> None:
                 _evaluate(entry, out, work / "runs" / folder, set_deadline - 30)
                 time.sleep(20)
         log(f"{entry.id}/{folder}: trainer exited with status {trainer.returncode}")
-        _evaluate(entry, out, work / "runs" / folder, set_deadline - 30)
+        _evaluate(entry, out, work / "runs" / folder, set_deadline - 30 - DRIFT_SECONDS * bool(entry.drift))
+        if entry.drift:
+            _policy_drift(entry, out, work / "drift" / folder, set_deadline, log)
+
+
+def _policy_drift(entry: Entry, train_dir: Path, dest: Path, deadline: float, log) -> None:
+    """How far each group's policy moved between its kept exports (the exports themselves stay behind)."""
+    groups = [str(g) for g in sorted(train_dir.glob(f"{entry.family}__*")) if (g / "exports").is_dir()]
+    if not groups:
+        return
+    cmd = [sys.executable, str(DRIFT_SCRIPT), *groups, "--spacing", str(entry.drift), "--out", str(dest)]
+    if entry.episodes:
+        cmd += ["--dataset-episodes", str(entry.episodes)]
+    dest.mkdir(parents=True, exist_ok=True)
+    with open(dest / "policy_drift.log", "w") as f:
+        try:
+            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=max(1, deadline - time.time())).returncode
+        except subprocess.TimeoutExpired:
+            rc = "timeout"
+    log(f"{entry.id}: policy drift of {len(groups)} groups: exit {rc}")
 
 
 def _evaluate(entry: Entry, train_dir: Path, runs: Path, deadline: float) -> None:
