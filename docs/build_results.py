@@ -392,6 +392,37 @@ def drift_dims_table(path: Path, pairs) -> str:
     return "\n".join(out)
 
 
+def knob_comparison_table(settings, steps=(20000, 25000, 30000, 35000), reps: int = 2000) -> str:
+    """Per agent and setting: success averaged over the evaluations at ``steps`` (95 % bootstrap interval
+    over seeds of each seed's average) and the swing size, mean |success(t) - success(previous t)|."""
+    import csv
+
+    import numpy as np
+
+    from qflow.reporting.report import bootstrap_interval
+
+    out = ["| agent | setting | seeds | mean success over " + ", ".join(f"{t // 1000}k" for t in steps)
+           + " [95 % CI] | mean change between consecutive evaluations | success at each, mean over seeds |",
+           "|---|---|---|---|---|---|"]
+    for agent in ("qflow", "fql"):
+        for label, folder in settings:
+            per_seed = []
+            for run in sorted((RESULTS / "runs" / folder).glob(f"*__{agent}/seed*")):
+                with open(run / "eval.csv", newline="") as f:
+                    at = {int(r["step"]): float(r["success"]) for r in csv.DictReader(f)}
+                if all(t in at for t in steps):
+                    per_seed.append([at[t] for t in steps])
+            if not per_seed:
+                continue
+            curve = np.array(per_seed)
+            point, ci = bootstrap_interval(curve.mean(axis=1, keepdims=True), reps)
+            swing = np.abs(np.diff(curve, axis=1)).mean()
+            out.append(f"| {agent} | {label[agent]} | {len(per_seed)} | {100 * point[0]:.1f} [{100 * ci[0, 0]:.1f}, "
+                       f"{100 * ci[1, 0]:.1f}] | {100 * swing:.1f} | "
+                       + ", ".join(f"{100 * v:.1f}" for v in curve.mean(axis=0)) + " |")
+    return "\n".join(out)
+
+
 def learning_speed_section() -> str:
     """Section 8 (issue 13): the cube-single learning-speed study, the bandit and the longer 2-D study."""
     speed = RESULTS / "reports/learning_speed_cpu_t2/diagnostics.md"
