@@ -394,7 +394,8 @@ def drift_dims_table(path: Path, pairs) -> str:
 
 def knob_comparison_table(settings, steps=(20000, 25000, 30000, 35000), reps: int = 2000) -> str:
     """Per agent and setting: success averaged over the evaluations at ``steps`` (95 % bootstrap interval
-    over seeds of each seed's average) and the swing size, mean |success(t) - success(previous t)|."""
+    over seeds of each seed's average) and how far it falls back: the mean over seeds and consecutive
+    evaluations of max(0, success(previous t) - success(t)) (0 for a curve that never drops)."""
     import csv
 
     import numpy as np
@@ -402,7 +403,7 @@ def knob_comparison_table(settings, steps=(20000, 25000, 30000, 35000), reps: in
     from qflow.reporting.report import bootstrap_interval
 
     out = ["| agent | setting | seeds | mean success over " + ", ".join(f"{t // 1000}k" for t in steps)
-           + " [95 % CI] | mean change between consecutive evaluations | success at each, mean over seeds |",
+           + " [95 % CI] | mean drop between consecutive evaluations | success at each, mean over seeds |",
            "|---|---|---|---|---|---|"]
     for agent in ("qflow", "fql"):
         for label, folder in settings:
@@ -416,7 +417,7 @@ def knob_comparison_table(settings, steps=(20000, 25000, 30000, 35000), reps: in
                 continue
             curve = np.array(per_seed)
             point, ci = bootstrap_interval(curve.mean(axis=1, keepdims=True), reps)
-            swing = np.abs(np.diff(curve, axis=1)).mean()
+            swing = np.maximum(0.0, -np.diff(curve, axis=1)).mean()
             out.append(f"| {agent} | {label[agent]} | {len(per_seed)} | {100 * point[0]:.1f} [{100 * ci[0, 0]:.1f}, "
                        f"{100 * ci[1, 0]:.1f}] | {100 * swing:.1f} | "
                        + ", ".join(f"{100 * v:.1f}" for v in curve.mean(axis=0)) + " |")

@@ -175,3 +175,18 @@ def test_errors_name_the_directory_or_file(tmp_path, capsys, monkeypatch):
     write_run(tmp_path / "ok", TASKS[1], "qflow", 0, [0.5, 0.5, 0.5])
     assert main(["report", str(tmp_path / "ok"), "--out", str(tmp_path / "o")]) == 2
     assert "pip install 'qflow[report]'" in capsys.readouterr().err
+
+
+def test_caption_names_settings_away_from_the_defaults():
+    from types import SimpleNamespace
+
+    from qflow.envs import agent_config
+    from qflow.reporting.report import _changed_settings
+
+    env = "cube-single-play-singletask-task2-v0"
+    config = json.loads(json.dumps(agent_config("qflow", env, "cpu").as_dict()))
+    run = SimpleNamespace(agent="qflow", env=env, preset="cpu", config=config)
+    assert _changed_settings(run) == []  # what `qflow train` gives: nothing to name
+    run.config = {**config, "guidance_lambda": 10.0, "time_features": "2pi_f_tau"}
+    assert _changed_settings(run) == ["guidance_lambda=10.0"]  # time features have their own caption line
+    assert _changed_settings(SimpleNamespace(agent="gone", env=env, preset="cpu", config=config)) == []

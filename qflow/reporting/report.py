@@ -255,6 +255,9 @@ def caption_lines(runs, metric: str, reps: int) -> list[str]:
     features = sorted({r.config["time_features"] for r in runs if "time_features" in r.config})
     if features:
         lines.append(f"Q-Flow's V time features: {'; '.join(TIME_FEATURES.get(f, f) for f in features)}.")
+    changed = sorted({f"{r.agent} {item}" for r in runs for item in _changed_settings(r)})
+    if changed:
+        lines.append(f"Settings other than each agent's defaults for its environment and preset: {'; '.join(changed)}.")
     partial = [r for r in runs if r.partial]
     if partial:
         lines.append(f"{len(partial)} unfinished run(s) without summary.json, scored from eval.csv up to step(s) "
@@ -267,6 +270,19 @@ def caption_lines(runs, metric: str, reps: int) -> list[str]:
     if mixed:
         lines.append(f"WARNING: the runs in this table mix {', '.join(mixed)}; their numbers are not comparable.")
     return lines
+
+
+def _changed_settings(run) -> list[str]:
+    """``key=value`` for each recorded config key that differs from what ``qflow train`` gives this agent on
+    this environment with this preset today (``envs.agent_config``); time features have a line of their own."""
+    from qflow.envs import agent_config
+
+    try:
+        default = json.loads(json.dumps(agent_config(run.agent, run.env, run.preset).as_dict()))
+    except ValueError:  # an agent or preset this version does not know: nothing to compare with
+        return []
+    return [f"{k}={_fmt(v)}" for k, v in sorted(run.config.items())
+            if k in default and k not in ("preset", "time_features") and v != default[k]]
 
 
 def _per_task(runs, reps):
