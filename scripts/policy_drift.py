@@ -12,8 +12,7 @@ policy's mean distance from the dataset's action at those states (DIR/distances.
 tabulates, per run and export step t, the drift d(t - spacing, t) and the return ratio
 d(t - spacing, t + spacing) / mean(d(t - spacing, t), d(t, t + spacing)) (``return_ratios``: 2 for
 steady motion, about 1.4 for a random walk, 1 for jitter around a fixed policy, below 1 for a policy
-that swings back). Deterministic
-given --seed.
+that swings back). Deterministic given --seed.
 """
 
 import argparse
@@ -25,32 +24,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qflow.agents import get_agent
-from qflow.agents.base import acting_state, config_from_record, with_acting_state
 from qflow.data.loading import load_single_task
-from qflow.experiments.stacked import export_path, kept_exports, load_policies
+from qflow.experiments.stacked import export_path, kept_exports, member_policies
 from qflow.reporting.diagnostics import return_ratios
 from qflow.training.logs import write_rows
 from qflow.utils import atomic_writer
 
 
-def member_actions(group_dir: Path, obs: dict[int, np.ndarray], action_dim: int, key) -> tuple[dict, dict]:
-    """{(task, seed): {step: actions}} for every kept export, and the group record."""
-    group = json.loads((group_dir / "group.json").read_text())
-    agent_cls, config_cls = get_agent(group["agent"])
-    config = config_from_record(config_cls, group["config"])
-    some_obs = next(iter(obs.values()))
-    template = agent_cls.create(0, some_obs.shape[1], action_dim, config)
-    n = len(group["members"])
-    stacked = jax.tree.map(lambda x: jnp.stack([x] * n), acting_state(template))
-    act = jax.jit(lambda state, o: with_acting_state(template, state).sample_actions(o, key))
+def member_actions(group_dir: Path, group: dict, obs: dict[int, np.ndarray], action_dim: int, key) -> dict:
+    """{(task, seed): {step: actions}} for every kept export of the group."""
+    read = member_policies(group, next(iter(obs.values())).shape[1], action_dim)
+    act = jax.jit(lambda agent, o: agent.sample_actions(o, key))
     out = {}
     for step in kept_exports(group_dir):
-        state, got = load_policies(export_path(group_dir, step), stacked)
-        for i, m in enumerate(group["members"]):
-            member = jax.tree.map(lambda x: x[i], state)
-            out.setdefault((m["task"], m["seed"]), {})[got] = np.asarray(act(member, jnp.asarray(obs[m["task"]])))
-    return out, group
+        got, agents = read(export_path(group_dir, step))
+        for m, agent in zip(group["members"], agents):
+            out.setdefault((m["task"], m["seed"]), {})[got] = np.asarray(act(agent, jnp.asarray(obs[m["task"]])))
+    return out
 
 
 def main(argv=None) -> int:
@@ -67,11 +57,10 @@ def main(argv=None) -> int:
     key = jax.random.PRNGKey(a.seed)
     data_cache, rows = {}, []
     for group_dir in map(Path, a.groups):
-        family = json.loads((group_dir / "group.json").read_text())["family"]
-        tasks = {m["task"] for m in json.loads((group_dir / "group.json").read_text())["members"]}
+        group = json.loads((group_dir / "group.json").read_text())
         obs, data_actions = {}, {}
-        for task in tasks:
-            env_id = f"{family}-singletask-task{task}-v0"
+        for task in {m["task"] for m in group["members"]}:
+            env_id = f"{group['family']}-singletask-task{task}-v0"
             if env_id not in data_cache:
                 data, _ = load_single_task(env_id, a.dataset_episodes, data_dir=a.data_dir, progress=False)
                 pick = np.sort(rng.choice(len(data["observations"]), min(a.states, len(data["observations"])),
@@ -79,7 +68,7 @@ def main(argv=None) -> int:
                 data_cache[env_id] = (data["observations"][pick], data["actions"][pick])
             obs[task], data_actions[task] = data_cache[env_id]
         action_dim = next(iter(data_actions.values())).shape[1]
-        actions, group = member_actions(group_dir, obs, action_dim, key)
+        actions = member_actions(group_dir, group, obs, action_dim, key)
         for (task, seed), by_step in sorted(actions.items()):
             steps = sorted(by_step)
             for i, s in enumerate(steps):

@@ -13,13 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-
-from qflow.agents import get_agent
-from qflow.agents.base import acting_state, config_from_record, with_acting_state
 from qflow.evaluation.evaluate import Evaluator, evaluate_policy
-from qflow.experiments.stacked import export_path, load_policies
+from qflow.experiments.stacked import export_path, member_policies
 from qflow.training.logs import write_rows
 
 
@@ -33,18 +28,17 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     group_dir = Path(a.group)
     group = json.loads((group_dir / "group.json").read_text())
-    agent_cls, config_cls = get_agent(group["agent"])
-    config = config_from_record(config_cls, group["config"])
-    rows, evaluators = [], {}
+    rows, evaluators, read = [], {}, None
     for step in [int(s) for s in a.steps.split(",")]:
-        for i, m in enumerate(group["members"]):
+        for m in group["members"]:
             env_id = f"{group['family']}-singletask-task{m['task']}-v0"
-            evaluator = evaluators.setdefault(env_id, Evaluator(env_id, 10))
-            env = evaluator.envs[0]
-            template = agent_cls.create(0, env.observation_space.shape[0], env.action_space.shape[0], config)
-            stacked = jax.tree.map(lambda x: jnp.stack([x] * len(group["members"])), acting_state(template))
-            state, got = load_policies(export_path(group_dir, step), stacked)
-            agent = with_acting_state(template, jax.tree.map(lambda x: x[i], state))
+            evaluators.setdefault(env_id, Evaluator(env_id, 10))
+        if read is None:
+            env = next(iter(evaluators.values())).envs[0]
+            read = member_policies(group, env.observation_space.shape[0], env.action_space.shape[0])
+        got, agents = read(export_path(group_dir, step))
+        for m, agent in zip(group["members"], agents):
+            evaluator = evaluators[f"{group['family']}-singletask-task{m['task']}-v0"]
             result = evaluate_policy(evaluator, agent, m["seed"] + a.seed_offset, got, a.episodes)
             rows.append({"agent": group["agent"], "task": m["task"], "seed": m["seed"], "step": got,
                          "eval_seed_offset": a.seed_offset, **result})

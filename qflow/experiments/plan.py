@@ -34,7 +34,7 @@ PLAN = Path("plans/evidence.toml")
 RESULTS = Path("results/evidence")
 KINDS = ("stacked", "command")
 DRIFT_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "policy_drift.py"
-DRIFT_SECONDS = 60  # kept at the end of a stacked set with `drift` for loading its data and acting
+DRIFT_SECONDS = 60  # the end of a stacked set with `drift`: loading its data and acting with every export
 SMALL_FILES = ("group.json", "metrics.csv", "eval.csv", "run.json", "summary.json", "DONE.json", ".log", ".md",
                ".csv", ".json", ".png")
 
@@ -134,10 +134,11 @@ def _run_stacked(entry: Entry, work: Path, deadline: float, log) -> None:
         out = work / folder
         # the sets share what is left of the window equally: the first never starves the others
         set_deadline = time.time() + (deadline - time.time()) / (len(folders) - index)
+        reserve = DRIFT_SECONDS if entry.drift else 0  # kept after the evaluations for the drift analysis
         cmd = [sys.executable, "-m", "qflow.experiments.stacked", "train", "--family", entry.family,
                "--agents", ",".join(entry.agents), *members.split(), "--steps", str(entry.steps),
                "--preset", entry.preset, "--export-every", str(entry.export_every), "--log-every", "1000",
-               "--keep-exports", "--deadline", str(set_deadline - 60 - DRIFT_SECONDS * bool(entry.drift)),
+               "--keep-exports", "--deadline", str(set_deadline - 60 - reserve),
                "--out", str(out)]
         for item in overrides:
             cmd += ["--set", item]
@@ -151,7 +152,7 @@ def _run_stacked(entry: Entry, work: Path, deadline: float, log) -> None:
                 _evaluate(entry, out, work / "runs" / folder, set_deadline - 30)
                 time.sleep(20)
         log(f"{entry.id}/{folder}: trainer exited with status {trainer.returncode}")
-        _evaluate(entry, out, work / "runs" / folder, set_deadline - 30 - DRIFT_SECONDS * bool(entry.drift))
+        _evaluate(entry, out, work / "runs" / folder, set_deadline - 30 - reserve)
         if entry.drift:
             _policy_drift(entry, out, work / "drift" / folder, set_deadline, log)
 

@@ -94,6 +94,21 @@ def load_policies(path: Path, template_state) -> tuple[dict, int]:
     return state["state"], int(state["step"])
 
 
+def member_policies(group: dict, obs_dim: int, action_dim: int):
+    """A reader of a group's exported policies: ``read(path) -> (step, [an acting agent per member])``.
+    One template serves every export and member: only the acting state decides the actions."""
+    agent_cls, config_cls = get_agent(group["agent"])
+    template = agent_cls.create(0, obs_dim, action_dim, config_from_record(config_cls, group["config"]))
+    count = len(group["members"])
+    stacked = jax.tree.map(lambda x: jnp.stack([x] * count), acting_state(template))
+
+    def read(path: Path) -> tuple[int, list]:
+        state, step = load_policies(path, stacked)
+        return step, [with_acting_state(template, jax.tree.map(lambda x: x[i], state)) for i in range(count)]
+
+    return read
+
+
 def train(args) -> None:
     tasks, seeds = parse_int_list(args.tasks), [int(s) for s in args.seeds.split(",")]
     members = member_list(tasks, seeds)
@@ -210,8 +225,6 @@ def evaluate(args) -> None:
     if not (group_dir / POLICIES).exists():
         raise FileNotFoundError(f"{group_dir}: no policies exported (training stopped at step {group.get('step')}, "
                                 f"{group.get('stop')}); train longer or with a later --deadline")
-    agent_cls, config_cls = get_agent(group["agent"])
-    config = config_from_record(config_cls, group["config"])
     members = group["members"]
     with open(group_dir / "metrics.csv", newline="") as f:  # read only: CSVLog() would trim the file
         metrics = list(csv.DictReader(f))
@@ -231,7 +244,7 @@ def evaluate(args) -> None:
     done = [{int(float(r["step"])) for r in read_rows(d / "eval.csv")} for d in run_dirs]
     sources = [export_path(group_dir, s) for s in kept_exports(group_dir)] if args.all_exports else []
     sources = sources or [group_dir / POLICIES]  # no kept exports (or not asked for): the latest one
-    evaluators, template = {}, None
+    evaluators, read = {}, None
 
     def evaluator_for(env_id):
         if env_id not in evaluators:
@@ -239,17 +252,15 @@ def evaluate(args) -> None:
         return evaluators[env_id]
 
     for path in sources:
-        if template is None:  # one template serves all: only the acting state decides the actions
+        if read is None:
             env = evaluator_for(f"{group['family']}-singletask-task{members[0]['task']}-v0").envs[0]
-            template = agent_cls.create(0, env.observation_space.shape[0], env.action_space.shape[0], config)
-            stacked = jax.tree.map(lambda x: jnp.stack([x] * len(members)), acting_state(template))
-        state, step = load_policies(path, stacked)
-        for i, m in enumerate(members):
+            read = member_policies(group, env.observation_space.shape[0], env.action_space.shape[0])
+        step, agents = read(path)
+        for i, (m, agent) in enumerate(zip(members, agents)):
             if step in done[i]:
                 continue
             env_id = f"{group['family']}-singletask-task{m['task']}-v0"
             evaluator = evaluator_for(env_id)
-            agent = with_acting_state(template, jax.tree.map(lambda x: x[i], state))
             t0 = time.time()
             result = evaluate_policy(evaluator, agent, m["seed"], step, args.episodes)
             _record_evaluation(run_dirs[i], group, m, step, result, round(time.time() - t0, 1), metrics, args)
