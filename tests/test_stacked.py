@@ -15,7 +15,7 @@ from qflow.agents import AGENTS, get_agent
 from qflow.agents.base import acting_state, build_config, with_acting_state
 from qflow.data.loading import load_single_task
 from qflow.experiments import stacked
-from qflow.reporting.diagnostics import improvement_onset, make_diagnostics_report
+from qflow.reporting.diagnostics import make_diagnostics_report
 from qflow.reporting.report import find_runs
 from qflow.training.trainer import make_train_chunk, stack
 from tests.helpers import ACT, OBS, random_batch, tiny_agent
@@ -151,70 +151,3 @@ def test_train_export_evaluate_report(data_dir, tmp_path, capsys):
     # evaluations scored another way never mix into the same run directories
     assert stacked.main(["evaluate", str(out / f"{FAMILY}__qflow"), "--episodes", "3", "--out", str(runs)]) == 2
     assert "differs in episodes); pass another --out" in capsys.readouterr().err
-
-
-def test_critic_turns_and_q_rise_by_hand():
-    from qflow.reporting.diagnostics import critic_turns, q_rise_before
-
-    steps = np.arange(1, 9) * 1000
-    q = np.array([-1.0, -3.0, -5.0, -4.0, -2.0, -3.0, -3.5, -1.0])  # lowest at 3k; turns at 5k (max), 7k (min)
-    assert critic_turns(steps, q) == [5000, 7000]
-    assert critic_turns(steps, np.array([-1.0, -3.0, -5.0, -4.0, -2.0, -1.0, 0.0, 0.5])) == []  # climbs steadily
-    assert critic_turns(steps, np.array([-1.0, -3.0, -5.0, -3.0, -3.0, -4.0, -4.5, -5.0])) == [5000]  # plateau, then down
-    assert q_rise_before(steps, q, 8000, 3000) == pytest.approx(-1.0 - (-2.0))
-    assert q_rise_before(steps, q, 2000, 3000) is None  # no row 3k before
-
-
-def test_improvement_onset_is_the_start_of_the_last_positive_stretch():
-    steps = np.array([1000, 2000, 3000, 4000])
-    assert improvement_onset(steps, np.array([-1.0, 1.0, -0.5, 2.0])) == 4000
-    assert improvement_onset(steps, np.array([0.1, 1.0, 0.5, 2.0])) == 1000
-    assert improvement_onset(steps, np.array([0.1, 1.0, 0.5, 0.0])) is None
-
-
-def test_return_ratio_is_two_for_steady_motion_and_small_for_a_swing_back():
-    from qflow.reporting.diagnostics import return_ratios
-
-    line = {(s, u): (u - s) / 1000 for s in (0, 1000, 2000) for u in (1000, 2000, 3000) if s < u}
-    assert return_ratios(line, 1000) == {1000: 2.0, 2000: 2.0}
-    # A -> B -> A -> B: the policy at 0 and 2000 is the same, at 1000 and 3000 the same
-    swing = {(s, u): 0.0 if (u - s) % 2000 == 0 else 1.0 for s in (0, 1000, 2000) for u in (1000, 2000, 3000) if s < u}
-    assert return_ratios(swing, 1000) == {1000: 0.0, 2000: 0.0}
-    # independent jitter around one policy: every pair equally far apart
-    jitter = {(s, u): 0.3 for s in (0, 1000, 2000) for u in (1000, 2000, 3000) if s < u}
-    assert return_ratios(jitter, 1000) == {1000: 1.0, 2000: 1.0}
-    # a gap in the exports leaves that step out; a spacing with no neighbours gives nothing
-    del line[(1000, 2000)]
-    assert return_ratios(line, 1000) == {}
-    assert return_ratios(line, 5000) == {}
-
-
-def test_success_correlations_use_the_evaluations_after_q_lowest(tmp_path):
-    from types import SimpleNamespace
-
-    from qflow.reporting.diagnostics import critic_swings, mean_before
-
-    steps, values = np.array([1000, 2000, 3000, 4000]), np.array([1.0, 2.0, 4.0, 8.0])
-    assert mean_before(steps, values, 3000, 2000) == 3.0  # rows 2000 and 3000: (1000, 3000]
-    assert mean_before(steps, values, 4000, 1000) == 8.0 and mean_before(steps, values, 500, 1000) is None
-
-    # Q falls to its lowest at 2k, then rises; the policy's improvement by its critic is logged with it
-    q = [-1, -5, -4, -2, -3, 0, -1]
-    improvement = [0, 0, 3, 1, 4, 2, 5]
-    run = tmp_path / "env__qflow" / "seed0"
-    run.mkdir(parents=True)
-    lines = ["step,q_mean,diag_policy_improvement"]
-    lines += [f"{1000 * (i + 1)},{qv},{iv}" for i, (qv, iv) in enumerate(zip(q, improvement))]
-    (run / "metrics.csv").write_text("\n".join(lines) + "\n")
-    evals = np.array([1000, 3000, 4000, 5000, 6000, 7000])
-    success = np.array([0.9, 0.1, 0.5, 0.0, 0.4, 0.0])
-    fake = SimpleNamespace(env="env", agent="qflow", seed=0, path=run / "summary.json", curve=(evals, success))
-    per_run, per_agent = critic_swings([fake], window=1000)
-    assert per_run[0]["q_lowest_step"] == 2000
-    (row,) = per_agent
-    # evaluations after 2k: 3k..7k; Q's rise over the 1k before them: 1, 2, -1, 3, -1
-    assert row["evaluations"] == 5
-    assert row["correlation"] == pytest.approx(np.corrcoef([1, 2, -1, 3, -1], success[1:])[0, 1])
-    # the improvement's mean over (step - 1000, step] is the row at the step itself: 3, 1, 4, 2, 5
-    assert row["r_diag_policy_improvement"] == pytest.approx(np.corrcoef([3, 1, 4, 2, 5], success[1:])[0, 1])
-    assert "r_diag_guidance_norm" not in row  # not logged by this run
