@@ -12,8 +12,8 @@ from qflow.agents.base import build_config, config_from_record
 from qflow.agents.fbrac import FBRACAgent, FBRACConfig
 from qflow.agents.fql import FQLAgent, FQLConfig
 from qflow.agents.qflow import QFlowConfig
-from qflow.reporting.diagnostics import improvement_onset
 from qflow.networks import fourier_features
+from qflow.reporting.diagnostics import improvement_onset
 from qflow.training.trainer import make_train_chunk, stack
 from tests.helpers import ACT, B, OBS, perturb, random_batch, tiny_agent
 
