@@ -12,6 +12,9 @@ import json
 import re
 from pathlib import Path
 
+from qflow.reporting.diagnostics import setting_comparison_table
+from qflow.reporting.policy_drift import dims_table, ratio_table, read_distances
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 
@@ -382,84 +385,7 @@ def reevaluation_table() -> str:
             + "\n".join(out))
 
 
-def drift_table(path: Path, spacing: int = 5000) -> str:
-    """Return ratios of each agent's policy, seeds side by side (scripts/policy_drift.py's distances.csv)."""
-    import csv
-
-    from qflow.reporting.diagnostics import return_ratios
-
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    runs = sorted({(r["agent"], int(r["seed"])) for r in rows})
-    ratios = {}
-    for agent, seed in runs:
-        dist = {(int(r["step_a"]), int(r["step_b"])): float(r["distance"]) for r in rows
-                if (r["agent"], int(r["seed"])) == (agent, seed)}
-        ratios[(agent, seed)] = return_ratios(dist, spacing)
-    agents = sorted({a for a, _ in runs}, key=lambda a: (a != "qflow", a))
-    steps = sorted({t for r in ratios.values() for t in r})
-    head = "| step | " + " | ".join(f"{a}, seeds {', '.join(str(s) for b, s in runs if b == a)}" for a in agents) + " |"
-    out = [head, "|---|" + "---|" * len(agents)]
-    for t in steps:
-        cells = [", ".join(f"{ratios[(a, s)][t]:.2f}" if t in ratios[(a, s)] else "-" for b, s in runs if b == a)
-                 for a in agents]
-        out.append(f"| {t:,} | " + " | ".join(cells) + " |")
-    return "\n".join(out)
-
-
 CUBE_ACTION_DIMS = ("x", "y", "z", "yaw", "gripper")  # OGBench manipulation: relative end-effector motion
-
-
-def drift_dims_table(path: Path, pairs) -> str:
-    """Per action dimension, the mean |difference| between two exports' actions (mean over seeds)."""
-    import csv
-
-    import numpy as np
-
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    agents = sorted({r["agent"] for r in rows}, key=lambda a: (a != "qflow", a))
-    out = ["| agent | exports | distance | " + " | ".join(f"mean abs. diff., {d}" for d in CUBE_ACTION_DIMS) + " |",
-           "|---|---|---|" + "---|" * len(CUBE_ACTION_DIMS)]
-    for agent in agents:
-        for s, u in pairs:
-            sel = [r for r in rows if r["agent"] == agent and (int(r["step_a"]), int(r["step_b"])) == (s, u)]
-            cells = [np.mean([float(r["distance"]) for r in sel])]
-            cells += [np.mean([float(r[f"abs_diff_dim{d}"]) for r in sel]) for d in range(len(CUBE_ACTION_DIMS))]
-            out.append(f"| {agent} | {s // 1000}k - {u // 1000}k | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
-    return "\n".join(out)
-
-
-def knob_comparison_table(settings, steps=(20000, 25000, 30000, 35000), reps: int = 2000) -> str:
-    """Per agent and setting: success averaged over the evaluations at ``steps`` (95 % bootstrap interval
-    over seeds of each seed's average) and how far it falls back: the mean over seeds and consecutive
-    evaluations of max(0, success(previous t) - success(t)) (0 for a curve that never drops)."""
-    import csv
-
-    import numpy as np
-
-    from qflow.reporting.report import bootstrap_interval
-
-    out = ["| agent | setting | seeds | mean success over " + ", ".join(f"{t // 1000}k" for t in steps)
-           + " [95 % CI] | mean drop between consecutive evaluations | success at each, mean over seeds |",
-           "|---|---|---|---|---|---|"]
-    for agent in ("qflow", "fql"):
-        for label, folder in settings:
-            per_seed = []
-            for run in sorted((RESULTS / "runs" / folder).glob(f"*__{agent}/seed*")):
-                with open(run / "eval.csv", newline="") as f:
-                    at = {int(r["step"]): float(r["success"]) for r in csv.DictReader(f)}
-                if all(t in at for t in steps):
-                    per_seed.append([at[t] for t in steps])
-            if not per_seed:
-                continue
-            curve = np.array(per_seed)
-            point, ci = bootstrap_interval(curve.mean(axis=1, keepdims=True), reps)
-            swing = np.maximum(0.0, -np.diff(curve, axis=1)).mean()
-            out.append(f"| {agent} | {label[agent]} | {len(per_seed)} | {100 * point[0]:.1f} [{100 * ci[0, 0]:.1f}, "
-                       f"{100 * ci[1, 0]:.1f}] | {100 * swing:.1f} | "
-                       + ", ".join(f"{100 * v:.1f}" for v in curve.mean(axis=0)) + " |")
-    return "\n".join(out)
 
 
 def learning_speed_section() -> str:
@@ -470,9 +396,10 @@ def learning_speed_section() -> str:
     parts = [LEARNING_SPEED_INTRO, body(speed, ROOT) if speed.exists() else "(not run yet)", LEARNING_SPEED_READING,
              reevaluation_table()]
     if drift.exists():
-        parts += [DRIFT_INTRO, drift_table(drift), DRIFT_READING,
-                  drift_dims_table(drift, [(20000, 25000), (25000, 30000), (30000, 35000), (20000, 30000),
-                                           (25000, 35000)])]
+        rows = read_distances(drift)
+        parts += [DRIFT_INTRO, ratio_table(rows, 5000), DRIFT_READING,
+                  dims_table(rows, [(20000, 25000), (25000, 30000), (30000, 35000), (20000, 30000),
+                                           (25000, 35000)], CUBE_ACTION_DIMS)]
     parts += ["### 8.2 The one-step bandit: what strong guidance does with more updates", BANDIT_INTRO,
               bandit_table(RESULTS / "bandit/bandit.csv"), BANDIT_READING]
     if (toy / "toy2d.json").exists():
@@ -487,14 +414,15 @@ def learning_speed_section() -> str:
                   body(probe, ROOT), PROBE_READING]
     knobs = RESULTS / "reports/knobs_x2_cpu_t2/diagnostics.md"
     if knobs.exists():
-        settings = [({"qflow": "lambda 5 (8.1)", "fql": "alpha 300 (8.1)"}, "learning_speed_cpu_t2"),
-                    ({"qflow": "lambda 10", "fql": "alpha 600"}, "knobs_x2_cpu_t2")]
+        settings = [({"qflow": "lambda 5 (8.1)", "fql": "alpha 300 (8.1)"}, RESULTS / "runs/learning_speed_cpu_t2"),
+                    ({"qflow": "lambda 10", "fql": "alpha 600"}, RESULTS / "runs/knobs_x2_cpu_t2")]
         parts += ["### 8.5 The same factor for both knobs: Q-Flow lambda x2, FQL alpha x2", KNOBS_INTRO,
                   body(knobs, ROOT),
                   "Both settings side by side, over the evaluations both runs have:",
-                  knob_comparison_table(settings, steps=(20000, 25000, 30000)),
-                  "Return ratios of the policies (`scripts/policy_drift.py`, as in 8.1):",
-                  drift_table(RESULTS / "runs/knobs_x2_cpu_t2/policy_drift/distances.csv"), KNOBS_READING]
+                  setting_comparison_table(settings, steps=(20000, 25000, 30000)),
+                  "Return ratios of the policies (`python -m qflow.reporting.policy_drift`, as in 8.1):",
+                  ratio_table(read_distances(RESULTS / "runs/knobs_x2_cpu_t2/policy_drift/distances.csv"), 5000),
+                  KNOBS_READING]
     parts += ["### 8.6 What explains the cube-single gap, and what did not", CONCLUSIONS]
     return "\n\n".join(parts)
 

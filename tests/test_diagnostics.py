@@ -156,6 +156,53 @@ def test_return_ratio_is_two_for_steady_motion_and_small_for_a_swing_back():
     assert return_ratios(line, 5000) == {}
 
 
+def test_drift_tables_put_seeds_side_by_side_and_average_dimensions(tmp_path):
+    from qflow.reporting.policy_drift import dims_table, ratio_table, read_distances
+    from qflow.training.logs import write_rows
+
+    def run(agent, seed, d01, d12, d02, dims):
+        pairs = {(0, 1000): d01, (1000, 2000): d12, (0, 2000): d02}
+        return [{"agent": agent, "task": 2, "seed": seed, "step_a": s, "step_b": u, "distance": d,
+                 "abs_diff_dim0": dims[0] * d, "abs_diff_dim1": dims[1] * d} for (s, u), d in pairs.items()]
+
+    rows = run("fql", 0, 1.0, 1.0, 2.0, (0.5, 0.1)) + run("qflow", 0, 1.0, 1.0, 2.0, (0.2, 0.2)) \
+        + run("qflow", 1, 1.0, 3.0, 0.5, (0.4, 0.0))
+    write_rows(tmp_path / "distances.csv", rows)
+    rows = read_distances(tmp_path / "distances.csv")  # numbers come back as numbers
+    assert rows[0]["task"] == 2 and rows[0]["distance"] == 1.0
+    # qflow seed 0 moves steadily (2 / 1 = 2), seed 1 comes back (0.5 / 2 = 0.25); Q-Flow's column first
+    assert ratio_table(rows, 1000).splitlines() == [
+        "| task | step | qflow, seeds 0, 1 | fql, seeds 0 |", "|---|---|---|---|", "| 2 | 1,000 | 2.00, 0.25 | 2.00 |"]
+    table = dims_table(rows, [(0, 2000), (5000, 6000)], dim_names=("x", "gripper")).splitlines()
+    assert table[0] == "| agent | task | exports | distance | mean abs. diff., x | mean abs. diff., gripper |"
+    # mean over seeds: distance (2 + 0.5) / 2, x (0.4 + 0.2) / 2, gripper (0.4 + 0) / 2; missing pairs are left out
+    assert table[2:] == ["| qflow | 2 | 0k - 2k | 1.250 | 0.300 | 0.200 |", "| fql | 2 | 0k - 2k | 2.000 | 1.000 | 0.200 |"]
+    with pytest.raises(ValueError, match="1 dimension names for 2"):
+        dims_table(rows, [(0, 2000)], dim_names=("x",))
+
+
+def test_setting_comparison_averages_each_seed_and_measures_the_drops(tmp_path):
+    from qflow.reporting.diagnostics import setting_comparison_table
+    from qflow.training.logs import write_rows
+
+    def runs(folder, agent, curves):
+        for seed, curve in enumerate(curves):
+            write_rows(tmp_path / folder / f"env-task2__{agent}" / f"seed{seed}" / "eval.csv",
+                       [{"step": step, "success": v} for step, v in curve.items()])
+
+    runs("a", "qflow", [{10: 0.2, 20: 0.6, 30: 0.4}, {10: 0.4, 20: 0.2, 30: 0.6}, {10: 1.0, 20: 1.0}])  # seed 2 stops early
+    runs("a", "fql", [{10: 0.5, 20: 0.5, 30: 0.5}])
+    runs("b", "qflow", [{10: 0.0, 20: 0.2, 30: 0.4}])
+    table = setting_comparison_table([({"qflow": "lam 5", "fql": "alpha 300"}, tmp_path / "a"),
+                                      ({"qflow": "lam 10"}, tmp_path / "b")], steps=(30, 10, 20), reps=50)
+    rows = [line.split(" | ") for line in table.splitlines()[2:]]
+    # Q-Flow first, then its settings in the order given; seed 2 lacks 30k and is left out.
+    # Seed averages 0.4 and 0.4; drops (0, 0.2) and (0.2, 0): mean 0.1; per step means 0.3, 0.4, 0.5
+    assert [r[1:4] for r in rows] == [["qflow", "lam 5", "2"], ["qflow", "lam 10", "1"], ["fql", "alpha 300", "1"]]
+    assert rows[0][4].startswith("40.0 [") and rows[0][5:] == ["10.0", "30.0, 40.0, 50.0 |"]
+    assert rows[1][5:] == ["0.0", "0.0, 20.0, 40.0 |"] and rows[2][4].startswith("50.0 [")
+
+
 def test_success_correlations_use_the_evaluations_after_q_lowest(tmp_path):
     from types import SimpleNamespace
 

@@ -3,7 +3,6 @@
 import csv
 import dataclasses
 import json
-import runpy
 from pathlib import Path
 
 import jax
@@ -15,6 +14,7 @@ from qflow.agents import AGENTS, get_agent
 from qflow.agents.base import acting_state, build_config, with_acting_state
 from qflow.data.loading import load_single_task
 from qflow.experiments import stacked
+from qflow.reporting import policy_drift
 from qflow.reporting.diagnostics import make_diagnostics_report
 from qflow.reporting.report import find_runs
 from qflow.training.trainer import make_train_chunk, stack
@@ -128,17 +128,15 @@ def test_train_export_evaluate_report(data_dir, tmp_path, capsys):
     assert all(r["last_step"] == 100 for r in report["onset"])
     assert (tmp_path / "diag" / "diagnostics.png").stat().st_size > 0
 
-    # scripts/policy_drift.py on the kept exports: an export is at distance 0 from itself, the two differ
-    drift = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "policy_drift.py"))
-    assert drift["main"]([str(qflow_group), "--states", "64", "--spacing", "50", "--data-dir", str(data_dir),
-                          "--dataset-episodes", "3", "--out", str(tmp_path / "drift")]) == 0
-    with open(tmp_path / "drift" / "distances.csv", newline="") as f:
-        pairs = {(int(r["task"]), int(r["step_a"]), int(r["step_b"])): float(r["distance"]) for r in csv.DictReader(f)}
+    # the policy-drift analysis on the kept exports: an export is at distance 0 from itself, the two differ
+    assert policy_drift.main([str(qflow_group), "--states", "64", "--spacing", "50", "--data-dir", str(data_dir),
+                              "--dataset-episodes", "3", "--out", str(tmp_path / "drift")]) == 0
+    rows = policy_drift.read_distances(tmp_path / "drift" / "distances.csv")
+    pairs = {(r["task"], r["step_a"], r["step_b"]): r["distance"] for r in rows}
     assert sorted(pairs) == [(t, a, b) for t in (1, 2) for a, b in ((50, 50), (50, 100), (100, 100))]
     assert all(pairs[(t, s, s)] == 0 for t in (1, 2) for s in (50, 100))
     assert all(pairs[(t, 50, 100)] > 0 for t in (1, 2))
     assert "| qflow | 1 | 0 | 100 |" in (tmp_path / "drift" / "policy_drift.md").read_text()
-
 
     # a deadline already past stops every agent before its first update, and evaluation says so
     late = tmp_path / "late"

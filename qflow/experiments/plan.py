@@ -33,7 +33,6 @@ from qflow.utils import atomic_write_json, parse_int_list, read_toml
 PLAN = Path("plans/evidence.toml")
 RESULTS = Path("results/evidence")
 KINDS = ("stacked", "command")
-DRIFT_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "policy_drift.py"
 DRIFT_SECONDS = 60  # the end of a stacked set with `drift`: loading its data and acting with every export
 SMALL_FILES = ("group.json", "metrics.csv", "eval.csv", "run.json", "summary.json", "DONE.json", ".log", ".md",
                ".csv", ".json", ".png")
@@ -55,7 +54,7 @@ class Entry:
     export_every: int = 10_000
     eval_episodes: int = 50
     sets: tuple = ((),)  # one stacked run per tuple of [AGENT.]KEY=VALUE overrides
-    drift: int = 0  # > 0: after training, scripts/policy_drift.py on the kept exports at this spacing (steps)
+    drift: int = 0  # > 0: after training, qflow.reporting.policy_drift on the kept exports at this spacing (steps)
     expert: str = ""  # antmaze: the ant expert its data is regenerated with
     episodes: int = 0  # dataset size; 0: the official size (smaller only for smoke tests)
     # kind "command"
@@ -162,7 +161,7 @@ def _policy_drift(entry: Entry, train_dir: Path, dest: Path, deadline: float, lo
     groups = [str(g) for g in sorted(train_dir.glob(f"{entry.family}__*")) if (g / "exports").is_dir()]
     if not groups:
         return
-    cmd = [sys.executable, str(DRIFT_SCRIPT), *groups, "--spacing", str(entry.drift), "--out", str(dest)]
+    cmd = [sys.executable, "-m", "qflow.reporting.policy_drift", *groups, "--spacing", str(entry.drift), "--out", str(dest)]
     if entry.episodes:
         cmd += ["--dataset-episodes", str(entry.episodes)]
     dest.mkdir(parents=True, exist_ok=True)

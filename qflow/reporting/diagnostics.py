@@ -213,6 +213,35 @@ def make_diagnostics_report(paths, out, reps: int = 2000, window: int = 3000) ->
             "critic_swings": swing_rows, "critic_correlation": swing_corr}
 
 
+def setting_comparison_table(settings, steps, reps: int = 2000) -> str:
+    """Agents under different settings, per environment: success averaged over the evaluations at ``steps``
+    (95 % bootstrap interval over seeds of each seed's average; seeds missing one of them are left out)
+    and how far the curve falls back: the mean over seeds and consecutive evaluations of
+    max(0, success(previous) - success(next)), 0 for a curve that never drops. ``settings``: a list of
+    ({agent: label}, folder holding ENV__AGENT/seedS runs); only the agents a label names are shown."""
+    steps = sorted(steps)
+    out = ["| environment | agent | setting | seeds | mean success over " + ", ".join(f"{t // 1000}k" for t in steps)
+           + " [95 % CI] | mean drop between consecutive evaluations | success at each, mean over seeds |",
+           "|---|---|---|---|---|---|---|"]
+    table = []
+    for order, (labels, folder) in enumerate(settings):
+        for agent, label in labels.items():
+            per_env = defaultdict(list)
+            for run in sorted(Path(folder).glob(f"*__{agent}/seed*")):
+                at = {int(r["step"]): float(r["success"]) for r in read_rows(run / "eval.csv")}
+                if all(t in at for t in steps):
+                    per_env[run.parent.name.rsplit("__", 1)[0]].append([at[t] for t in steps])
+            for env, per_seed in per_env.items():
+                curve = np.array(per_seed)
+                point, ci = bootstrap_interval(curve.mean(axis=1, keepdims=True), reps)
+                drop = np.maximum(0.0, -np.diff(curve, axis=1)).mean() if len(steps) > 1 else 0.0
+                table.append(((env, agent != "qflow", agent, order),
+                              f"| {env} | {agent} | {label} | {len(per_seed)} | {100 * point[0]:.1f} "
+                              f"[{100 * ci[0, 0]:.1f}, {100 * ci[1, 0]:.1f}] | {100 * drop:.1f} | "
+                              + ", ".join(f"{100 * v:.1f}" for v in curve.mean(axis=0)) + " |"))
+    return "\n".join(out + [line for _, line in sorted(table)])
+
+
 CORRELATED_LABELS = {"diag_policy_improvement": "critic's improvement", "diag_guidance_norm": "norm of grad V / lambda",
                      "diag_guidance_ratio": "guidance / BC velocity", "diag_action_distance": "distance from data",
                      "diag_v_explained_var": "V explained var."}
