@@ -263,7 +263,7 @@ def cmd_train(a) -> int:
 
 
 def cmd_eval(a) -> int:
-    from qflow.evaluation.from_checkpoint import evaluate_run
+    from qflow.training.checkpoint_eval import evaluate_run
 
     evaluate_run(Path(a.run_dir), a.episodes, a.task, a.seed)  # prints each result before writing it
     return 0
