@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from qflow.reporting.diagnostics import setting_comparison_table
-from qflow.reporting.policy_drift import dims_table, ratio_table, read_distances
+from qflow.reporting.policy_drift import dims_table, distance_table, ratio_table, read_distances
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -152,7 +152,8 @@ Our losses match the authors' line by line except V's time features, now correct
 Here we measure instead of guessing: learning curves with the guidance diagnostics of
 `metrics.csv` (README, "Guidance diagnostics") on cube-single and how far the policy moves between
 its exports, a one-step bandit that isolates the guided flow, the 2-D study with ten times the
-value-guided updates, a pessimistic-critic probe, and the same factor of both agents' knobs.
+value-guided updates, a pessimistic-critic probe, the same factor of both agents' knobs, and the
+study of task 2 repeated on task 4, where section 1 had the agents level.
 
 ### 8.1 Learning curves and diagnostics on cube-single task 2 (CPU, corrected time features)
 
@@ -164,8 +165,8 @@ export every 5,000 steps, each evaluated with 50 episodes while training went on
 qflow.experiments.stacked evaluate --all-exports`); diagnostics every 1,000 steps. Files:
 `results/runs/learning_speed_cpu_t2/`; report: `python -m qflow.reporting.diagnostics
 results/runs/learning_speed_cpu_t2 --out results/reports/learning_speed_cpu_t2`. Only task 2 (the
-largest gap) fitted the machine in one sitting; task 4 and the other tasks are entry a1 of the
-evidence plan (`plans/evidence.toml`), for a GPU window."""
+largest gap) fitted the machine in one sitting; task 4 followed in another (8.6); tasks 1, 3 and 5 are
+entry a1 of the evidence plan (`plans/evidence.toml`), for a GPU window."""
 
 
 BANDIT_INTRO = """`python -m qflow.experiments.bandit --out results/bandit` (run at low priority beside the other
@@ -268,42 +269,86 @@ TOY_READING = """- **More value-guided updates do not bring Q-Flow to FQL's rewa
 - Strength 1: the three value-guided methods earn about the same (0.18-0.30), with support shares
   near BC's (82-92 %)."""
 
-CONCLUSIONS = """What explains the small-budget gap on cube-single, as far as these runs measure it (task 2,
-3 seeds, at most 36k steps, CPU):
-- **Not learning speed.** On task 2 Q-Flow's policy starts to gain over the data earlier than FQL's
-  and reaches FQL's success first (15k-20k).
-- **Instability of Q-Flow's policy between evaluations.** Section 1 scores each run once, at 50k. A
-  Q-Flow run scored once draws from a curve that swings between a few per cent and FQL's level
-  (2.7 to 50.0 % between 25k and 30k here), where FQL's curve is steady; averaged over its later
-  evaluations Q-Flow has half FQL's success on task 2 (18.8 vs 37.7 %). Section 1's spread of
-  Q-Flow's task-2 seeds (2 to 42 %) fits that picture.
-- **A loop between critic and policy, seen in the actions.** Q-Flow's policy alternates between two
-  policies from 25k on (return ratios 0.66-0.85 in every seed; FQL 1.03-1.28), differing most in the
-  gripper and the vertical motion; its critic's level turns with a ~10k-step period in phase across
-  seeds; and success is lowest when the critic's verdict on the policy and the guidance are largest
-  (r = -0.62 and -0.56; FQL's verdict -0.06). With the bandit's finding (the guided flow follows the
-  critic where it overrates actions) this points to guidance that chases the critic's errors and a
-  critic that then corrects them, round after round. It is a consistent picture in 3 seeds, not a
-  proof of cause.
-- **The knob values.** With the same factor for both (lambda x2, alpha x2) the order over 20k-30k
-  flips: Q-Flow 31.6 % [26.7, 36.0], FQL 13.3 % [11.3, 16.7], and Q-Flow shows no swing through 31k.
-  Part of the small-budget gap is the choice of lambda = 5 and alpha = 300 (set for 1M steps), not the
-  method alone; but lambda 10 also delays Q-Flow's critic, so the loop may only come later (8.5).
+TASK4_INTRO = """Section 1 had the two agents level on task 4 at 50k steps (Q-Flow 76.7 %, FQL 74.0 %, old
+time features), so task 4 is the control: does Q-Flow's instability show where it does not lose?
+`QFLOW_COMMIT=$(git rev-parse HEAD) scripts/learning_speed_cpu.sh /work/exp/cube_t4 97 4 0,1,2` (session 9,
+commit 8986cf5): the protocol of 8.1 (same data file, seeds, evaluation seeds, `cpu` preset, paper knob
+values lambda 5 and alpha 300, corrected time features) on task 4, with diagnostics every 500 steps
+instead of 1,000; both agents stopped together by the 97-minute deadline at 36,500 steps. Files:
+`results/runs/learning_speed_cpu_t4/` (README there), collected with `scripts/collect_study.sh
+/work/exp/cube_t4 learning_speed_cpu_t4`, which also wrote the report and the policy-drift analysis. With
+logs every 500 steps the "turns" column counts the critic's small wiggles too, so its counts are not
+comparable with 8.1's."""
+
+TASK4_READING = """- **Q-Flow is again the faster starter.** Its policy gains over the data from 8.5k-11k steps (FQL
+  10k-12.5k), its success is ahead at 10k (8.0 vs 2.0 %), 20k (34.7 vs 30.0 %) and 25k (35.3 vs 26.7 %),
+  and its critic reaches its lowest point earlier and higher (-39.8 to -44.7 at 11.5k-14k; FQL -48.4 to
+  -49.0 at 14.5k-15.5k).
+- **Its success swings again, FQL's climbs.** Q-Flow falls to 12.7 % at 30k (0, 6 and 32 % by seed),
+  jumps to 67.3 % at 35k and falls to 32.7 % at the stop, 1,500 steps later (seeds 0 and 2: 56 -> 16 and
+  70 -> 12 %; seed 1 stays at 70 %). FQL: 37.3, 40.7, 56.0 %. Averaged over 20k-35k the two are level
+  (Q-Flow 37.5 % [25.5, 57.0], FQL 33.7 % [32.0, 35.0]), but Q-Flow's mean fall between consecutive
+  evaluations is 9.1 points against FQL's 2.0 (task 2: 22.7 against 2.9). A run scored once, as in
+  section 1, draws from this spread: the same mechanism gives a tie on task 4 and a loss on task 2.
+- **The policy's swing is weaker and faster here.** At the 5k spacing no return ratio falls below 1
+  (Q-Flow 1.08-1.32, FQL 1.00-1.37): task 2's clean two-policy alternation does not repeat. But in the
+  two seeds whose success fell after 35k, the 36.5k policy is nearer to the 30k policy (a dip) than to the
+  35k policy (a peak) 1,500 steps before it (0.091 and 0.078 against 0.127 and 0.128), and it moved
+  further in those 1,500 steps than in the 5,000 before; seed 1, which held its success, moved like FQL
+  (0.081). FQL's 36.5k policies are nearest to their 35k ones in every seed. This is two seeds and one
+  step, found after looking at the curves: a lead, not a result.
+- **The critic's verdict and the guidance are weaker predictors here.** r(success, critic's improvement)
+  = -0.35 for Q-Flow (task 2: -0.62), -0.14 for FQL; guidance -0.24 (task 2: -0.56). The guidance
+  (||grad V|| / lambda, mean over the 3k steps before) is again smallest before the peak, 0.217-0.228 at
+  35k against 0.241-0.252 before the 30k dip and 0.240-0.244 before the 36.5k dips of seeds 0 and 2,
+  but the difference is about a tenth, against a third on task 2. The distance from the data correlates
+  with success for both agents (r = -0.54 and -0.74): it falls slowly for both as they learn (0.35 at
+  15k to 0.32-0.35 at the stop), a trend more than a swing."""
+
+
+CONCLUSIONS = """What explains the small-budget gap on cube-single, as far as these runs measure it (tasks 2 and
+4, 3 seeds each, at most 36.5k steps, CPU):
+- **Not learning speed.** On both tasks Q-Flow's policy starts to gain over the data earlier than FQL's
+  and its success is ahead first (task 2 at 15k; task 4 at 10k-25k).
+- **Instability of Q-Flow's policy between evaluations, on both tasks.** Section 1 scores each run once,
+  at 50k. A Q-Flow run scored once draws from a curve that swings between a few per cent and FQL's level
+  or above (task 2: 2.7 to 50.0 % between 25k and 30k; task 4: 12.7 to 67.3 % between 30k and 35k), where
+  FQL's curves climb; Q-Flow's mean fall between consecutive evaluations is 22.7 (task 2) and 9.1 (task 4)
+  points, FQL's 2.9 and 2.0. Averaged over 20k-35k, Q-Flow has 21.3 % against FQL's 36.3 % on task 2 and
+  37.5 % against 33.7 % on task 4: the same instability costs it the task where its peaks are lower and
+  ties it where they are higher, as in section 1 (task 2: 24 vs 65 %; task 4: 77 vs 74 %).
+- **A loop between critic and policy, seen in the actions: clear on task 2, weaker on task 4.** On task 2
+  Q-Flow's policy alternates between two policies from 25k on (return ratios 0.66-0.85 in every seed;
+  FQL 1.03-1.28), differing most in the gripper and the vertical motion; its critic's level turns with a
+  ~10k-step period in phase across seeds; and success is lowest when the critic's verdict on the policy
+  and the guidance are largest (r = -0.62 and -0.56; FQL's verdict -0.06). With the bandit's finding
+  (the guided flow follows the critic where it overrates actions) this points to guidance that chases
+  the critic's errors and a critic that then corrects them, round after round. On task 4 the same signs
+  are fainter: no return ratio below 1 at the 5k spacing, r = -0.35 and -0.24, a guidance about a tenth
+  (not a third) smaller before the peak; only two seeds' last fall (35k to 36.5k) goes back towards the
+  30k dip's policy (8.6). A consistent picture in 3 seeds of one task and a lead on another, not a proof
+  of cause.
+- **The knob values (task 2).** With the same factor for both (lambda x2, alpha x2) the order over
+  20k-30k flips: Q-Flow 31.6 % [26.7, 36.0], FQL 13.3 % [11.3, 16.7], and Q-Flow shows no swing through
+  31k. Part of the small-budget gap is the choice of lambda = 5 and alpha = 300 (set for 1M steps), not
+  the method alone; but lambda 10 also delays Q-Flow's critic, so the loop may only come later (8.5).
 
 What did not explain it:
 - V's time features: the bandit behaves alike with both, and the cube swings with both.
-- An undertrained V: its explained variance stays at 0.87-0.998 from 10k steps on.
-- Leaving the data: the policy's distance from the data actions equals FQL's throughout.
+- An undertrained V: its explained variance stays at 0.87-0.998 (task 2) and 0.89-0.997 (task 4) from
+  10k steps on.
+- Leaving the data: the policy's distance from the data actions equals FQL's throughout, on both tasks.
 - A pessimistic critic (q_agg = min) as a cure: it removes the swings only by stopping the critic's
   climb and the policy's gain within 53k steps (8.4).
 
 Not measured here, and where it goes next (all in `plans/evidence.toml`, with the policy-drift analysis
 run on the device where exports are kept): evaluations every 2.5k and 8 seeds for both aggregations
-(a0); the other cube tasks, task 4 included (a1); network size, the paper's 4x512 against the 3x256
-used here (a1b); both factors (x0.5, x2) of both knobs on all five tasks at 100k steps (d), which also
-says whether lambda 10 swings later. Q-Flow loses here at the paper's knob values because its policy
-does not hold its gains; with both knobs weakened it wins at this budget; why the loop forms at
-lambda 5 is measured in its symptoms, not yet in its cause."""
+(a0), which would time the swings that 5k evaluations alias (task 4's fall within 1,500 steps); tasks 1,
+3 and 5 (a1); network size, the paper's 4x512 against the 3x256 used here (a1b); both factors (x0.5, x2)
+of both knobs on all five tasks at 100k steps (d), which also says whether lambda 10 swings later. At the
+paper's knob values Q-Flow learns faster but does not hold its gains, which loses task 2 and ties task 4
+at this budget; with both knobs weakened it wins task 2; why the loop forms at lambda 5 is measured in
+its symptoms, not yet in its cause."""
 
 
 PROBE_INTRO = """If the swings ride on the critic's optimism, a pessimistic critic should damp them. `AGENTS=qflow
@@ -423,7 +468,23 @@ def learning_speed_section() -> str:
                   "Return ratios of the policies (`python -m qflow.reporting.policy_drift`, as in 8.1):",
                   ratio_table(read_distances(RESULTS / "runs/knobs_x2_cpu_t2/policy_drift/distances.csv"), 5000),
                   KNOBS_READING]
-    parts += ["### 8.6 What explains the cube-single gap, and what did not", CONCLUSIONS]
+    task4 = RESULTS / "reports/learning_speed_cpu_t4/diagnostics.md"
+    if task4.exists():
+        rows = read_distances(RESULTS / "runs/learning_speed_cpu_t4/policy_drift/distances.csv")
+        paper = {"qflow": "lambda 5", "fql": "alpha 300"}
+        parts += ["### 8.6 Cube-single task 4, where section 1 had them level (CPU, corrected time features)",
+                  TASK4_INTRO, body(task4, ROOT),
+                  "Both tasks at the paper's knob values, over the evaluations both studies have (8.1 and this one):",
+                  setting_comparison_table([(paper, RESULTS / "runs/learning_speed_cpu_t2"),
+                                            (paper, RESULTS / "runs/learning_speed_cpu_t4")],
+                                           steps=(20000, 25000, 30000, 35000)),
+                  "Return ratios of the policies (`python -m qflow.reporting.policy_drift`, as in 8.1):",
+                  ratio_table(rows, 5000),
+                  "Distances between exports around the last swing (30k dip, 35k peak, 36.5k stop):",
+                  distance_table(rows, [(25000, 30000), (30000, 35000), (35000, 36500), (30000, 36500)]),
+                  dims_table(rows, [(30000, 35000), (35000, 36500), (30000, 36500)], CUBE_ACTION_DIMS),
+                  TASK4_READING]
+    parts += ["### 8.7 What explains the cube-single gap, and what did not", CONCLUSIONS]
     return "\n\n".join(parts)
 
 

@@ -157,7 +157,7 @@ def test_return_ratio_is_two_for_steady_motion_and_small_for_a_swing_back():
 
 
 def test_drift_tables_put_seeds_side_by_side_and_average_dimensions(tmp_path):
-    from qflow.reporting.policy_drift import dims_table, ratio_table, read_distances
+    from qflow.reporting.policy_drift import dims_table, distance_table, ratio_table, read_distances
     from qflow.training.logs import write_rows
 
     def run(agent, seed, d01, d12, d02, dims):
@@ -179,6 +179,11 @@ def test_drift_tables_put_seeds_side_by_side_and_average_dimensions(tmp_path):
     assert table[2:] == ["| qflow | 2 | 0k - 2k | 1.250 | 0.300 | 0.200 |", "| fql | 2 | 0k - 2k | 2.000 | 1.000 | 0.200 |"]
     with pytest.raises(ValueError, match="1 dimension names for 2"):
         dims_table(rows, [(0, 2000)], dim_names=("x",))
+    # per run, one column per pair, Q-Flow's runs first; a pair a run lacks is "-"
+    assert distance_table(rows, [(1000, 2000), (0, 2000), (0, 500)]).splitlines() == [
+        "| agent | task | seed | d(1k, 2k) | d(0k, 2k) | d(0k, 0.5k) |", "|---|---|---|---|---|---|",
+        "| qflow | 2 | 0 | 1.000 | 2.000 | - |", "| qflow | 2 | 1 | 3.000 | 0.500 | - |",
+        "| fql | 2 | 0 | 1.000 | 2.000 | - |"]
 
 
 def test_setting_comparison_averages_each_seed_and_measures_the_drops(tmp_path):

@@ -131,6 +131,10 @@ def ratio_table(rows: list[dict], spacing: int) -> str:
     return "\n".join(out)
 
 
+def _k(step: int) -> str:
+    return f"{step / 1000:g}k"  # 36500 -> 36.5k
+
+
 def dims_table(rows: list[dict], pairs, dim_names=None) -> str:
     """Per agent, task and pair of exports (s, u): the distance and each action dimension's mean absolute
     difference, mean over seeds. ``dim_names`` label the dimensions (default dim0, dim1, ...)."""
@@ -148,8 +152,21 @@ def dims_table(rows: list[dict], pairs, dim_names=None) -> str:
                     continue
                 cells = [np.mean([r["distance"] for r in sel])]
                 cells += [np.mean([r[f"abs_diff_dim{d}"] for r in sel]) for d in dims]
-                out.append(f"| {agent} | {task} | {s // 1000}k - {u // 1000}k | "
+                out.append(f"| {agent} | {task} | {_k(s)} - {_k(u)} | "
                            + " | ".join(f"{c:.3f}" for c in cells) + " |")
+    return "\n".join(out)
+
+
+def distance_table(rows: list[dict], pairs) -> str:
+    """Per run (agent, task, seed), the distance between the exports of each pair (s, u): which of two
+    earlier policies is a later one nearer to? ("-" where a run lacks an export.)"""
+    dist = {(r["agent"], r["task"], r["seed"], r["step_a"], r["step_b"]): r["distance"] for r in rows}
+    runs = sorted({(r["agent"], r["task"], r["seed"]) for r in rows}, key=lambda x: (x[0] != "qflow", x))
+    out = ["| agent | task | seed | " + " | ".join(f"d({_k(s)}, {_k(u)})" for s, u in pairs) + " |",
+           "|---|---|---|" + "---|" * len(pairs)]
+    for run in runs:
+        cells = [f"{dist[(*run, s, u)]:.3f}" if (*run, s, u) in dist else "-" for s, u in pairs]
+        out.append(f"| {run[0]} | {run[1]} | {run[2]} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
