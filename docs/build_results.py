@@ -165,8 +165,8 @@ export every 5,000 steps, each evaluated with 50 episodes while training went on
 qflow.experiments.stacked evaluate --all-exports`); diagnostics every 1,000 steps. Files:
 `results/runs/learning_speed_cpu_t2/`; report: `python -m qflow.reporting.diagnostics
 results/runs/learning_speed_cpu_t2 --out results/reports/learning_speed_cpu_t2`. Only task 2 (the
-largest gap) fitted the machine in one sitting; task 4 followed in another (8.6); tasks 1, 3 and 5 are
-entry a1 of the evidence plan (`plans/evidence.toml`), for a GPU window."""
+largest gap) fitted the machine in one sitting; task 4 followed in another (8.6); all five tasks at
+100k steps are entry a1 of the evidence plan (`plans/evidence.toml`), for a GPU window."""
 
 
 BANDIT_INTRO = """`python -m qflow.experiments.bandit --out results/bandit` (run at low priority beside the other
@@ -284,32 +284,34 @@ TASK4_READING = """- **Q-Flow is again the faster starter.** Its policy gains ov
   10k-12.5k), its success is ahead at 10k (8.0 vs 2.0 %), 20k (34.7 vs 30.0 %) and 25k (35.3 vs 26.7 %),
   and its critic reaches its lowest point earlier and higher (-39.8 to -44.7 at 11.5k-14k; FQL -48.4 to
   -49.0 at 14.5k-15.5k).
-- **Its success swings again, FQL's climbs.** Q-Flow falls to 12.7 % at 30k (0, 6 and 32 % by seed),
-  jumps to 67.3 % at 35k and falls to 32.7 % at the stop, 1,500 steps later (seeds 0 and 2: 56 -> 16 and
-  70 -> 12 %; seed 1 stays at 70 %). FQL: 37.3, 40.7, 56.0 %. Averaged over 20k-35k the two are level
+- **Its success swings again, FQL's climbs.** Q-Flow falls to 12.7 % at 30k (seeds 0, 1, 2: 6, 32 and
+  0 %), jumps to 67.3 % at 35k and falls to 32.7 % at the stop, 1,500 steps later (seeds 0 and 2: 56 -> 16
+  and 70 -> 12 %; seed 1: 76 -> 70 %). FQL: 37.3, 40.7, 56.0 %. Averaged over 20k-35k the two are level
   (Q-Flow 37.5 % [25.5, 57.0], FQL 33.7 % [32.0, 35.0]), but Q-Flow's mean fall between consecutive
   evaluations is 9.1 points against FQL's 2.0 (task 2: 22.7 against 2.9). A run scored once, as in
   section 1, draws from this spread: the same mechanism gives a tie on task 4 and a loss on task 2.
 - **The policy's swing is weaker and faster here.** At the 5k spacing no return ratio falls below 1
-  (Q-Flow 1.08-1.32, FQL 1.00-1.37): task 2's clean two-policy alternation does not repeat. But in the
-  two seeds whose success fell after 35k, the 36.5k policy is nearer to the 30k policy (a dip) than to the
-  35k policy (a peak) 1,500 steps before it (0.091 and 0.078 against 0.127 and 0.128), and it moved
-  further in those 1,500 steps than in the 5,000 before; seed 1, which held its success, moved like FQL
-  (0.081). FQL's 36.5k policies are nearest to their 35k ones in every seed. This is two seeds and one
-  step, found after looking at the curves: a lead, not a result.
+  (Q-Flow 1.08-1.41, FQL 1.00-1.40): task 2's clean two-policy alternation does not repeat. At the stop,
+  every Q-Flow seed's 36.5k policy is nearer to its 30k policy than to its 35k policy 1,500 steps before
+  (0.091, 0.071, 0.078 against 0.127, 0.081, 0.128), where FQL's 36.5k policies are nearest to their 35k
+  ones in every seed. What marks the two seeds whose success fell (seeds 0 and 2) is the size of that
+  last step: 0.127 and 0.128 in 1,500 steps, more than in the 5,000 before, against 0.081 for seed 1
+  (which held its success) and 0.068-0.071 for FQL. One step, found after looking at the curves: a lead,
+  not a result.
 - **The critic's verdict and the guidance are weaker predictors here.** r(success, critic's improvement)
   = -0.35 for Q-Flow (task 2: -0.62), -0.14 for FQL; guidance -0.24 (task 2: -0.56). The guidance
   (||grad V|| / lambda, mean over the 3k steps before) is again smallest before the peak, 0.217-0.228 at
   35k against 0.241-0.252 before the 30k dip and 0.240-0.244 before the 36.5k dips of seeds 0 and 2,
   but the difference is about a tenth, against a third on task 2. The distance from the data correlates
-  with success for both agents (r = -0.54 and -0.74): it falls slowly for both as they learn (0.35 at
-  15k to 0.32-0.35 at the stop), a trend more than a swing."""
+  with success for both agents (r = -0.54 and -0.74): over the 3k steps before each evaluation it falls
+  from about 0.35 at 15k to 0.31-0.35 at the stop in five of the six runs (Q-Flow seed 2 ends where it
+  was), a trend more than a swing."""
 
 
 CONCLUSIONS = """What explains the small-budget gap on cube-single, as far as these runs measure it (tasks 2 and
 4, 3 seeds each, at most 36.5k steps, CPU):
 - **Not learning speed.** On both tasks Q-Flow's policy starts to gain over the data earlier than FQL's
-  and its success is ahead first (task 2 at 15k; task 4 at 10k-25k).
+  and its success is ahead first (task 2 at 15k; task 4 at 10k, 20k and 25k).
 - **Instability of Q-Flow's policy between evaluations, on both tasks.** Section 1 scores each run once,
   at 50k. A Q-Flow run scored once draws from a curve that swings between a few per cent and FQL's level
   or above (task 2: 2.7 to 50.0 % between 25k and 30k; task 4: 12.7 to 67.3 % between 30k and 35k), where
@@ -325,9 +327,9 @@ CONCLUSIONS = """What explains the small-budget gap on cube-single, as far as th
   (the guided flow follows the critic where it overrates actions) this points to guidance that chases
   the critic's errors and a critic that then corrects them, round after round. On task 4 the same signs
   are fainter: no return ratio below 1 at the 5k spacing, r = -0.35 and -0.24, a guidance about a tenth
-  (not a third) smaller before the peak; only two seeds' last fall (35k to 36.5k) goes back towards the
-  30k dip's policy (8.6). A consistent picture in 3 seeds of one task and a lead on another, not a proof
-  of cause.
+  (not a third) smaller before the peak; at the stop every Q-Flow seed's policy is nearer its 30k (dip)
+  policy than its 35k (peak) one, and the two seeds whose success fell took a large last step (8.6). A
+  consistent picture in 3 seeds of one task and a lead on another, not a proof of cause.
 - **The knob values (task 2).** With the same factor for both (lambda x2, alpha x2) the order over
   20k-30k flips: Q-Flow 31.6 % [26.7, 36.0], FQL 13.3 % [11.3, 16.7], and Q-Flow shows no swing through
   31k. Part of the small-budget gap is the choice of lambda = 5 and alpha = 300 (set for 1M steps), not
@@ -343,8 +345,8 @@ What did not explain it:
 
 Not measured here, and where it goes next (all in `plans/evidence.toml`, with the policy-drift analysis
 run on the device where exports are kept): evaluations every 2.5k and 8 seeds for both aggregations
-(a0), which would time the swings that 5k evaluations alias (task 4's fall within 1,500 steps); tasks 1,
-3 and 5 (a1); network size, the paper's 4x512 against the 3x256 used here (a1b); both factors (x0.5, x2)
+(a0), which would time the swings that 5k evaluations alias (task 4's fall within 1,500 steps); all
+five tasks at 100k, the first look at tasks 1, 3 and 5 (a1); network size, the paper's 4x512 against the 3x256 used here (a1b); both factors (x0.5, x2)
 of both knobs on all five tasks at 100k steps (d), which also says whether lambda 10 swings later. At the
 paper's knob values Q-Flow learns faster but does not hold its gains, which loses task 2 and ties task 4
 at this budget; with both knobs weakened it wins task 2; why the loop forms at lambda 5 is measured in

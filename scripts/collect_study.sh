@@ -5,7 +5,9 @@
 #   writes results/runs/NAME/{training/FAMILY__AGENT/{group.json,metrics.csv}, training/{train,eval}.log,
 #   ENV__AGENT/seedS/{run.json,metrics.csv,eval.csv,summary.json}, policy_drift/}, results/reports/NAME/
 set -euo pipefail
-OUT=$1
+shopt -s nullglob
+OUT=$(realpath "$1")
+cd "$(dirname "$0")/.."  # results/ of this repository, wherever it is called from
 NAME=$2
 SPACING=${3:-5000}
 DEST=results/runs/$NAME

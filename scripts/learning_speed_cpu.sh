@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 13's learning-speed study on a CPU: Q-Flow vs FQL on cube-single tasks 2 and 4, seeds 0-2,
 # `cpu` preset, every member stacked in one process (agents in lockstep, stopped together by the
-# deadline), diagnostics logged every 1k steps, a policy export every 5k steps. A second loop
+# deadline), diagnostics logged every 500 steps, a policy export every 5k steps. A second loop
 # evaluates every export (50 episodes) as it arrives, so a session that ends early keeps its curves.
 #   usage: scripts/learning_speed_cpu.sh OUT MINUTES [TASKS] [SEEDS]
 #   environment: AGENTS (default qflow,fql), SETS (e.g. "qflow.q_agg=min", space-separated), EXPORT_EVERY (5000)

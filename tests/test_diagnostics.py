@@ -179,6 +179,8 @@ def test_drift_tables_put_seeds_side_by_side_and_average_dimensions(tmp_path):
     assert table[2:] == ["| qflow | 2 | 0k - 2k | 1.250 | 0.300 | 0.200 |", "| fql | 2 | 0k - 2k | 2.000 | 1.000 | 0.200 |"]
     with pytest.raises(ValueError, match="1 dimension names for 2"):
         dims_table(rows, [(0, 2000)], dim_names=("x",))
+    assert dims_table(rows, [(0, 2000)]).splitlines()[0].endswith("| mean abs. diff., dim0 | mean abs. diff., dim1 |")
+    assert ratio_table([], 1000) == dims_table([], [(0, 2000)]) == "(no exports to compare)"  # a group with no exports
     # per run, one column per pair, Q-Flow's runs first; a pair a run lacks is "-"
     assert distance_table(rows, [(1000, 2000), (0, 2000), (0, 500)]).splitlines() == [
         "| agent | task | seed | d(1k, 2k) | d(0k, 2k) | d(0k, 0.5k) |", "|---|---|---|---|---|---|",

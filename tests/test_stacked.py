@@ -3,7 +3,6 @@
 import csv
 import dataclasses
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -136,7 +135,8 @@ def test_train_export_evaluate_report(data_dir, tmp_path, capsys):
     assert sorted(pairs) == [(t, a, b) for t in (1, 2) for a, b in ((50, 50), (50, 100), (100, 100))]
     assert all(pairs[(t, s, s)] == 0 for t in (1, 2) for s in (50, 100))
     assert all(pairs[(t, 50, 100)] > 0 for t in (1, 2))
-    assert "| qflow | 1 | 0 | 100 |" in (tmp_path / "drift" / "policy_drift.md").read_text()
+    summary = (tmp_path / "drift" / "policy_drift.md").read_text()
+    assert "| qflow | 1 | 0 | 100 |" in summary and "| task | step | qflow, seeds 0 |" in summary
 
     # a deadline already past stops every agent before its first update, and evaluation says so
     late = tmp_path / "late"

@@ -99,7 +99,8 @@ def main(argv=None) -> int:
 def read_distances(path: Path) -> list[dict]:
     """distances.csv's rows with numbers as numbers (what the tables below take)."""
     with open(path, newline="") as f:
-        return [{k: v if k == "agent" else (int(v) if k in ("task", "seed", "step_a", "step_b") else float(v))
+        return [{k: v if k == "agent" else (int(v) if k in ("task", "seed", "step_a", "step_b")
+                                            else None if v == "" else float(v))  # "": a dimension this run lacks
                  for k, v in r.items()} for r in csv.DictReader(f)]
 
 
@@ -118,6 +119,8 @@ def _agent_order(agents) -> list[str]:
 def ratio_table(rows: list[dict], spacing: int) -> str:
     """Return ratios per task and export step, each agent's seeds side by side (one column per agent;
     "-" where a seed has no ratio at that step)."""
+    if not rows:
+        return "(no exports to compare)"
     ratios = ratios_by_run(rows, spacing)
     agents = _agent_order(a for a, _, _ in ratios)
     seeds = {a: sorted({s for b, _, s in ratios if b == a}) for a in agents}
@@ -138,6 +141,8 @@ def _k(step: int) -> str:
 def dims_table(rows: list[dict], pairs, dim_names=None) -> str:
     """Per agent, task and pair of exports (s, u): the distance and each action dimension's mean absolute
     difference, mean over seeds. ``dim_names`` label the dimensions (default dim0, dim1, ...)."""
+    if not rows:
+        return "(no exports to compare)"
     dims = sorted(int(k[len("abs_diff_dim"):]) for k in rows[0] if k.startswith("abs_diff_dim"))
     names = list(dim_names) if dim_names is not None else [f"dim{d}" for d in dims]
     if len(names) != len(dims):
@@ -180,7 +185,7 @@ def summary(rows: list[dict], a, argv) -> str:
              "swings back.", "",
              "| agent | task | seed | step | drift since the previous export | return ratio |", "|---|---|---|---|---|---|"]
     ratios = ratios_by_run(rows, a.spacing)
-    for (agent, task, seed), by_step in ratios.items():
+    for (agent, task, seed), by_step in sorted(ratios.items(), key=lambda item: (item[0][0] != "qflow", item[0])):
         dist = {(r["step_a"], r["step_b"]): r["distance"] for r in rows
                 if (r["agent"], r["task"], r["seed"]) == (agent, task, seed)}
         steps = sorted({s for pair in dist for s in pair if s % a.spacing == 0})
