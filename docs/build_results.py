@@ -289,7 +289,7 @@ TASK4_READING = """- **Q-Flow is again the faster starter.** Its policy gains ov
   and 70 -> 12 %; seed 1: 76 -> 70 %). FQL: 37.3, 40.7, 56.0 %. Averaged over 20k-35k the two are level
   (Q-Flow 37.5 % [25.5, 57.0], FQL 33.7 % [32.0, 35.0]), but Q-Flow's mean fall between consecutive
   evaluations is 9.1 points against FQL's 2.0 (task 2: 22.7 against 2.9). A run scored once, as in
-  section 1, draws from this spread: the same mechanism gives a tie on task 4 and a loss on task 2.
+  section 1, draws from this spread: the same instability gives a tie on task 4 and a loss on task 2.
 - **The policy's swing is weaker and faster here.** At the 5k spacing no return ratio falls below 1
   (Q-Flow 1.08-1.41, FQL 1.00-1.40): task 2's clean two-policy alternation does not repeat. At the stop,
   every Q-Flow seed's 36.5k policy is nearer to its 30k policy than to its 35k policy 1,500 steps before
@@ -304,7 +304,7 @@ TASK4_READING = """- **Q-Flow is again the faster starter.** Its policy gains ov
   35k against 0.241-0.252 before the 30k dip and 0.240-0.244 before the 36.5k dips of seeds 0 and 2,
   but the difference is about a tenth, against a third on task 2. The distance from the data correlates
   with success for both agents (r = -0.54 and -0.74): over the 3k steps before each evaluation it falls
-  from about 0.35 at 15k to 0.31-0.35 at the stop in five of the six runs (Q-Flow seed 2 ends where it
+  from about 0.35 at 15k to 0.31-0.33 at the stop in five of the six runs (Q-Flow seed 2 ends where it
   was), a trend more than a swing."""
 
 
