@@ -104,16 +104,25 @@ def read_distances(path: Path) -> list[dict]:
                  for k, v in r.items()} for r in csv.DictReader(f)]
 
 
-def ratios_by_run(rows: list[dict], spacing: int) -> dict[tuple, dict[int, float]]:
-    """{(agent, task, seed): {step: return ratio}} (``return_ratios`` of each run's distances)."""
-    dist = {}
-    for r in rows:
-        dist.setdefault((r["agent"], r["task"], r["seed"]), {})[(r["step_a"], r["step_b"])] = r["distance"]
-    return {run: return_ratios(d, spacing) for run, d in sorted(dist.items())}
+def _qflow_first(run: tuple) -> tuple:
+    return (run[0] != "qflow", run)  # runs (agent, ...) and agents alike: Q-Flow first, then the baselines
 
 
 def _agent_order(agents) -> list[str]:
-    return sorted(set(agents), key=lambda a: (a != "qflow", a))  # Q-Flow first, then the baselines
+    return sorted(set(agents), key=lambda a: _qflow_first((a,)))
+
+
+def distances_by_run(rows: list[dict]) -> dict[tuple, dict[tuple[int, int], float]]:
+    """{(agent, task, seed): {(step_a, step_b): distance}}, runs in table order (Q-Flow's first)."""
+    dist = {}
+    for r in rows:
+        dist.setdefault((r["agent"], r["task"], r["seed"]), {})[(r["step_a"], r["step_b"])] = r["distance"]
+    return dict(sorted(dist.items(), key=lambda item: _qflow_first(item[0])))
+
+
+def ratios_by_run(rows: list[dict], spacing: int) -> dict[tuple, dict[int, float]]:
+    """{(agent, task, seed): {step: return ratio}} (``return_ratios`` of each run's distances)."""
+    return {run: return_ratios(d, spacing) for run, d in distances_by_run(rows).items()}
 
 
 def ratio_table(rows: list[dict], spacing: int) -> str:
@@ -165,12 +174,10 @@ def dims_table(rows: list[dict], pairs, dim_names=None) -> str:
 def distance_table(rows: list[dict], pairs) -> str:
     """Per run (agent, task, seed), the distance between the exports of each pair (s, u): which of two
     earlier policies is a later one nearer to? ("-" where a run lacks an export.)"""
-    dist = {(r["agent"], r["task"], r["seed"], r["step_a"], r["step_b"]): r["distance"] for r in rows}
-    runs = sorted({(r["agent"], r["task"], r["seed"]) for r in rows}, key=lambda x: (x[0] != "qflow", x))
     out = ["| agent | task | seed | " + " | ".join(f"d({_k(s)}, {_k(u)})" for s, u in pairs) + " |",
            "|---|---|---|" + "---|" * len(pairs)]
-    for run in runs:
-        cells = [f"{dist[(*run, s, u)]:.3f}" if (*run, s, u) in dist else "-" for s, u in pairs]
+    for run, dist in distances_by_run(rows).items():
+        cells = [f"{dist[pair]:.3f}" if pair in dist else "-" for pair in pairs]
         out.append(f"| {run[0]} | {run[1]} | {run[2]} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
@@ -184,10 +191,8 @@ def summary(rows: list[dict], a, argv) -> str:
              "motion, about 1.4 for a random walk, 1 for jitter around a fixed policy, below 1 when the policy "
              "swings back.", "",
              "| agent | task | seed | step | drift since the previous export | return ratio |", "|---|---|---|---|---|---|"]
-    ratios = ratios_by_run(rows, a.spacing)
-    for (agent, task, seed), by_step in sorted(ratios.items(), key=lambda item: (item[0][0] != "qflow", item[0])):
-        dist = {(r["step_a"], r["step_b"]): r["distance"] for r in rows
-                if (r["agent"], r["task"], r["seed"]) == (agent, task, seed)}
+    for (agent, task, seed), dist in distances_by_run(rows).items():
+        by_step = return_ratios(dist, a.spacing)
         steps = sorted({s for pair in dist for s in pair if s % a.spacing == 0})
         for t in steps[1:]:
             drift = dist.get((t - a.spacing, t))
