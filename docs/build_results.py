@@ -59,7 +59,7 @@ def online_section() -> str:
     return f"""Command per run (seeds 0, 1, 2; agents qflow and fql; 200 regenerated episodes; CPU):
 `qflow train --env scene-play-singletask-task1-v0 --agent AGENT --seed S --dataset-episodes 200
 --preset tiny --steps 10000 --online-steps 5000 --eval-every 5000 --eval-episodes 25`. Table:
-`python -m qflow.reporting.online results/online/scene-task1__* --out results/reports/o2o_scene_task1`.
+`qflow online-report results/online/scene-task1__* --out results/reports/o2o_scene_task1`.
 The online phase starts from the offline checkpoint with the same losses; the replay buffer starts as
 the dataset. "online episodes" is the training policy's own (stochastic) success.
 
@@ -161,15 +161,15 @@ study of task 2 repeated on task 4, where section 1 had the agents level.
 preset, the full regenerated dataset (1,000 episodes, same recipe and seed as section 1's, made on
 this machine, so not the same bytes), both agents
 stacked in one process on this 2-core CPU and stopped together by a 93-minute deadline; a policy
-export every 5,000 steps, each evaluated with 50 episodes while training went on (`python -m
-qflow.experiments.stacked evaluate --all-exports`); diagnostics every 1,000 steps. Files:
-`results/runs/learning_speed_cpu_t2/`; report: `python -m qflow.reporting.diagnostics
+export every 5,000 steps, each evaluated with 50 episodes while training went on (`qflow
+stacked evaluate --all-exports`); diagnostics every 1,000 steps. Files:
+`results/runs/learning_speed_cpu_t2/`; report: `qflow diagnostics
 results/runs/learning_speed_cpu_t2 --out results/reports/learning_speed_cpu_t2`. Only task 2 (the
 largest gap) fitted the machine in one sitting; task 4 followed in another (8.6); all five tasks at
 100k steps are entry a1 of the evidence plan (`plans/evidence.toml`), for a GPU window."""
 
 
-BANDIT_INTRO = """`python -m qflow.experiments.bandit --out results/bandit` (run at low priority beside the other
+BANDIT_INTRO = """`qflow bandit --out results/bandit` (run at low priority beside the other
 jobs: 847 s): two action modes at a_x = -0.6 and +0.6 in equal shares, reward -|a_x - 0.6|, masks 0
 (the critic is a plain regression onto r, no bootstrapping), 64x64 networks, Q-Flow with strong
 guidance (lambda = 0.3, the setting of the test that checks that guidance works) under both time
@@ -467,7 +467,7 @@ def learning_speed_section() -> str:
                   body(knobs, ROOT),
                   "Both settings side by side, over the evaluations both runs have:",
                   setting_comparison_table(settings, steps=(20000, 25000, 30000)),
-                  "Return ratios of the policies (`python -m qflow.reporting.policy_drift`, as in 8.1):",
+                  "Return ratios of the policies (`qflow policy-drift`, as in 8.1):",
                   ratio_table(read_distances(RESULTS / "runs/knobs_x2_cpu_t2/policy_drift/distances.csv"), 5000),
                   KNOBS_READING]
     task4 = RESULTS / "reports/learning_speed_cpu_t4/diagnostics.md"
@@ -480,7 +480,7 @@ def learning_speed_section() -> str:
                   setting_comparison_table([(paper, RESULTS / "runs/learning_speed_cpu_t2"),
                                             (paper, RESULTS / "runs/learning_speed_cpu_t4")],
                                            steps=(20000, 25000, 30000, 35000)),
-                  "Return ratios of the policies (`python -m qflow.reporting.policy_drift`, as in 8.1):",
+                  "Return ratios of the policies (`qflow policy-drift`, as in 8.1):",
                   ratio_table(rows, 5000),
                   "Distances between exports around the last swing (30k dip, 35k peak, 36.5k stop):",
                   distance_table(rows, [(25000, 30000), (30000, 35000), (35000, 36500), (30000, 36500)]),
@@ -513,8 +513,8 @@ with each other inside one table, never with the paper's numbers. Regenerate thi
 (1,000 episodes), `cpu` preset (3x256), batch 256, 50,000 gradient steps, each agent with its
 per-environment settings from `qflow/envs.py` and no tuning of anyone. Trained on an H200 with every
 task x seed of an environment stacked in one jitted call per agent (`scripts/gpu_grid.sh`,
-`python -m qflow.experiments.stacked train`); each run's exported policy was then evaluated once, at
-step 50,000, with 50 episodes on this CPU (`python -m qflow.experiments.stacked evaluate`). So the
+`qflow stacked train`); each run's exported policy was then evaluated once, at
+step 50,000, with 50 episodes on this CPU (`qflow stacked evaluate`). So the
 score is the final evaluation's success (`qflow report results/runs/h2h_gpu_50k --out
 results/reports/h2h_gpu_50k --metric success`), and the learning-curve figures hold one point per
 run. How it was made, the device's data hashes and logs: `results/runs/h2h_gpu_50k/README.md`.

@@ -11,7 +11,8 @@ import numpy as np
 
 from qflow.agents.qflow import QFlowAgent
 from qflow.experiments.bandit import bandit_config, bandit_data, reward
-from qflow.training.trainer import make_train_chunk, stack
+from qflow.training.loop import stack
+from qflow.training.steps import make_train_chunk
 
 cfg = bandit_config("qflow", {"guidance_lambda": 0.3})
 agents = stack([QFlowAgent.create(s, 1, 2, cfg) for s in (0, 1)])

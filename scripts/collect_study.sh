@@ -24,5 +24,5 @@ for run in "$OUT"/runs/*__*/seed*; do
         [ -f "$run/$f" ] && cp "$run/$f" "$DEST/$rel/"
     done
 done
-python -m qflow.reporting.diagnostics "$DEST" --out "results/reports/$NAME"
-python -m qflow.reporting.policy_drift "$OUT"/train/*__* --spacing "$SPACING" --out "$DEST/policy_drift"
+qflow diagnostics "$DEST" --out "results/reports/$NAME"
+qflow policy-drift "$OUT"/train/*__* --spacing "$SPACING" --out "$DEST/policy_drift"

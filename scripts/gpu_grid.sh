@@ -5,7 +5,7 @@
 # Every trainer stops by the same deadline; each FAMILY__AGENT result folder is then packed into
 # one tar in OUT (group.json, metrics.csv, policies.msgpack, the trainer's log); nothing else is
 # written to OUT, so it holds only those tars. Evaluate the policies anywhere with
-#   python -m qflow.experiments.stacked evaluate FAMILY__AGENT --out results/runs/...
+#   qflow stacked evaluate FAMILY__AGENT --out results/runs/...
 #
 # usage: scripts/gpu_grid.sh OUT SECONDS STEPS FAMILY [FAMILY...]
 #   e.g. scripts/gpu_grid.sh /tmp/grid 520 50000 puzzle-3x3-play cube-single-play
@@ -38,7 +38,7 @@ for fam in "$@"; do
   left=$((DEADLINE - $(date +%s)))
   if [ "$left" -lt 60 ]; then log "skip $fam: ${left}s left after its data"; continue; fi
   log "training $fam"
-  timeout $((left + 60)) $PY -m qflow.experiments.stacked train --family "$fam" --steps "$STEPS" \
+  timeout $((left + 60)) $PY -m qflow.cli stacked train --family "$fam" --steps "$STEPS" \
       --deadline "$DEADLINE" --out "$WORK/train" "${train_size[@]}" ${STACKED_ARGS:-} > "$WORK/train/$fam.log" 2>&1 &
   pids+=($!)
 done

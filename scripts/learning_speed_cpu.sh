@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 13's learning-speed study on a CPU: Q-Flow vs FQL on cube-single tasks 2 and 4, seeds 0-2,
+# The learning-speed study on a CPU: Q-Flow vs FQL on cube-single tasks 2 and 4, seeds 0-2,
 # `cpu` preset, every member stacked in one process (agents in lockstep, stopped together by the
 # deadline), diagnostics logged every 500 steps, a policy export every 5k steps. A second loop
 # evaluates every export (50 episodes) as it arrives, so a session that ends early keeps its curves.
@@ -16,7 +16,7 @@ set_flags=()
 for item in ${SETS:-}; do set_flags+=(--set "$item"); done
 mkdir -p "$OUT"
 deadline=$(( $(date +%s) + MINUTES * 60 ))
-python -m qflow.experiments.stacked train --family cube-single-play --agents "$AGENTS" --tasks "$TASKS" \
+qflow stacked train --family cube-single-play --agents "$AGENTS" --tasks "$TASKS" \
     --seeds "$SEEDS" --steps 1000000 --preset cpu --chunk 500 --log-every 500 --export-every "$EXPORT_EVERY" --keep-exports \
     ${set_flags[@]+"${set_flags[@]}"} \
     --deadline "$deadline" --out "$OUT/train" > "$OUT/train.log" 2>&1 &
@@ -24,7 +24,7 @@ train=$!
 evaluate_all() {
     for group in "$OUT"/train/*__*; do
         if [ -f "$group/policies.msgpack" ]; then
-            python -m qflow.experiments.stacked evaluate "$group" --all-exports --episodes 50 --out "$OUT/runs" \
+            qflow stacked evaluate "$group" --all-exports --episodes 50 --out "$OUT/runs" \
                 >> "$OUT/eval.log" 2>&1 || echo "evaluation of $group failed (see eval.log)" >&2
         fi
     done

@@ -14,7 +14,8 @@ from qflow.agents.fql import FQLAgent, FQLConfig
 from qflow.agents.qflow import QFlowConfig
 from qflow.networks import fourier_features
 from qflow.reporting.diagnostics import improvement_onset
-from qflow.training.trainer import make_train_chunk, stack
+from qflow.training.loop import stack
+from qflow.training.steps import make_train_chunk
 from tests.helpers import ACT, B, OBS, perturb, random_batch, tiny_agent
 
 

@@ -11,7 +11,8 @@ from qflow.agents import get_agent
 from qflow.agents.base import build_config
 from qflow.agents.fbrac import FBRACAgent, FBRACConfig
 from qflow.envs import env_defaults
-from qflow.training.trainer import make_train_chunk, stack
+from qflow.training.loop import stack
+from qflow.training.steps import make_train_chunk
 
 from tests.helpers import ACT, B, OBS, perturb, random_batch
 

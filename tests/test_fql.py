@@ -8,7 +8,8 @@ import pytest
 
 from qflow.agents.base import build_config
 from qflow.agents.fql import FQLAgent, FQLConfig
-from qflow.training.trainer import make_train_chunk, stack
+from qflow.training.loop import stack
+from qflow.training.steps import make_train_chunk
 from tests.helpers import ACT, B, OBS, perturb, random_batch
 
 

@@ -12,7 +12,8 @@ from qflow.agents.ifql import IFQLAgent, IFQLConfig
 from qflow.agents.iql import IQLAgent, IQLConfig
 from qflow.agents.rebrac import ReBRACAgent, ReBRACConfig
 from qflow.envs import ENV_TABLE
-from qflow.training.trainer import make_train_chunk, stack
+from qflow.training.loop import stack
+from qflow.training.steps import make_train_chunk
 from tests.helpers import assert_routing
 from tests.helpers import random_batch as qflow_random_batch
 

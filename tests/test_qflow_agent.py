@@ -11,7 +11,8 @@ from qflow.agents.base import build_config
 from qflow.agents.flow_bc import FlowBCAgent, FlowBCConfig
 from qflow.agents.qflow import QFlowAgent, QFlowConfig, finish_flow, sample_tau
 from qflow.experiments.bandit import bandit_data, reward
-from qflow.training.trainer import make_train_chunk, stack
+from qflow.training.loop import stack
+from qflow.training.steps import make_train_chunk
 from tests.helpers import ACT, B, perturb, random_batch, tiny_agent
 
 

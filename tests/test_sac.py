@@ -10,7 +10,8 @@ import pytest
 
 from qflow.agents.base import build_config
 from qflow.agents.sac import SACAgent, SACConfig, tanh_gaussian_sample
-from qflow.training.trainer import make_train_chunk, stack
+from qflow.training.loop import stack
+from qflow.training.steps import make_train_chunk
 from tests.helpers import ACT, B, OBS, assert_routing, random_batch
 
 

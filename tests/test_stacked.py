@@ -12,11 +12,13 @@ import pytest
 from qflow.agents import AGENTS, get_agent
 from qflow.agents.base import acting_state, build_config, with_acting_state
 from qflow.data.loading import load_single_task
+from qflow.cli import main
 from qflow.experiments import stacked
 from qflow.reporting import policy_drift
 from qflow.reporting.diagnostics import make_diagnostics_report
 from qflow.reporting.report import find_runs
-from qflow.training.trainer import make_train_chunk, stack
+from qflow.training.loop import stack
+from qflow.training.steps import make_train_chunk
 from tests.helpers import ACT, OBS, random_batch, tiny_agent
 
 pytestmark = pytest.mark.e2e
@@ -89,7 +91,7 @@ def test_train_export_evaluate_report(data_dir, tmp_path, capsys):
     out, runs = tmp_path / "gpu", tmp_path / "runs"
     base = ["train", "--family", FAMILY, "--agents", "qflow,flow_bc", "--tasks", "1-2", "--seeds", "0",
             "--dataset-episodes", "3", "--data-dir", str(data_dir), "--chunk", "25", "--export-every", "50"]
-    assert stacked.main([*base, "--steps", "100", "--log-every", "25", "--keep-exports", "--out", str(out), *SMALL]) == 0
+    assert main(["stacked", *base, "--steps", "100", "--log-every", "25", "--keep-exports", "--out", str(out), *SMALL]) == 0
     for name in ("qflow", "flow_bc"):
         group = out / f"{FAMILY}__{name}"
         info = json.loads((group / "group.json").read_text())
@@ -99,7 +101,7 @@ def test_train_export_evaluate_report(data_dir, tmp_path, capsys):
         assert [(int(r["step"]), int(r["task"])) for r in rows] == [(s, t) for s in (25, 50, 75, 100) for t in (1, 2)]
         assert ("diag_v_explained_var" in rows[0]) == (name == "qflow")  # flow BC has no critic to judge by
         assert stacked.kept_exports(group) == [50, 100]
-        assert stacked.main(["evaluate", str(group), "--episodes", "2", "--out", str(runs)]) == 0
+        assert main(["stacked", "evaluate", str(group), "--episodes", "2", "--out", str(runs)]) == 0
     found, notes = find_runs([runs], metric="success")
     assert sorted((r.agent, r.task, r.steps) for r in found) == [
         ("flow_bc", "1", 100), ("flow_bc", "2", 100), ("qflow", "1", 100), ("qflow", "2", 100)]
@@ -109,7 +111,7 @@ def test_train_export_evaluate_report(data_dir, tmp_path, capsys):
     # --all-exports adds the evaluations it lacks (step 50) and keeps the one it has (step 100)
     qflow_group = out / f"{FAMILY}__qflow"
     for _ in range(2):  # the second call finds nothing left to do
-        assert stacked.main(["evaluate", str(qflow_group), "--episodes", "2", "--all-exports", "--out", str(runs)]) == 0
+        assert main(["stacked", "evaluate", str(qflow_group), "--episodes", "2", "--all-exports", "--out", str(runs)]) == 0
     for task in (1, 2):
         run = runs / f"{FAMILY}-singletask-task{task}-v0__qflow" / "seed0"
         with open(run / "eval.csv", newline="") as f:
@@ -128,7 +130,7 @@ def test_train_export_evaluate_report(data_dir, tmp_path, capsys):
     assert (tmp_path / "diag" / "diagnostics.png").stat().st_size > 0
 
     # the policy-drift analysis on the kept exports: an export is at distance 0 from itself, the two differ
-    assert policy_drift.main([str(qflow_group), "--states", "64", "--spacing", "50", "--data-dir", str(data_dir),
+    assert main(["policy-drift", str(qflow_group), "--states", "64", "--spacing", "50", "--data-dir", str(data_dir),
                               "--dataset-episodes", "3", "--out", str(tmp_path / "drift")]) == 0
     rows = policy_drift.read_distances(tmp_path / "drift" / "distances.csv")
     pairs = {(r["task"], r["step_a"], r["step_b"]): r["distance"] for r in rows}
@@ -140,12 +142,50 @@ def test_train_export_evaluate_report(data_dir, tmp_path, capsys):
 
     # a deadline already past stops every agent before its first update, and evaluation says so
     late = tmp_path / "late"
-    assert stacked.main([*base, "--agents", "flow_bc", "--steps", "100", "--deadline", "1", "--out", str(late)]) == 0
+    assert main(["stacked", *base, "--agents", "flow_bc", "--steps", "100", "--deadline", "1", "--out", str(late)]) == 0
     info = json.loads((late / f"{FAMILY}__flow_bc" / "group.json").read_text())
     assert info["step"] == 0 and info["stop"] == "deadline"
-    assert stacked.main(["evaluate", str(late / f"{FAMILY}__flow_bc"), "--out", str(runs)]) == 2
+    assert main(["stacked", "evaluate", str(late / f"{FAMILY}__flow_bc"), "--out", str(runs)]) == 2
     assert "no policies" in capsys.readouterr().err
 
     # evaluations scored another way never mix into the same run directories
-    assert stacked.main(["evaluate", str(out / f"{FAMILY}__qflow"), "--episodes", "3", "--out", str(runs)]) == 2
+    assert main(["stacked", "evaluate", str(out / f"{FAMILY}__qflow"), "--episodes", "3", "--out", str(runs)]) == 2
     assert "differs in episodes); pass another --out" in capsys.readouterr().err
+
+
+def test_a_killed_group_resumes_to_the_same_parameters(data_dir, tmp_path, monkeypatch):
+    """kill -9 between two checkpoints, rerun: the resumed group ends with the parameters of an
+    uninterrupted run, and every step is logged once."""
+    base = ["stacked", "train", "--family", FAMILY, "--agents", "flow_bc", "--tasks", "1-2", "--seeds", "0",
+            "--dataset-episodes", "3", "--data-dir", str(data_dir), "--chunk", "25", "--export-every", "50",
+            "--log-every", "25", "--steps", "150", *SMALL]
+    assert main([*base, "--out", str(tmp_path / "whole")]) == 0
+
+    real, calls = stacked.StackedJob.advance, []
+
+    def dies_at_step_100(self, step):  # after the checkpoint at 50, before the one at 100
+        if step == 75:
+            raise KeyboardInterrupt("simulated kill")
+        calls.append(step)
+        return real(self, step)
+
+    monkeypatch.setattr(stacked.StackedJob, "advance", dies_at_step_100)
+    with pytest.raises(KeyboardInterrupt):
+        main([*base, "--out", str(tmp_path / "cut")])
+    monkeypatch.setattr(stacked.StackedJob, "advance", real)
+    assert main([*base, "--out", str(tmp_path / "cut")]) == 0
+
+    group = f"{FAMILY}__flow_bc"
+    steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "cut" / group / "metrics.csv"))]
+    assert steps == [s for s in (25, 50, 75, 100, 125, 150) for _ in range(2)]  # two members, each step once
+    data, _ = load_single_task(f"{FAMILY}-singletask-task1-v0", 3, 0, data_dir, progress=False)
+    read = stacked.member_policies(json.loads((tmp_path / "whole" / group / "group.json").read_text()),
+                                   data["observations"].shape[1], data["actions"].shape[1])
+    whole, cut = read(tmp_path / "whole" / group / "policies.msgpack"), read(tmp_path / "cut" / group / "policies.msgpack")
+    assert whole[0] == cut[0] == 150
+    for a, b in zip(whole[1], cut[1]):
+        for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+            np.testing.assert_array_equal(x, y)
+    info = json.loads((tmp_path / "cut" / group / "group.json").read_text())
+    assert info["step"] == 150 and info["stop"] == "steps reached"
+    assert main([*base, "--out", str(tmp_path / "cut"), "--set", "lr=1e-3"]) == 2  # another run: refused

@@ -28,7 +28,8 @@ import numpy as np
 
 from qflow.agents import get_agent
 from qflow.agents.base import build_config
-from qflow.training.trainer import make_train_chunk, stack
+from qflow.training.loop import stack
+from qflow.training.steps import make_train_chunk
 
 AGENTS = ("qflow", "fql", "fbrac")
 KS = (1, 5, 10, 20, 50)

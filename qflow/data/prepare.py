@@ -31,6 +31,7 @@ import numpy as np
 from qflow.data.generate import episode_seed, make_collector
 from qflow.data.registry import EXPERT_KINDS, REGENERABLE, check_dataset_name
 from qflow.errors import QFlowError
+from qflow.settings import flag
 from qflow.utils import atomic_write_json, atomic_writer, file_lock, package_versions
 
 SHARD_EPISODES = 10
@@ -159,6 +160,20 @@ def dataset_lock(directory: Path, name: str, progress: bool = True):
             if err.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
                 raise
         yield
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareSettings:
+    """`qflow data prepare`'s flags: the arguments of ``prepare``."""
+
+    dataset: str = dataclasses.field(metadata=flag(positional=True, help="e.g. cube-single-play-v0"))
+    episodes: int | None = None  # training episodes (default: the official size)
+    seed: int = 0  # generation seed of a regenerated dataset
+    data_dir: str | None = None  # dataset directory (default $QFLOW_DATA_DIR, else ~/.ogbench/data)
+    workers: int | None = None  # generation processes (default: one per core)
+    download: bool = True  # try OGBench's download when no files are found (--no-download skips it)
+    assume_official: bool = False  # files found in the data dir without metadata sidecars are OGBench's official files
+    expert: str | None = None  # antmaze only: the ant expert (DIR/expert.msgpack from `qflow expert train --run-dir DIR`)
 
 
 def prepare(

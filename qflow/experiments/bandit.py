@@ -67,7 +67,8 @@ def run(agent: str, overrides: dict, seeds, updates: int, every: int, hidden=(64
     import jax
 
     from qflow.agents import get_agent
-    from qflow.training.trainer import make_train_chunk, stack
+    from qflow.training.loop import stack
+    from qflow.training.steps import make_train_chunk
 
     config = bandit_config(agent, overrides, hidden, batch_size)
     agents = stack([get_agent(agent)[0].create(s, 1, 2, config) for s in seeds])

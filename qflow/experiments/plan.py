@@ -1,9 +1,9 @@
 """The evidence plan: an ordered list of experiments, each done when committed results satisfy it.
 
-    python -m qflow.experiments.plan status [--plan plans/evidence.toml] [--results results/evidence]
-    python -m qflow.experiments.plan run --minutes 13 --out OUT [--work DIR] [--only ID,...]
+    qflow plan status [--plan plans/evidence.toml] [--results results/evidence]
+    qflow plan run --minutes 13 --out OUT [--work DIR] [--only ID,...]
 
-``run`` is what a lent GPU window executes: it takes the plan's entries in order, skips those whose
+``run`` is what a machine with a time limit (one H200 GPU, say) executes: it takes the plan's entries in order, skips those whose
 results are already committed, and runs each unfinished one whose estimate fits before the deadline
 (a stacked entry is started anyway when at least half its estimate is left: its deadline stops it
 and what it reached is kept as a partial result). A stacked entry regenerates its data with all
@@ -16,7 +16,6 @@ of 16 MiB come back from a device machine, so policies stay behind). Unpack a ta
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -28,7 +27,8 @@ import time
 from pathlib import Path
 
 from qflow.errors import QFlowError
-from qflow.utils import atomic_write_json, parse_int_list, read_toml
+from qflow.settings import from_table
+from qflow.utils import atomic_write_json, read_toml
 
 PLAN = Path("plans/evidence.toml")
 RESULTS = Path("results/evidence")
@@ -62,23 +62,23 @@ class Entry:
 
 
 def load_plan(path: Path = PLAN) -> list[Entry]:
+    """The plan's entries, each checked against ``Entry``'s fields: an unknown key, a value of the wrong
+    type, a missing ``[[entry]]`` table or a repeated id is a one-line error naming it."""
     raw = read_toml(path, "plan", "; pass --plan")
-    fields = {f.name for f in dataclasses.fields(Entry)}
+    unknown = sorted(set(raw) - {"entry"})
+    if unknown or not isinstance(raw.get("entry"), list) or not raw["entry"]:
+        raise QFlowError(f"{path}: a plan is a list of [[entry]] tables"
+                         + (f"; unknown top-level keys {unknown}" if unknown else "; none found"))
     entries = []
-    for i, item in enumerate(raw.get("entry", [])):
-        unknown = sorted(set(item) - fields)
-        if unknown or "id" not in item or item.get("kind") not in KINDS:
-            raise QFlowError(f"{path}: entry {i + 1} ({item.get('id', 'no id')}) needs an id and a kind in {KINDS}"
-                             + (f"; unknown keys {unknown} (known: {', '.join(sorted(fields))})" if unknown else ""))
-        if "sets" in item:
-            item["sets"] = tuple(tuple(s) for s in item["sets"])
-        if "agents" in item:
-            item["agents"] = tuple(item["agents"])
-        entry = Entry(**item)
+    for i, item in enumerate(raw["entry"]):
+        where = f"{path}: entry {i + 1} ({item.get('id', 'no id') if isinstance(item, dict) else '?'})"
+        entry = from_table(Entry, item, where)
+        if entry.kind not in KINDS:
+            raise QFlowError(f"{where}: kind must be one of {KINDS}, got {entry.kind!r}")
         if entry.kind == "stacked" and not (entry.family and entry.agents and entry.steps > 0):
-            raise QFlowError(f"{path}: stacked entry {entry.id} needs family, agents and steps > 0")
+            raise QFlowError(f"{where}: a stacked entry needs family, agents and steps > 0")
         if entry.kind == "command" and "OUT" not in entry.command:
-            raise QFlowError(f"{path}: command entry {entry.id} must write into OUT")
+            raise QFlowError(f"{where}: a command entry must write into OUT")
         entries.append(entry)
     ids = [e.id for e in entries]
     if len(set(ids)) != len(ids):
@@ -127,14 +127,14 @@ def _prepare_data(entry: Entry, deadline: float, log) -> bool:
 
 
 def _run_stacked(entry: Entry, work: Path, deadline: float, log) -> None:
-    members = f"--tasks {entry.tasks} --seeds {','.join(map(str, parse_int_list(entry.seeds)))}"  # ranges as lists
+    members = f"--tasks {entry.tasks} --seeds {entry.seeds}"
     folders = run_folders(entry)
     for index, (folder, overrides) in enumerate(zip(folders, entry.sets)):
         out = work / folder
         # the sets share what is left of the window equally: the first never starves the others
         set_deadline = time.time() + (deadline - time.time()) / (len(folders) - index)
         reserve = DRIFT_SECONDS if entry.drift else 0  # kept after the evaluations for the drift analysis
-        cmd = [sys.executable, "-m", "qflow.experiments.stacked", "train", "--family", entry.family,
+        cmd = [sys.executable, "-m", "qflow.cli", "stacked", "train", "--family", entry.family,
                "--agents", ",".join(entry.agents), *members.split(), "--steps", str(entry.steps),
                "--preset", entry.preset, "--export-every", str(entry.export_every), "--log-every", "1000",
                "--keep-exports", "--deadline", str(set_deadline - 60 - reserve),
@@ -143,7 +143,7 @@ def _run_stacked(entry: Entry, work: Path, deadline: float, log) -> None:
             cmd += ["--set", item]
         if entry.episodes:
             cmd += ["--dataset-episodes", str(entry.episodes)]
-        log(f"training {entry.id}/{folder}: {' '.join(shlex.quote(c) for c in cmd[3:])}")
+        log(f"training {entry.id}/{folder}: {' '.join(shlex.quote(c) for c in cmd[4:])}")
         out.mkdir(parents=True, exist_ok=True)
         with open(work / f"{folder}.log", "w") as train_log:
             trainer = subprocess.Popen(cmd, stdout=train_log, stderr=subprocess.STDOUT)
@@ -161,7 +161,7 @@ def _policy_drift(entry: Entry, train_dir: Path, dest: Path, deadline: float, lo
     groups = [str(g) for g in sorted(train_dir.glob(f"{entry.family}__*")) if (g / "exports").is_dir()]
     if not groups:
         return
-    cmd = [sys.executable, "-m", "qflow.reporting.policy_drift", *groups, "--spacing", str(entry.drift), "--out", str(dest)]
+    cmd = [sys.executable, "-m", "qflow.cli", "policy-drift", *groups, "--spacing", str(entry.drift), "--out", str(dest)]
     if entry.episodes:
         cmd += ["--dataset-episodes", str(entry.episodes)]
     dest.mkdir(parents=True, exist_ok=True)
@@ -180,7 +180,7 @@ def _evaluate(entry: Entry, train_dir: Path, runs: Path, deadline: float) -> Non
     runs.mkdir(parents=True, exist_ok=True)
     for group in sorted(train_dir.glob(f"{entry.family}__*")):
         if (group / "policies.msgpack").exists():
-            cmd = [sys.executable, "-m", "qflow.experiments.stacked", "evaluate", str(group), "--all-exports",
+            cmd = [sys.executable, "-m", "qflow.cli", "stacked", "evaluate", str(group), "--all-exports",
                    "--episodes", str(entry.eval_episodes), "--out", str(runs)]
             with open(runs / f"eval_{group.name}.log", "a") as f:
                 procs.append(subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT))
@@ -241,36 +241,29 @@ def run_plan(entries: list[Entry], out: Path, work: Path, minutes: float, result
     return ran
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    for name in ("status", "run"):
-        s = sub.add_parser(name)
-        s.add_argument("--plan", default=str(PLAN))
-        s.add_argument("--results", default=str(RESULTS), help="where committed results live")
-    r = sub.choices["run"]
-    r.add_argument("--minutes", type=float, required=True, help="device time for the whole run")
-    r.add_argument("--out", required=True, help="the tars go here (e.g. $OUT on a device machine)")
-    r.add_argument("--work", default="/tmp/qflow_plan_work", help="data, training and evaluation files")
-    r.add_argument("--only", default="", help="comma-separated entry ids")
-    a = p.parse_args(argv)
-    try:
-        entries = load_plan(Path(a.plan))
-        if a.command == "status":
-            for e in entries:
-                state, detail = entry_state(e, Path(a.results))
-                print(f"{state:8s} {e.id:24s} ~{e.minutes:g} min  {detail}")
-            return 0
-        started = time.time()
-        log = lambda msg: print(f"[plan +{time.time() - started:.0f}s] {msg}", flush=True)  # noqa: E731
-        packed = run_plan(entries, Path(a.out), Path(a.work), a.minutes, Path(a.results),
-                          tuple(x for x in a.only.split(",") if x), log)
-        log(f"packed: {', '.join(packed) or 'nothing'}")
-    except QFlowError as err:
-        print(f"plan: error: {err}", file=sys.stderr)
-        return 2
+@dataclasses.dataclass(frozen=True)
+class PlanSettings:
+    """`qflow plan status|run`."""
+
+    plan: str = str(PLAN)  # the plan file
+    results: str = str(RESULTS)  # where committed results live
+    minutes: float | None = None  # run: device time for the whole run
+    out: str | None = None  # run: the tars go here
+    work: str = "/tmp/qflow_plan_work"  # run: data, training and evaluation files
+    only: tuple[str, ...] = ()  # run: these entry ids only
+
+
+def run_command(command: str, s: PlanSettings) -> int:
+    entries = load_plan(Path(s.plan))
+    if command == "status":
+        for e in entries:
+            state, detail = entry_state(e, Path(s.results))
+            print(f"{state:8s} {e.id:24s} ~{e.minutes:g} min  {detail}")
+        return 0
+    if s.minutes is None or s.out is None:
+        raise QFlowError("qflow plan run needs --minutes and --out")
+    started = time.time()
+    log = lambda msg: print(f"[plan +{time.time() - started:.0f}s] {msg}", flush=True)  # noqa: E731
+    packed = run_plan(entries, Path(s.out), Path(s.work), s.minutes, Path(s.results), s.only, log)
+    log(f"packed: {', '.join(packed) or 'nothing'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

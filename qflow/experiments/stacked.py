@@ -7,25 +7,26 @@ shared (``make_train_chunk(per_member=...)``). Several agents train in lockstep,
 in turn, so a deadline stops them all at the same step.
 
     # where the accelerator is: train, export each agent's policies (their acting state only)
-    python -m qflow.experiments.stacked train --family puzzle-3x3-play --agents qflow,fql,flow_bc \\
-        --tasks 1-5 --seeds 0,1,2 --steps 50000 --preset cpu --out gpu_out
+    qflow stacked train --family puzzle-3x3-play --agents qflow,fql,flow_bc \\
+        --tasks 1-5 --seeds 0-2 --steps 50000 --preset cpu --out gpu_out
     # anywhere: evaluate the exported policies into run directories `qflow report` reads
-    python -m qflow.experiments.stacked evaluate gpu_out/puzzle-3x3-play__qflow --episodes 50 \\
-        --out results/runs/h2h
+    qflow stacked evaluate gpu_out/puzzle-3x3-play__qflow --episodes 50 --out results/runs/h2h
 
-Training writes per agent ``FAMILY__AGENT/``: ``group.json`` (members, config, data, versions,
-device, throughput, steps reached), ``metrics.csv`` (losses and diagnostics per member, every
-``--log-every`` steps), ``policies.msgpack`` (the latest export, flax msgpack, written atomically)
-and, with ``--keep-exports``, ``exports/step_NNNNNNN.msgpack`` (every export, for learning
-curves). Evaluation writes ``ENV__AGENT/seedS/`` with run.json, metrics.csv, eval.csv and
+Training is a job of the one loop (``training.loop``) and writes per agent ``FAMILY__AGENT/``:
+``group.json`` (members, config, data, versions, device, throughput, steps reached),
+``metrics.csv`` (losses and diagnostics per member, every ``--log-every`` steps),
+``policies.msgpack`` (the latest export, flax msgpack, written atomically) and, with
+``--keep-exports``, ``exports/step_NNNNNNN.msgpack`` (every export, for learning curves). At
+every export (and when a deadline stops it) ``OUT/FAMILY.checkpoint.msgpack`` holds every group's
+stacked agents: a killed or deadline-stopped run resumes from it when rerun with the same
+settings, each step logged once. Evaluation writes ``ENV__AGENT/seedS/`` with run.json, metrics.csv, eval.csv and
 summary.json, the layout `qflow sweep` writes; ``--all-exports`` evaluates every kept
 export not yet evaluated.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
+import dataclasses
 import json
 import os
 import sys
@@ -42,10 +43,12 @@ from qflow.data.loading import data_record, load_single_task
 from qflow.data.registry import env_id_for_task
 from qflow.envs import agent_config
 from qflow.errors import QFlowError
-from qflow.training.logs import CSVLog, read_rows, write_rows, write_summary
-from qflow.training.schedule import Schedule
-from qflow.training.trainer import check_finite, make_train_chunk, stack
-from qflow.utils import POSITIVE, atomic_write_json, atomic_writer, package_versions, parse_int_list
+from qflow.settings import flag
+from qflow.training import loop
+from qflow.training.logs import CSVLog, read_rows, resumed_clock, write_rows, write_summary
+from qflow.training.loop import check_finite, stack
+from qflow.training.steps import make_train_chunk
+from qflow.utils import atomic_write_json, atomic_writer, package_versions
 
 PER_TASK_KEYS = ("rewards", "masks")
 POLICIES = "policies.msgpack"
@@ -60,15 +63,19 @@ def kept_exports(group_dir: Path) -> list[int]:
     return sorted(int(p.stem.split("_")[1]) for p in (Path(group_dir) / EXPORTS).glob("step_*.msgpack"))
 
 
+def task_env(family: str, task: int) -> str:
+    return env_id_for_task(f"{family}-singletask-v0", task)
+
+
 def member_list(tasks, seeds) -> list[tuple[int, int]]:
     return [(t, s) for t in tasks for s in seeds]
 
 
-def load_family(family: str, tasks, members, episodes=None, data_dir=None, extra=()):
+def load_family(family: str, tasks, members, episodes=None, data_dir=None, extra=(), dataset_seed: int = 0):
     """Shared transitions plus rewards/masks stacked per member (task-major order)."""
     per_task, files = {}, None
     for t in tasks:
-        data, files = load_single_task(f"{family}-singletask-task{t}-v0", episodes, 0, data_dir, progress=False,
+        data, files = load_single_task(task_env(family, t), episodes, dataset_seed, data_dir, progress=False,
                                        extra=extra)
         per_task[t] = data if not per_task else {k: data[k] for k in PER_TASK_KEYS}  # the rest is shared
     data = {k: v for k, v in per_task[tasks[0]].items() if k not in PER_TASK_KEYS}
@@ -109,225 +116,293 @@ def member_policies(group: dict, obs_dim: int, action_dim: int):
     return read
 
 
-def train(args) -> None:
-    tasks, seeds = parse_int_list(args.tasks), [int(s) for s in args.seeds.split(",")]
-    members = member_list(tasks, seeds)
-    agent_names = [a for a in args.agents.split(",") if a]
-    log_every = args.log_every or args.export_every
-    chunk = min(args.chunk, args.export_every, log_every)
-    if args.steps < 1 or chunk < 1 or args.steps % chunk or args.export_every % chunk or log_every % chunk:
-        raise ValueError(f"--steps ({args.steps}), --export-every ({args.export_every}) and --log-every ({log_every}) "
-                         f"must be positive multiples of --chunk ({args.chunk})")
-    configs = {}
-    for name in agent_names:
-        per_task = [agent_config(name, env_id_for_task(f"{args.family}-singletask-v0", t), args.preset,
-                                 overrides_for(name, args.set, agent_names)) for t in tasks]
-        if any(c != per_task[0] for c in per_task):
-            raise ValueError(f"{name}: tasks of {args.family} have different per-env settings; stack one task")
-        configs[name] = per_task[0]
+@dataclasses.dataclass(frozen=True)
+class GroupSettings:
+    """`qflow stacked train`: every task x seed of one dataset stacked in one jitted call per agent."""
+
+    family: str  # dataset family, e.g. puzzle-3x3-play
+    steps: int  # updates of every member
+    out: str  # where FAMILY__AGENT/ group directories (and the family's checkpoint) go
+    agents: tuple[str, ...] = ("qflow", "fql", "flow_bc")  # agents trained in lockstep, one call each
+    tasks: tuple[int, ...] = (1, 2, 3, 4, 5)  # tasks of the family, e.g. 1-5 or 2,4
+    seeds: tuple[int, ...] = (0, 1, 2)  # agent seeds, e.g. 0-2
+    preset: str = "cpu"  # network sizes: tiny, cpu or paper
+    overrides: tuple[str, ...] = dataclasses.field(default=(), metadata=flag("--set", repeat=True, help=(
+        "config override: KEY=VALUE for every agent, AGENT.KEY=VALUE for one (e.g. fql.alpha=150)")))
+    chunk: int = 1000  # updates per jitted call
+    export_every: int = 5000  # steps between policy exports (and checkpoints)
+    log_every: int | None = None  # steps between metrics rows (default: export_every)
+    keep_exports: bool = False  # also keep every export as exports/step_NNNNNNN.msgpack (for learning curves)
+    deadline: float | None = None  # unix time: stop every agent before it (a rerun resumes)
+    dataset_episodes: int | None = None  # dataset size (default: the official size)
+    dataset_seed: int = 0  # seed of a regenerated dataset
+    data_dir: str | None = None  # dataset directory (default $QFLOW_DATA_DIR, else ~/.ogbench/data)
+    progress: bool = False  # a progress bar (off by default: stacked runs usually log to files)
+    command: str | None = dataclasses.field(default=None, metadata=flag(cli=False))  # recorded with the
+    # results; None: this process's command line (a sweep cell passes its own)
+
+    def validate(self) -> None:
+        log_every = self.log_every or self.export_every
+        chunk = min(self.chunk, self.export_every, log_every)
+        if self.steps < 1 or chunk < 1 or self.steps % chunk or self.export_every % chunk or log_every % chunk:
+            raise ValueError(f"--steps ({self.steps}), --export-every ({self.export_every}) and --log-every "
+                             f"({log_every}) must be positive multiples of --chunk ({self.chunk})")
+        if not self.agents:
+            raise ValueError("--agents names no agent; e.g. --agents qflow,fql")
+        if len(set(self.seeds)) != len(self.seeds) or len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"--seeds and --tasks must not repeat, got {self.seeds} and {self.tasks}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """`qflow stacked evaluate`: a group's exported policies into run directories `qflow report` reads."""
+
+    group: str = dataclasses.field(metadata=flag(positional=True, help="a FAMILY__AGENT directory written by train"))
+    out: str  # where ENV__AGENT/seedS/ run directories go
+    episodes: int = 50  # evaluation episodes per member and export
+    all_exports: bool = False  # every kept export not yet evaluated, not just the latest
+    command: str | None = dataclasses.field(default=None, metadata=flag(cli=False))  # recorded with the results
+
+
+def checkpoint_path(settings: GroupSettings) -> Path:
+    return Path(settings.out) / f"{settings.family}.checkpoint.msgpack"
+
+
+def train(settings: GroupSettings) -> dict:
+    """Train (or resume) every agent's group; returns {agent: its group.json as written last}."""
+    settings.validate()
+    configs = group_configs(settings)
     extra = tuple(sorted({k for c in configs.values() for k in c.extra_data()}))
     started = time.time()
-    data, files = load_family(args.family, tasks, members, args.dataset_episodes, args.data_dir, extra)
-    data_info = data_record(files, len(data["actions"]))
+    members = member_list(settings.tasks, settings.seeds)
+    data, files = load_family(settings.family, settings.tasks, members, settings.dataset_episodes,
+                              settings.data_dir, extra, settings.dataset_seed)
     device_data = jax.device_put({k: jnp.asarray(v) for k, v in data.items()})
-    obs_dim, action_dim = data["observations"].shape[1], data["actions"].shape[1]
+    shapes = (data["observations"].shape[1], data["actions"].shape[1])
+    data_info = data_record(files, len(data["actions"]))
     del data
-    print(f"[stacked] {args.family}: data loaded in {time.time() - started:.0f} s on {jax.devices()[0]}", flush=True)
+    print(f"[stacked] {settings.family}: data loaded in {time.time() - started:.0f} s on {jax.devices()[0]}", flush=True)
+    job = StackedJob(settings, configs, members, shapes, data_info, device_data)
+    return loop.run(job, settings.progress, settings.deadline)
 
-    groups = []
-    for name, config in configs.items():
-        agent_cls = get_agent(name)[0]
-        out = Path(args.out) / f"{args.family}__{name}"
-        if (out / "group.json").exists():
-            raise FileExistsError(f"{out} already holds a stacked run; pass another --out")
-        agents = stack([agent_cls.create(s, obs_dim, action_dim, config) for _, s in members])
-        group = {"family": args.family, "agent": name, "members": [{"task": t, "seed": s} for t, s in members],
-                 "steps": args.steps, "preset": args.preset, "config": config.as_dict(), "data": data_info,
-                 "export_every": args.export_every, "log_every": log_every,
-                 "versions": package_versions(), "commit": os.environ.get("QFLOW_COMMIT", "unknown"),
-                 "device": jax.devices()[0].device_kind, "command": _invocation(args), "step": 0,
-                 "train_seconds": 0.0, "compile_seconds": None}
-        groups.append({"info": group, "agents": agents, "out": out, "log": CSVLog(out / "metrics.csv")})
-        atomic_write_json(out / "group.json", {**group, "stop": "starting"})
 
-    fns = {g["info"]["agent"]: make_train_chunk(chunk, per_member=PER_TASK_KEYS) for g in groups}
-    schedule = Schedule(args.steps, {"log": log_every, "export": args.export_every})
-    step, round_seconds, stop, exported = 0, 0.0, "steps reached", 0
-    while step < args.steps:
-        if args.deadline and time.time() + 1.2 * round_seconds > args.deadline:
-            stop = "deadline"
-            break
-        t_round = time.time()
-        for g in groups:
+def group_configs(settings: GroupSettings) -> dict:
+    """{agent: its config}, the same for every task of the family (else the tasks cannot share a call)."""
+    configs = {}
+    for name in settings.agents:
+        get_agent(name)  # an unknown agent: the registry's one-line error
+        per_task = [agent_config(name, task_env(settings.family, t), settings.preset,
+                                 overrides_for(name, settings.overrides, settings.agents)) for t in settings.tasks]
+        if any(c != per_task[0] for c in per_task):
+            raise ValueError(f"{name}: tasks of {settings.family} have different per-env settings; stack one task")
+        configs[name] = per_task[0]
+    return configs
+
+
+class StackedJob:
+    """Every agent's group in lockstep, one chunk each per ``advance`` (a ``loop.Job``)."""
+
+    def __init__(self, settings: GroupSettings, configs: dict, members, shapes, data_info: dict, device_data):
+        self.settings, self.configs, self.members, self.data = settings, configs, members, device_data
+        log_every = settings.log_every or settings.export_every
+        self.chunk = min(settings.chunk, settings.export_every, log_every)
+        self.total = settings.steps
+        self.every = {"log": log_every, "checkpoint": settings.export_every, "export": settings.export_every}
+        self.desc = f"stacked {settings.family}"
+        self.groups = {}
+        for name, config in configs.items():
+            agents = stack([get_agent(name)[0].create(s, *shapes, config) for _, s in members])
+            info = {"family": settings.family, "agent": name, "members": [{"task": t, "seed": s} for t, s in members],
+                    "steps": settings.steps, "preset": settings.preset, "config": config.as_dict(), "data": data_info,
+                    "export_every": settings.export_every, "log_every": log_every,
+                    "dataset_seed": settings.dataset_seed,
+                    "versions": package_versions(), "commit": os.environ.get("QFLOW_COMMIT", "unknown"),
+                    "device": jax.devices()[0].device_kind, "command": settings.command or " ".join(sys.argv),
+                    "step": 0, "train_seconds": 0.0, "compile_seconds": None}
+            self.groups[name] = {"info": info, "agents": agents, "out": Path(settings.out) / f"{settings.family}__{name}"}
+        self.fn = make_train_chunk(self.chunk, per_member=PER_TASK_KEYS)
+        self.compiled = set()
+
+    def restore(self) -> int:
+        step = self._restore_agents()
+        for g in self.groups.values():
+            g["log"] = CSVLog(g["out"] / "metrics.csv", after_step=step)
+            atomic_write_json(g["out"] / "group.json", {**g["info"], "stop": "starting" if not step else "resumed"})
+            if step and self.settings.keep_exports and not export_path(g["out"], step).exists():
+                export_policies(export_path(g["out"], step), g["agents"], step)  # killed between save and export
+        self.started = resumed_clock([g["log"] for g in self.groups.values()])
+        return step
+
+    def _restore_agents(self) -> int:
+        """The step of the family's checkpoint (0 without one), after checking it is this run's."""
+        for g in self.groups.values():
+            old = _read_json(g["out"] / "group.json")
+            if old is None:
+                continue
+            keys = ("family", "agent", "members", "steps", "preset", "config", "export_every", "log_every")
+            differ = [k for k in keys if json.loads(json.dumps(g["info"][k])) != old.get(k)]
+            if old.get("data", {}).get("sha256") != g["info"]["data"].get("sha256"):
+                differ.append("data")
+            if differ:
+                raise QFlowError(f"{g['out']} holds another stacked run (differs in {', '.join(differ)}); rerun "
+                                 f"with its settings to resume it, or pass another --out")
+            g["info"].update({k: old[k] for k in ("train_seconds", "compile_seconds") if k in old})
+        path = checkpoint_path(self.settings)
+        if not path.exists():
+            return 0
+        import flax.serialization
+
+        template = {"step": 0, "agents": {n: g["agents"] for n, g in self.groups.items()}}
+        try:
+            state = flax.serialization.from_bytes(template, path.read_bytes())
+        except Exception as err:
+            raise QFlowError(f"unreadable stacked checkpoint {path} ({type(err).__name__}: {err}); rerun with the "
+                             f"agents it was started with, or move it away to start over") from err
+        for name, g in self.groups.items():
+            g["agents"] = state["agents"][name]
+        print(f"[stacked] resuming {self.settings.family} from step {state['step']}", flush=True)
+        return int(state["step"])
+
+    def advance(self, step: int) -> tuple[int, dict]:
+        infos = {}
+        for name, g in self.groups.items():
             t0 = time.time()
-            g["agents"], info = fns[g["info"]["agent"]](g["agents"], device_data)
-            info = jax.device_get(info)  # blocks: the time below is this agent's own
+            g["agents"], info = self.fn(g["agents"], self.data)
+            infos[name] = jax.device_get(info)  # blocks: the time below is this agent's own
             seconds = time.time() - t0
-            if step == 0:
-                g["info"]["compile_seconds"] = round(seconds, 2)
+            if name not in self.compiled:  # this process's first call compiles: not timed
+                self.compiled.add(name)
+                g["info"]["compile_seconds"] = g["info"]["compile_seconds"] or round(seconds, 2)
             else:
                 g["info"]["train_seconds"] += seconds
-            check_finite(info, step + chunk, [g["out"]], g["agents"])  # never export non-finite policies
-            g["sums"] = info if "sums" not in g else jax.tree.map(np.add, g["sums"], info)
-            g["count"] = g.get("count", 0) + 1
-        step += chunk
-        round_seconds = time.time() - t_round
-        due = schedule.due(step)
-        if "log" in due:
-            _log(groups, step, started)
-        if "export" in due:
-            _export(groups, step, started, chunk, args.keep_exports)
-            exported = step
-    if step > exported:  # stopped by the deadline between exports
-        if "sums" in groups[0]:
-            _log(groups, step, started)
-        _export(groups, step, started, chunk, args.keep_exports)
-    for g in groups:
-        atomic_write_json(g["out"] / "group.json", {**g["info"], "stop": stop})
-    print(f"[stacked] {args.family}: stopped at step {step} ({stop}) after {time.time() - started:.0f} s", flush=True)
+            check_finite(infos[name], step + self.chunk, [g["out"]], g["agents"])  # never export non-finite policies
+        return step + self.chunk, infos
+
+    def log(self, step: int, means: dict) -> None:
+        for name, g in self.groups.items():
+            for i, m in enumerate(g["info"]["members"]):
+                row = {"step": step, "task": m["task"], "seed": m["seed"],
+                       "wall_time": round(time.time() - self.started, 1)}
+                row.update({k: float(v[i]) for k, v in sorted(means.get(name, {}).items())})
+                g["log"].write(row)
+
+    def eval(self, step: int) -> None:
+        pass
+
+    def checkpoint(self, step: int) -> None:
+        import flax.serialization
+
+        state = {"step": step, "agents": {n: jax.device_get(g["agents"]) for n, g in self.groups.items()}}
+        with atomic_writer(checkpoint_path(self.settings)) as f:
+            f.write(flax.serialization.to_bytes(state))
+
+    def export(self, step: int) -> None:
+        for g in self.groups.values():
+            info = g["info"]
+            timed = max(step - self.chunk, 1)  # the first chunk includes compilation and is not timed
+            info.update(step=step, wall_seconds=round(time.time() - self.started, 1),
+                        updates_per_s=round(timed / info["train_seconds"], 2) if info["train_seconds"] else None)
+            info["agent_updates_per_s"] = info["updates_per_s"] and round(info["updates_per_s"] * len(self.members), 1)
+            if self.settings.keep_exports:
+                export_policies(export_path(g["out"], step), g["agents"], step)
+            export_policies(g["out"] / POLICIES, g["agents"], step)
+            atomic_write_json(g["out"] / "group.json", {**info, "stop": "running"})
+        print(f"[stacked] step {step}: " + ", ".join(f"{n} {g['info']['updates_per_s']} upd/s"
+                                                      for n, g in self.groups.items()), flush=True)
+
+    def finish(self, step: int, stop: str) -> dict:
+        written = {}
+        for name, g in self.groups.items():
+            written[name] = {**g["info"], "step": step, "stop": stop}
+            atomic_write_json(g["out"] / "group.json", written[name])
+        print(f"[stacked] {self.settings.family}: stopped at step {step} ({stop}) after "
+              f"{time.time() - self.started:.0f} s", flush=True)
+        return written
 
 
-def _log(groups, step, started) -> None:
-    for g in groups:
-        sums, count = g.pop("sums"), g.pop("count")  # averaged since the previous log row
-        for i, m in enumerate(g["info"]["members"]):
-            row = {"step": step, "task": m["task"], "seed": m["seed"], "wall_time": round(time.time() - started, 1)}
-            row.update({k: float(v[i]) / count for k, v in sorted(sums.items())})
-            g["log"].write(row)
+def _read_json(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise QFlowError(f"{path} is unreadable ({err}); move it away or pass another --out") from None
 
 
-def _export(groups, step, started, chunk, keep: bool) -> None:
-    for g in groups:
-        info = g["info"]
-        timed = max(step - chunk, 1)  # the first chunk includes compilation and is not timed
-        info.update(step=step, wall_seconds=round(time.time() - started, 1),
-                    updates_per_s=round(timed / info["train_seconds"], 2) if info["train_seconds"] else None)
-        info["agent_updates_per_s"] = info["updates_per_s"] and round(info["updates_per_s"] * len(info["members"]), 1)
-        if keep:
-            export_policies(export_path(g["out"], step), g["agents"], step)
-        export_policies(g["out"] / POLICIES, g["agents"], step)
-        atomic_write_json(g["out"] / "group.json", {**info, "stop": "running"})
-    print(f"[stacked] step {step}: " + ", ".join(f"{g['info']['agent']} {g['info']['updates_per_s']} upd/s"
-                                                  for g in groups), flush=True)
-
-
-def evaluate(args) -> None:
+def evaluate(settings: EvalSettings) -> None:
     """Evaluate each member's exported policy; one run directory per (task, seed), as a sweep writes.
 
-    By default the latest export; with ``--all-exports`` every kept export not yet in the run's
+    By default the latest export; with ``all_exports`` every kept export not yet in the run's
     eval.csv (so it can run beside training and be re-run as exports arrive). The summary's
     ``success`` is the last evaluation and ``success_last3`` the mean of the last three.
     """
     from qflow.evaluation.evaluate import Evaluator, evaluate_policy
 
-    group_dir = Path(args.group)
-    group = json.loads((group_dir / "group.json").read_text())
+    group_dir = Path(settings.group)
+    group = _read_json(group_dir / "group.json")
+    if group is None:
+        raise FileNotFoundError(f"{group_dir / 'group.json'} not found: is {group_dir} a FAMILY__AGENT directory "
+                                f"written by qflow stacked train?")
     if not (group_dir / POLICIES).exists():
         raise FileNotFoundError(f"{group_dir}: no policies exported (training stopped at step {group.get('step')}, "
                                 f"{group.get('stop')}); train longer or with a later --deadline")
     members = group["members"]
-    with open(group_dir / "metrics.csv", newline="") as f:  # read only: CSVLog() would trim the file
-        metrics = list(csv.DictReader(f))
-    run_dirs = [Path(args.out) / f"{group['family']}-singletask-task{m['task']}-v0__{group['agent']}" / f"seed{m['seed']}"
+    metrics = read_rows(group_dir / "metrics.csv")  # read only: CSVLog() would trim the file
+    run_dirs = [Path(settings.out) / f"{task_env(group['family'], m['task'])}__{group['agent']}" / f"seed{m['seed']}"
                 for m in members]
-    for d in run_dirs:  # one run directory holds the evaluations of one trained group, scored one way
-        if (d / "run.json").exists():
-            old = json.loads((d / "run.json").read_text())
-            mine = {"config": group["config"], "sha256": group["data"].get("sha256"), "command": group["command"],
-                    "episodes": args.episodes}
-            theirs = {"config": old.get("config"), "sha256": old.get("data", {}).get("sha256"),
-                      "command": old.get("train_command"), "episodes": old.get("eval_episodes")}
-            differ = [k for k in mine if json.loads(json.dumps(mine[k])) != theirs[k]]
-            if differ:
-                raise QFlowError(f"{d} holds evaluations of another trained group or scoring (differs in "
-                                 f"{', '.join(differ)}); pass another --out")
+    for d in run_dirs:
+        _check_same_scoring(d, group, settings.episodes)
     done = [{int(float(r["step"])) for r in read_rows(d / "eval.csv")} for d in run_dirs]
-    sources = [export_path(group_dir, s) for s in kept_exports(group_dir)] if args.all_exports else []
+    sources = [export_path(group_dir, s) for s in kept_exports(group_dir)] if settings.all_exports else []
     sources = sources or [group_dir / POLICIES]  # no kept exports (or not asked for): the latest one
     evaluators, read = {}, None
-
-    def evaluator_for(env_id):
-        if env_id not in evaluators:
-            evaluators[env_id] = Evaluator(env_id, min(10, args.episodes))
-        return evaluators[env_id]
-
     for path in sources:
-        if read is None:
-            env = evaluator_for(f"{group['family']}-singletask-task{members[0]['task']}-v0").envs[0]
-            read = member_policies(group, env.observation_space.shape[0], env.action_space.shape[0])
-        step, agents = read(path)
-        for i, (m, agent) in enumerate(zip(members, agents)):
+        for i, m in enumerate(members):
+            env_id = task_env(group["family"], m["task"])
+            if env_id not in evaluators:
+                evaluators[env_id] = Evaluator(env_id, min(10, settings.episodes))
+            if read is None:
+                env = evaluators[env_id].envs[0]
+                read = member_policies(group, env.observation_space.shape[0], env.action_space.shape[0])
+            if i == 0:
+                step, agents = read(path)
             if step in done[i]:
                 continue
-            env_id = f"{group['family']}-singletask-task{m['task']}-v0"
-            evaluator = evaluator_for(env_id)
             t0 = time.time()
-            result = evaluate_policy(evaluator, agent, m["seed"], step, args.episodes)
-            _record_evaluation(run_dirs[i], group, m, step, result, round(time.time() - t0, 1), metrics, args)
+            result = evaluate_policy(evaluators[env_id], agents[i], m["seed"], step, settings.episodes)
+            _record_evaluation(run_dirs[i], group, m, step, result, round(time.time() - t0, 1), metrics, settings)
             done[i].add(step)
             print(f"[stacked] {env_id} {group['agent']} seed {m['seed']} step {step}: success {result['success']:.2f}",
                   flush=True)
 
 
-def _record_evaluation(run_dir: Path, group, member, step, result, seconds, metrics, args) -> None:
-    run_info = {"env": f"{group['family']}-singletask-task{member['task']}-v0", "agent": group["agent"],
+def _check_same_scoring(run_dir: Path, group: dict, episodes: int) -> None:
+    """One run directory holds the evaluations of one trained group, scored one way."""
+    old = _read_json(run_dir / "run.json")
+    if old is None:
+        return
+    mine = {"config": group["config"], "sha256": group["data"].get("sha256"), "command": group["command"],
+            "episodes": episodes}
+    theirs = {"config": old.get("config"), "sha256": old.get("data", {}).get("sha256"),
+              "command": old.get("train_command"), "episodes": old.get("eval_episodes")}
+    differ = [k for k in mine if json.loads(json.dumps(mine[k])) != theirs[k]]
+    if differ:
+        raise QFlowError(f"{run_dir} holds evaluations of another trained group or scoring (differs in "
+                         f"{', '.join(differ)}); pass another --out")
+
+
+def _record_evaluation(run_dir: Path, group, member, step, result, seconds, metrics, settings: EvalSettings) -> None:
+    run_info = {"env": task_env(group["family"], member["task"]), "agent": group["agent"],
                 "seed": member["seed"], "steps": step, "preset": group["preset"], "online_steps": 0,
-                "config": group["config"], "eval_episodes": args.episodes, "data": group["data"],
-                "versions": group["versions"], "device": group["device"], "trained_by": "qflow.experiments.stacked",
+                "config": group["config"], "eval_episodes": settings.episodes, "data": group["data"],
+                "versions": group["versions"], "device": group["device"], "trained_by": "qflow stacked",
                 "stacked_members": len(group["members"]), "train_command": group["command"],
                 "commit": group.get("commit"), "eval_versions": package_versions()}
-    metrics_log = CSVLog(run_dir / "metrics.csv")  # rewritten whole: drops rows of an interrupted attempt
-    for r in metrics:
-        if int(r["task"]) == member["task"] and int(r["seed"]) == member["seed"]:
-            metrics_log.write(r)
+    own = [r for r in metrics if int(r["task"]) == member["task"] and int(r["seed"]) == member["seed"]]
+    write_rows(run_dir / "metrics.csv", own)  # rewritten whole: drops rows of an interrupted attempt
     rows = sorted([*read_rows(run_dir / "eval.csv"), {"step": step, **result, "eval_seconds": seconds}],
                   key=lambda r: int(float(r["step"])))
     write_rows(run_dir / "eval.csv", rows)
     run_info["steps"] = int(float(rows[-1]["step"]))
     atomic_write_json(run_dir / "run.json", run_info)
-    write_summary(run_dir, run_info, rows, group.get("wall_seconds"), _invocation(args))
-
-
-def _invocation(args) -> str:
-    """The command recorded with the results: main()'s own, or what a caller (a sweep cell) says it ran."""
-    return getattr(args, "invocation", None) or " ".join(sys.argv)
-
-
-def main(argv=None, invocation: str | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train every task x seed of one dataset, agents in lockstep")
-    t.add_argument("--family", required=True, help="dataset family, e.g. puzzle-3x3-play")
-    t.add_argument("--agents", default="qflow,fql,flow_bc")
-    t.add_argument("--tasks", default="1-5")
-    t.add_argument("--seeds", default="0,1,2")
-    t.add_argument("--steps", type=POSITIVE, required=True)
-    t.add_argument("--preset", default="cpu")
-    t.add_argument("--set", action="append", default=[], metavar="[AGENT.]KEY=VALUE",
-                   help="config override: KEY=VALUE for every agent, AGENT.KEY=VALUE for one (e.g. fql.alpha=150)")
-    t.add_argument("--chunk", type=POSITIVE, default=1000, help="updates per jitted call")
-    t.add_argument("--export-every", type=POSITIVE, default=5000, help="steps between policy exports")
-    t.add_argument("--log-every", type=POSITIVE, default=None, help="steps between metrics rows (default: --export-every)")
-    t.add_argument("--keep-exports", action="store_true",
-                   help="also keep every export as exports/step_NNNNNNN.msgpack (for learning curves)")
-    t.add_argument("--deadline", type=float, default=None, help="unix time: stop all agents before it")
-    t.add_argument("--dataset-episodes", type=POSITIVE, default=None, help="default: the official size")
-    t.add_argument("--data-dir", default=None)
-    t.add_argument("--out", required=True)
-    e = sub.add_parser("evaluate", help="evaluate exported policies into run directories qflow report reads")
-    e.add_argument("group", help="a FAMILY__AGENT directory written by train")
-    e.add_argument("--episodes", type=POSITIVE, default=50)
-    e.add_argument("--all-exports", action="store_true", help="every kept export not yet evaluated, not just the latest")
-    e.add_argument("--out", required=True)
-    args = p.parse_args(argv)
-    args.invocation = invocation
-    try:
-        train(args) if args.command == "train" else evaluate(args)
-    except (QFlowError, ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"stacked: error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    write_summary(run_dir, run_info, rows, group.get("wall_seconds"), settings.command or " ".join(sys.argv))

@@ -26,7 +26,6 @@ finish; Ctrl-C cancels the running cells and keeps every finished result.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import itertools
@@ -38,6 +37,7 @@ import time
 from pathlib import Path
 
 from qflow.errors import QFlowError
+from qflow.settings import flag
 from qflow.utils import LockHeld, atomic_write_json, file_lock, package_versions, parse_int_list, read_toml
 
 SMALL_FILES = ("run.json", "metrics.csv", "eval.csv", "summary.json")  # summary.json last: it marks a cell done
@@ -53,27 +53,34 @@ class SweepError(QFlowError):
 class Spec:
     out: str  # the small result files of every cell (commit these); `qflow report OUT` reads them
     envs: tuple[str, ...]  # families ("cube-single-play", expanded by `tasks`) or single-task ids
-    agents: tuple[str, ...] = ("qflow",)
+    agents: tuple[str, ...] = ("qflow",)  # agents of every cell
     tasks: str = "1-5"  # tasks of each family, e.g. "1-5" or "2,4"
-    seeds: str = "0-2"
-    steps: int = 50_000
+    seeds: str = "0-2"  # agent seeds, e.g. "0-7" or "0,2"
+    steps: int = 50_000  # gradient steps of every cell
     preset: str = "cpu"  # network sizes: tiny, cpu or paper
     eval_every: int = 0  # 0: steps / 5 (mode "stacked": the export interval)
-    eval_episodes: int = 50
-    sets: tuple[str, ...] = ()  # fixed [AGENT.]KEY=VALUE overrides of every cell
-    grid: tuple[tuple[str, tuple], ...] = ()  # ("AGENT.KEY" or "KEY", values): one setting per value
-    mode: str = "runs"  # "runs": one cell per env x agent x setting x seed; "stacked": one per family x setting
+    eval_episodes: int = 50  # episodes per evaluation
+    sets: tuple[str, ...] = dataclasses.field(default=(), metadata=flag("--set", repeat=True, help=(
+        "[AGENT.]KEY=VALUE: a fixed override of every cell, or with [V1,V2,...] a grid axis; AGENT. limits it "
+        "to that agent")))
+    grid: tuple[tuple[str, tuple], ...] = dataclasses.field(default=(), metadata=flag(cli=False))  # ("AGENT.KEY"
+    # or "KEY", values): one setting per value; from the spec's [grid] table and --set KEY=[V1,V2]
+    mode: str = dataclasses.field(default="runs", metadata=flag(choices=MODES, help=(
+        '"runs": one cell per env x agent x setting x seed; "stacked": one per family x setting (accelerators)')))
     runs: str = "runs/sweep"  # checkpoints and logs of the cells, on the workers (relative: to the driver's
     # directory on one machine; on a cluster give a path valid on every node)
     cpus: float = 1.0  # Ray resources one cell declares (a scheduling label: XLA in a cell may use more cores)
     gpus: float = 0.0  # a fraction (e.g. 0.25) packs several cells on one GPU
     retries: int = 2  # Ray re-runs of a cell whose worker died (a cell's own error is not retried)
     dataset_episodes: int = 0  # 0: the official dataset size
+    dataset_seed: int = 0  # seed of a regenerated dataset
     data_dir: str = ""  # "": $QFLOW_DATA_DIR or ~/.ogbench/data on each worker
     chunk: int = 1000  # updates per jitted call
-    log_every: int = 1000
-    checkpoint_every: int = 5000
-    command: str = ""  # the command that started the sweep, recorded in every cell's summary (set by the CLI)
+    log_every: int = 1000  # steps between metrics rows
+    checkpoint_every: int = 5000  # steps between checkpoints (mode "runs"; stacked cells checkpoint at exports)
+    progress: bool = True  # a progress bar of the cells
+    command: str = dataclasses.field(default="", metadata=flag(cli=False))  # the command that started the sweep,
+    # recorded in every cell's summary (set by the CLI)
 
     def validate(self) -> None:
         from qflow.agents import AGENTS
@@ -223,6 +230,8 @@ def work_dir(spec: Spec, cell: Cell) -> Path:
 
     shaping = {k: getattr(spec, k) for k in ("mode", "steps", "preset", "eval_every", "eval_episodes", "sets",
                                              "dataset_episodes", "data_dir", "chunk", "log_every", "checkpoint_every")}
+    if spec.dataset_seed:  # (not in the digest when 0: work directories of earlier sweeps keep their names)
+        shaping["dataset_seed"] = spec.dataset_seed
     if spec.mode == "stacked":
         shaping.update(tasks=spec.tasks, seeds=spec.seeds)
     digest = hashlib.sha1(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -267,7 +276,8 @@ def _train_run(spec: Spec, cell: Cell, work: Path) -> dict[str, bytes]:
         log_every=spec.log_every, checkpoint_every=spec.checkpoint_every, chunk=spec.chunk,
         run_dir=str(work / "run"), preset=spec.preset,
         overrides=tuple(_own(spec, cell.agent, (*spec.sets, *cell.setting))),
-        data_dir=spec.data_dir or None, dataset_episodes=spec.dataset_episodes or None, progress=False,
+        data_dir=spec.data_dir or None, dataset_episodes=spec.dataset_episodes or None,
+        dataset_seed=spec.dataset_seed, progress=False,
         command=f"{spec.command} [cell {cell.name}]")
     train(args)
     dest = result_dirs(spec, cell)[0].relative_to(spec.out)
@@ -281,30 +291,21 @@ def _own(spec: Spec, agent: str, overrides) -> list[str]:
 
 
 def _train_stacked(spec: Spec, cell: Cell, work: Path) -> dict[str, bytes]:
+    """Train the cell's stacked group (resuming a dead worker's attempt), then evaluate its exports."""
     from qflow.experiments import stacked
 
-    train_dir = work / "train"
-    if train_dir.exists() and not _stacked_finished(train_dir, spec.steps):  # a dead worker's unfinished run:
-        train_dir.rename(work / f"train.unfinished-{int(time.time())}")  # kept aside; stacked runs do not resume
-    if not train_dir.exists():
-        argv = ["train", "--family", cell.env, "--agents", cell.agent, "--tasks", spec.tasks,
-                "--seeds", ",".join(map(str, parse_int_list(spec.seeds))), "--steps", str(spec.steps),
-                "--preset", spec.preset, "--chunk", str(spec.chunk),
-                "--export-every", str(spec.eval_every or max(1, spec.steps // 5)),
-                "--log-every", str(spec.log_every), "--keep-exports", "--out", str(train_dir)]
-        for item in _own(spec, cell.agent, (*spec.sets, *cell.setting)):
-            argv += ["--set", item]
-        if spec.dataset_episodes:
-            argv += ["--dataset-episodes", str(spec.dataset_episodes)]
-        if spec.data_dir:
-            argv += ["--data-dir", spec.data_dir]
-        if stacked.main(argv, invocation=f"{spec.command} [cell {cell.name}]"):
-            raise QFlowError(f"stacked training of {cell.name} failed (see {work / 'cell.log'})")
+    invocation = f"{spec.command} [cell {cell.name}]"
+    stacked.train(stacked.GroupSettings(
+        family=cell.env, steps=spec.steps, out=str(work / "train"), agents=(cell.agent,),
+        tasks=tuple(parse_int_list(spec.tasks)), seeds=tuple(parse_int_list(spec.seeds)), preset=spec.preset,
+        overrides=tuple(_own(spec, cell.agent, (*spec.sets, *cell.setting))), chunk=spec.chunk,
+        export_every=spec.eval_every or max(1, spec.steps // 5), log_every=spec.log_every, keep_exports=True,
+        dataset_episodes=spec.dataset_episodes or None, dataset_seed=spec.dataset_seed,
+        data_dir=spec.data_dir or None, command=invocation))
     evaluated = work / "evaluated"
-    for group in sorted(train_dir.glob(f"{cell.env}__*")):
-        if stacked.main(["evaluate", str(group), "--all-exports", "--episodes", str(spec.eval_episodes),
-                         "--out", str(evaluated)], invocation=f"{spec.command} [cell {cell.name}]"):
-            raise QFlowError(f"evaluation of {group} failed (see {work / 'cell.log'})")
+    for group in sorted((work / "train").glob(f"{cell.env}__*")):
+        stacked.evaluate(stacked.EvalSettings(group=str(group), out=str(evaluated), episodes=spec.eval_episodes,
+                                              all_exports=True, command=invocation))
     files = {}
     for d in result_dirs(spec, cell):
         src = evaluated / d.parent.name / d.name
@@ -312,11 +313,6 @@ def _train_stacked(spec: Spec, cell: Cell, work: Path) -> dict[str, bytes]:
             raise QFlowError(f"{cell.name}: no evaluation of {d.parent.name}/{d.name} (see {work / 'cell.log'})")
         files.update(_small_files(src, d.relative_to(spec.out)))
     return files
-
-
-def _stacked_finished(train_dir: Path, steps: int) -> bool:
-    groups = list(train_dir.glob("*/group.json"))
-    return bool(groups) and all(json.loads(g.read_text()).get("step", 0) >= steps for g in groups)
 
 
 def write_files(out: Path, files: dict[str, bytes]) -> None:
@@ -397,9 +393,22 @@ def _run_locked(spec: Spec, address, progress, log) -> dict:
     for cell in todo:
         record["cells"][cell.name] = {"status": "pending"}
     _save(out, record)
+    try:
+        _collect(spec, pending, record, progress, log)
+    finally:
+        ray.shutdown()
+    record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    _save(out, record)
+    return record
+
+
+def _collect(spec: Spec, pending: dict, record: dict, progress: bool, log) -> None:
+    """Write each cell's results as it ends; on Ctrl-C cancel the running cells, keeping what finished."""
+    import ray
     from tqdm import tqdm
 
-    bar = tqdm(total=len(todo), unit="cell", disable=not progress, dynamic_ncols=True, desc="sweep")
+    out = Path(spec.out)
+    bar = tqdm(total=len(pending), unit="cell", disable=not progress, dynamic_ncols=True, desc="sweep")
     failed, slots = 0, _slots(spec)
     try:
         while pending:
@@ -431,10 +440,6 @@ def _run_locked(spec: Spec, address, progress, log) -> dict:
         raise
     finally:
         bar.close()
-        ray.shutdown()
-    record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    _save(out, record)
-    return record
 
 
 def _slots(spec: Spec) -> int:
@@ -517,40 +522,10 @@ def _dotted(table: dict, prefix: str = ""):
             yield f"{prefix}{key}", value
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", nargs="?", default=None, help="a TOML sweep spec (its keys: qflow/experiments/sweep.py)")
-    p.add_argument("--envs", default=None, help="families or single-task ids, comma-separated")
-    p.add_argument("--agents", default=None, help="comma-separated agents")
-    p.add_argument("--tasks", default=None, help="tasks of each family, e.g. 1-5")
-    p.add_argument("--seeds", default=None, help="e.g. 0-7 or 0,2")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--preset", default=None)
-    p.add_argument("--eval-every", dest="eval_every", type=int, default=None, help="default steps / 5")
-    p.add_argument("--eval-episodes", dest="eval_episodes", type=int, default=None)
-    p.add_argument("--set", dest="sets", action="append", default=None, metavar="[AGENT.]KEY=VALUE|[V1,V2]",
-                   help="a fixed override, or a grid axis with [v1,v2,...]; AGENT. limits it to that agent")
-    p.add_argument("--mode", choices=MODES, default=None, help="runs (default) or stacked (accelerators)")
-    p.add_argument("--cpus", type=float, default=None, help="CPUs one cell declares (default 1)")
-    p.add_argument("--gpus", type=float, default=None, help="GPUs (or a fraction) one cell declares (default 0)")
-    p.add_argument("--retries", type=int, default=None, help="re-runs of a cell whose worker died (default 2)")
-    p.add_argument("--dataset-episodes", dest="dataset_episodes", type=int, default=None)
-    p.add_argument("--data-dir", dest="data_dir", default=None)
-    p.add_argument("--chunk", type=int, default=None, help="updates per jitted call (default 1000)")
-    p.add_argument("--log-every", dest="log_every", type=int, default=None)
-    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=None)
-    p.add_argument("--runs", default=None, help="checkpoints on the workers (default runs/sweep)")
-    p.add_argument("--out", default=None)
-    p.add_argument("--address", default=None, help="a running Ray cluster (default: $RAY_ADDRESS, else a local one)")
-    p.add_argument("--dry-run", action="store_true", help="list the cells and whether each is done; run nothing")
-    p.add_argument("--no-progress", action="store_true")
-
-
-def main_from_args(a) -> int:
-    flags = {k: getattr(a, k) for k in ("envs", "agents", "tasks", "seeds", "steps", "preset", "eval_every",
-                                        "eval_episodes", "sets", "mode", "cpus", "gpus", "retries",
-                                        "dataset_episodes", "data_dir", "chunk", "log_every", "checkpoint_every",
-                                        "runs", "out")}
-    flags["command"] = " ".join(["qflow", *sys.argv[1:]])
+def main_from_args(a, command: str) -> int:
+    """`qflow sweep`: the spec file (if any) with every flag given on top (flags: Spec's fields)."""
+    flags = {f.name: getattr(a, f.name, None) for f in dataclasses.fields(Spec)}
+    flags["command"] = command
     spec = load_spec(Path(a.spec) if a.spec else None, flags)
     spec.validate()
     if a.dry_run:
@@ -558,7 +533,7 @@ def main_from_args(a) -> int:
             print(f"{'done' if is_done(spec, cell) else 'todo':5s} {cell.name}")
         return 0
     try:
-        record = run_sweep(spec, a.address, progress=not a.no_progress)
+        record = run_sweep(spec, a.address, progress=spec.progress)
     except KeyboardInterrupt:
         print(f"[sweep] interrupted; finished cells are in {spec.out}, rerun the same command to continue",
               file=sys.stderr)

@@ -9,7 +9,8 @@ maze oracle's subgoal) and takes the expert's deterministic action.
 
 ``qflow expert train --run-dir DIR`` runs SAC for ``--steps`` env steps (OGBench: 400k): uniform random
 actions for the first ``--random-steps``, then one SAC update per env step through the online
-fine-tuning step (``qflow.training.online.make_online_step``: insert, update, next stochastic action). Time-limit
+fine-tuning step (``qflow.training.steps.make_online_step``: insert, update, next stochastic action),
+as a job of the one loop (``qflow.training.loop``). Time-limit
 truncations bootstrap (mask 1); only a fall (terminated) cuts the bootstrap.
 
 Files in DIR: ``metrics.csv`` (losses, every --log-every steps), ``episodes.csv`` (one row per
@@ -37,11 +38,12 @@ import numpy as np
 from qflow.agents.base import build_config
 from qflow.agents.expert_policy import EXPERT_FILE, Expert, save_expert  # noqa: F401  (re-exported)
 from qflow.agents.sac import SACAgent, SACConfig
+from qflow.settings import flag
 from qflow.data.replay import KEYS, ReplayBuffer, load_segments, prune_segments, save_segment
 from qflow.errors import TrainingDiverged
+from qflow.training import loop
 from qflow.training.logs import CSVLog
-from qflow.training.online import make_online_step, unpack_transition, zero_sums
-from qflow.training.schedule import Schedule
+from qflow.training.steps import make_online_step, unpack_transition, zero_sums
 from qflow.utils import atomic_write_json, atomic_writer, package_versions
 
 ENV_ID = "online-ant-xy-v0"
@@ -52,15 +54,19 @@ DIRECTION_RESAMPLE = 100  # steps between direction redraws (OGBench's GymXYWrap
 
 @dataclasses.dataclass(frozen=True)
 class ExpertSettings:
+    """`qflow expert train`'s flags (with --run-dir and --no-progress)."""
+
     steps: int = 400_000  # env steps, one SAC update each after the random phase (OGBench: 400k)
     random_steps: int = 10_000  # uniform random actions first (OGBench's seed_steps)
-    seed: int = 0
+    seed: int = 0  # agent, action and environment seed
     preset: str = "tiny"  # 2x256 actor and critics: trains on a CPU in about an hour
-    overrides: tuple = ("target_entropy_scale=-0.5",)  # --set KEY=VALUE on SACConfig; -0.5|A| as OGBench's SACs
-    eval_every: int = 50_000
+    overrides: tuple = dataclasses.field(default=("target_entropy_scale=-0.5",), metadata=flag(
+        "--set", repeat=True, help="SAC config override KEY=VALUE (default target_entropy_scale=-0.5: a target "
+                                   "entropy of -0.5|A|, as OGBench's SACs)"))
+    eval_every: int = 50_000  # env steps between evaluations of the deterministic policy
     eval_episodes: int = 10  # deterministic-policy episodes per evaluation (1,000 steps each)
-    log_every: int = 5_000
-    checkpoint_every: int = 25_000
+    log_every: int = 5_000  # env steps between rows of metrics.csv
+    checkpoint_every: int = 25_000  # env steps between checkpoints (a rerun resumes from the last)
 
     def validate(self) -> None:
         if self.steps < 1 or self.random_steps < 0:
@@ -105,149 +111,160 @@ def run_episodes(env, policy, episodes: int, seed: int) -> dict:
 
 # ---------------------------------------------------------------- training
 def train_expert(run_dir: Path | str, settings: ExpertSettings = ExpertSettings(), progress: bool = True) -> dict:
-    from tqdm import tqdm
-
     settings.validate()
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    schedule = Schedule(settings.steps, {"log": settings.log_every, "eval": settings.eval_every,
-                                         "checkpoint": settings.checkpoint_every})
-    started = time.time()
-    config = build_config(SACConfig, settings.preset, overrides=settings.overrides)
-    env = make_ant_xy_env()
-    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    agent = SACAgent.create(settings.seed, obs_dim, action_dim, config)
-    empty = {k: np.zeros((0, *((obs_dim,) if "observations" in k else (action_dim,) if k == "actions" else ())),
-                         np.float32) for k in KEYS}
-    buffer = ReplayBuffer.create(empty, capacity=settings.steps)
-    run_record = {"env": ENV_ID, "settings": dataclasses.asdict(settings), "config": config.as_dict(),
-                  "obs_dim": obs_dim, "action_dim": action_dim, "versions": package_versions()}
+    return loop.run(ExpertJob(Path(run_dir), settings), progress, unit="step")
 
-    state_path = run_dir / STATE
-    env_step, episodes, segments, rng = 0, 0, [], jax.random.PRNGKey(settings.seed + 1)
-    if state_path.exists():
+
+class ExpertJob:
+    """SAC on online-ant-xy-v0, one env step per ``advance`` (a ``loop.Job``)."""
+
+    def __init__(self, run_dir: Path, settings: ExpertSettings):
+        self.run_dir, self.settings = run_dir, settings
+        self.total = settings.steps
+        self.every = {"log": settings.log_every, "eval": settings.eval_every, "checkpoint": settings.checkpoint_every}
+        self.desc = "SAC ant expert"
+        self.started = time.time()
+        self.last_eval, self.since_log, self.steps_timed = None, 0, 0
+
+    def restore(self) -> int:
+        s, run_dir = self.settings, self.run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config = build_config(SACConfig, s.preset, overrides=s.overrides)
+        self.env = make_ant_xy_env()
+        obs_dim, action_dim = self.env.observation_space.shape[0], self.env.action_space.shape[0]
+        agent = SACAgent.create(s.seed, obs_dim, action_dim, config)
+        empty = {k: np.zeros((0, *((obs_dim,) if "observations" in k else (action_dim,) if k == "actions" else ())),
+                             np.float32) for k in KEYS}
+        buffer = ReplayBuffer.create(empty, capacity=s.steps)
+        self.record = {"env": ENV_ID, "settings": dataclasses.asdict(s), "config": config.as_dict(),
+                       "obs_dim": obs_dim, "action_dim": action_dim, "versions": package_versions()}
+        self.env_step, self.episodes, self.segments, rng = 0, 0, [], jax.random.PRNGKey(s.seed + 1)
+        if (run_dir / STATE).exists():
+            agent, rng, buffer = self._resume(agent, config, buffer)
+        else:
+            atomic_write_json(run_dir / "run.json", self.record)
+        self._open_logs(action_dim)
+        agent = jax.tree.map(lambda x: jnp.array(x, copy=True), agent)  # distinct buffers: they are donated
+        self.carry = {"agent": agent, "buffer": buffer, "sums": zero_sums(agent, buffer), "rng": rng}
+        self.step_fn = make_online_step(obs_dim, action_dim, 1, config.batch_size)
+        self.insert_fn = jax.jit(lambda buf, packed: buf.insert(unpack_transition(packed, obs_dim, action_dim)),
+                                 donate_argnums=0)
+        self.saved_upto, self.action_dim = self.env_step, action_dim
+        self.random_actions = np.random.default_rng([s.seed, self.env_step])
+        np.random.seed((s.seed * 1_000_003 + self.env_step) % 2**32)  # the wrapper's directions
+        obs, _ = self.env.reset(seed=s.seed * 1_000_003 + self.episodes)
+        self.obs = np.asarray(obs, np.float32)
+        self.action = self.random_actions.uniform(-1, 1, action_dim).astype(np.float32)
+        self.ep_return, self.ep_len = 0.0, 0
+        self.t_loop = time.perf_counter()
+        return self.env_step
+
+    def _resume(self, agent, config, buffer):
+        path = self.run_dir / STATE
         try:
-            with np.load(state_path) as z:
+            with np.load(path) as z:
                 meta = json.loads(bytes(z["meta"]).decode())
                 agent = flax.serialization.from_bytes(agent, bytes(z["agent"]))
                 rng = jnp.asarray(z["rng"])
         except Exception as err:
-            raise ValueError(f"unreadable expert checkpoint {state_path} ({type(err).__name__}: {err}); move it "
+            raise ValueError(f"unreadable expert checkpoint {path} ({type(err).__name__}: {err}); move it "
                              f"away to start over") from err
-        same = json.loads(json.dumps([settings.steps, config.as_dict()]))  # as stored (tuples become lists)
+        same = json.loads(json.dumps([self.settings.steps, config.as_dict()]))  # as stored (tuples become lists)
         if [meta["record"]["settings"]["steps"], meta["record"]["config"]] != same:
-            raise ValueError(f"{run_dir} holds an expert run with other settings; rerun with the same options "
-                             f"(see {run_dir / 'run.json'}) or pick another --run-dir")
-        env_step, episodes, segments = meta["env_step"], meta["episodes"], [tuple(s) for s in meta["segments"]]
-        start, rows = load_segments(run_dir / REPLAY_DIR, segments, env_step, buffer.online_capacity)
-        buffer = buffer.with_rows(start, rows)
-        print(f"[qflow] expert: resuming at env step {env_step} with {len(rows['observations'])} transitions")
-    else:
-        atomic_write_json(run_dir / "run.json", run_record)
+            raise ValueError(f"{self.run_dir} holds an expert run with other settings; rerun with the same options "
+                             f"(see {self.run_dir / 'run.json'}) or pick another --run-dir")
+        self.env_step, self.episodes = meta["env_step"], meta["episodes"]
+        self.segments = [tuple(s) for s in meta["segments"]]
+        start, rows = load_segments(self.run_dir / REPLAY_DIR, self.segments, self.env_step, buffer.online_capacity)
+        print(f"[qflow] expert: resuming at env step {self.env_step} with {len(rows['observations'])} transitions")
+        return agent, rng, buffer.with_rows(start, rows)
 
-    metrics_log = CSVLog(run_dir / "metrics.csv", after_step=env_step)
-    episode_log = CSVLog(run_dir / "episodes.csv", after_step=env_step)
-    eval_log = CSVLog(run_dir / "eval.csv", after_step=env_step)
-    random_eval_path = run_dir / "random_policy_eval.json"
-    if not random_eval_path.exists():  # the bar the expert must clear, measured once with the same episodes
-        action_rng = np.random.default_rng(settings.seed)
-        random_eval = run_episodes(env, lambda _: action_rng.uniform(-1, 1, action_dim), settings.eval_episodes,
-                                   seed=10_000)
-        atomic_write_json(random_eval_path, random_eval)
-    random_eval = json.loads(random_eval_path.read_text())
+    def _open_logs(self, action_dim: int) -> None:
+        s, run_dir = self.settings, self.run_dir
+        self.metrics_log = CSVLog(run_dir / "metrics.csv", after_step=self.env_step)
+        self.episode_log = CSVLog(run_dir / "episodes.csv", after_step=self.env_step)
+        self.eval_log = CSVLog(run_dir / "eval.csv", after_step=self.env_step)
+        path = run_dir / "random_policy_eval.json"
+        if not path.exists():  # the bar the expert must clear, measured once with the same episodes
+            action_rng = np.random.default_rng(s.seed)
+            atomic_write_json(path, run_episodes(self.env, lambda _: action_rng.uniform(-1, 1, action_dim),
+                                                 s.eval_episodes, seed=10_000))
+        self.random_eval = json.loads(path.read_text())
 
-    agent = jax.tree.map(lambda x: jnp.array(x, copy=True), agent)  # distinct buffers: they are donated
-    carry = {"agent": agent, "buffer": buffer, "sums": zero_sums(agent, buffer), "rng": rng}
-    step_fn = make_online_step(obs_dim, action_dim, 1, config.batch_size)
-    insert_fn = jax.jit(lambda buf, packed: buf.insert(unpack_transition(packed, obs_dim, action_dim)),
-                        donate_argnums=0)
-    saved_upto, since_log, last_eval = env_step, 0, None
-    random_actions = np.random.default_rng([settings.seed, env_step])
-
-    def save():
-        nonlocal saved_upto, segments
-        written = save_segment(run_dir / REPLAY_DIR, carry["buffer"], saved_upto)
-        if written:
-            segments.append(written)
-        saved_upto = env_step
-        meta = {"env_step": env_step, "episodes": episodes, "segments": segments, "record": run_record}
-        with atomic_writer(state_path) as f:
-            np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
-                     agent=np.frombuffer(flax.serialization.to_bytes(carry["agent"]), np.uint8),
-                     rng=np.asarray(jax.device_get(carry["rng"])))
-        prune_segments(run_dir / REPLAY_DIR, segments)
-
-    def evaluate():
-        policy = jax.jit(carry["agent"].mean_actions)
-        result = run_episodes(env, lambda o: np.asarray(policy(jnp.asarray(o[None], jnp.float32)))[0],
-                              settings.eval_episodes, seed=10_000)
-        eval_log.write({"env_step": env_step, "step": env_step, **result,
-                        "wall_time": round(time.time() - started, 1)})
-        save_expert(run_dir / EXPERT_FILE, carry["agent"],
-                    {**run_record, "env_steps": env_step, "seed": settings.seed, "final_eval": result,
-                     "random_policy_eval": random_eval})
-        return result
-
-    np.random.seed((settings.seed * 1_000_003 + env_step) % 2**32)  # the wrapper's directions
-    obs, _ = env.reset(seed=settings.seed * 1_000_003 + episodes)
-    obs = np.asarray(obs, np.float32)
-    action = random_actions.uniform(-1, 1, action_dim).astype(np.float32)
-    ep_return, ep_len = 0.0, 0
-    bar = tqdm(total=settings.steps, initial=env_step, unit="step", disable=not progress, dynamic_ncols=True,
-               desc="SAC ant expert")
-    t_loop = time.perf_counter()
-    steps_timed = 0
-    while env_step < settings.steps:
-        next_obs, reward, terminated, truncated, _ = env.step(action)
+    def advance(self, step: int) -> tuple[int, dict]:
+        s = self.settings
+        next_obs, reward, terminated, truncated, _ = self.env.step(self.action)
         next_obs = np.asarray(next_obs, np.float32)
-        ep_return, ep_len = ep_return + float(reward), ep_len + 1
-        done = terminated or truncated
-        if done:
-            episodes += 1
-            episode_log.write({"step": env_step + 1, "episode": episodes, "return": round(ep_return, 4),
-                               "length": ep_len})
-            ep_return, ep_len = 0.0, 0
-            act_obs = np.asarray(env.reset(seed=settings.seed * 1_000_003 + episodes)[0], np.float32)
+        self.ep_return, self.ep_len = self.ep_return + float(reward), self.ep_len + 1
+        if terminated or truncated:
+            self.episodes += 1
+            self.episode_log.write({"step": self.env_step + 1, "episode": self.episodes,
+                                    "return": round(self.ep_return, 4), "length": self.ep_len})
+            self.ep_return, self.ep_len = 0.0, 0
+            act_obs = np.asarray(self.env.reset(seed=s.seed * 1_000_003 + self.episodes)[0], np.float32)
         else:
             act_obs = next_obs
-        packed = np.concatenate([obs, action, [reward], next_obs, [0.0 if terminated else 1.0], act_obs],
+        packed = np.concatenate([self.obs, self.action, [reward], next_obs, [0.0 if terminated else 1.0], act_obs],
                                 dtype=np.float32)
-        env_step += 1
-        if env_step <= settings.random_steps:
-            carry["buffer"] = insert_fn(carry["buffer"], packed)
-            action = random_actions.uniform(-1, 1, action_dim).astype(np.float32)
+        self.env_step += 1
+        if self.env_step <= s.random_steps:
+            self.carry["buffer"] = self.insert_fn(self.carry["buffer"], packed)
+            self.action = self.random_actions.uniform(-1, 1, self.action_dim).astype(np.float32)
         else:
-            carry, action_dev = step_fn(carry, packed)
-            action = np.asarray(action_dev)
-            since_log += 1
-            steps_timed += 1
-        obs = act_obs
-        bar.update(1)
-        due = schedule.due(env_step)
-        if since_log and "log" in due:
-            sums = jax.device_get(carry["sums"])
-            carry["sums"] = jax.tree.map(jnp.zeros_like, carry["sums"])
-            means = {k: float(v) / since_log for k, v in sums.items()}
-            if not all(np.isfinite(list(means.values()))):
-                raise TrainingDiverged(f"SAC diverged at env step {env_step}: {means}; the last checkpoint is kept "
-                                       f"in {run_dir}; retry in a new --run-dir with a lower --set lr=...")
-            since_log = 0
-            recent = [float(r["return"]) for r in episode_log.read()[-10:]]
-            metrics_log.write({"step": env_step, **means, "episode_return_last10": np.mean(recent) if recent else "",
-                               "wall_time": round(time.time() - started, 1)})
-            bar.set_postfix(ret=f"{np.mean(recent):.1f}" if recent else "-", alpha=f"{means['alpha']:.3f}")
-        if "eval" in due:
-            last_eval = evaluate()
-        if "checkpoint" in due:
-            save()
-    bar.close()
-    loop_s = time.perf_counter() - t_loop
-    if last_eval is None:
-        last_eval = {k: float(v) for k, v in eval_log.read()[-1].items()}
-    summary = {"env": ENV_ID, "env_steps": env_step, "episodes": episodes, "final_eval": last_eval,
-               "random_policy_eval": random_eval, "wall_time_s_this_process": round(time.time() - started, 1),
-               "env_steps_per_s_this_process": round(steps_timed / loop_s, 1) if steps_timed else None,
-               "expert": str(run_dir / EXPERT_FILE), **run_record}
-    atomic_write_json(run_dir / "summary.json", summary)
-    return summary
+            self.carry, action = self.step_fn(self.carry, packed)
+            self.action = np.asarray(action)
+            self.since_log += 1
+            self.steps_timed += 1
+        self.obs = act_obs
+        return self.env_step, {}
 
+    def log(self, step: int, means: dict) -> None:
+        if not self.since_log:  # no update yet (random phase)
+            return
+        sums = jax.device_get(self.carry["sums"])
+        self.carry["sums"] = jax.tree.map(jnp.zeros_like, self.carry["sums"])
+        means = {k: float(v) / self.since_log for k, v in sums.items()}
+        if not all(np.isfinite(list(means.values()))):
+            raise TrainingDiverged(f"SAC diverged at env step {step}: {means}; the last checkpoint is kept "
+                                   f"in {self.run_dir}; retry in a new --run-dir with a lower --set lr=...")
+        self.since_log = 0
+        recent = [float(r["return"]) for r in self.episode_log.read()[-10:]]
+        self.metrics_log.write({"step": step, **means, "episode_return_last10": np.mean(recent) if recent else "",
+                                "wall_time": round(time.time() - self.started, 1)})
+
+    def eval(self, step: int) -> None:
+        policy = jax.jit(self.carry["agent"].mean_actions)
+        result = run_episodes(self.env, lambda o: np.asarray(policy(jnp.asarray(o[None], jnp.float32)))[0],
+                              self.settings.eval_episodes, seed=10_000)
+        self.eval_log.write({"env_step": step, "step": step, **result,
+                             "wall_time": round(time.time() - self.started, 1)})
+        save_expert(self.run_dir / EXPERT_FILE, self.carry["agent"],
+                    {**self.record, "env_steps": step, "seed": self.settings.seed, "final_eval": result,
+                     "random_policy_eval": self.random_eval})
+        self.last_eval = result
+
+    def checkpoint(self, step: int) -> None:
+        written = save_segment(self.run_dir / REPLAY_DIR, self.carry["buffer"], self.saved_upto)
+        if written:
+            self.segments.append(written)
+        self.saved_upto = step
+        meta = {"env_step": step, "episodes": self.episodes, "segments": self.segments, "record": self.record}
+        with atomic_writer(self.run_dir / STATE) as f:
+            np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                     agent=np.frombuffer(flax.serialization.to_bytes(self.carry["agent"]), np.uint8),
+                     rng=np.asarray(jax.device_get(self.carry["rng"])))
+        prune_segments(self.run_dir / REPLAY_DIR, self.segments)
+
+    def export(self, step: int) -> None:
+        pass
+
+    def finish(self, step: int, stop: str) -> dict:
+        loop_s = time.perf_counter() - self.t_loop
+        last_eval = self.last_eval or {k: float(v) for k, v in self.eval_log.read()[-1].items()}
+        summary = {"env": ENV_ID, "env_steps": step, "episodes": self.episodes, "final_eval": last_eval,
+                   "random_policy_eval": self.random_eval,
+                   "wall_time_s_this_process": round(time.time() - self.started, 1),
+                   "env_steps_per_s_this_process": round(self.steps_timed / loop_s, 1) if self.steps_timed else None,
+                   "expert": str(self.run_dir / EXPERT_FILE), **self.record}
+        atomic_write_json(self.run_dir / "summary.json", summary)
+        return summary

@@ -62,6 +62,13 @@ class CSVLog:
             f.flush()
 
 
+def resumed_clock(logs: list[CSVLog]) -> float:
+    """The start time that makes wall_time count on from a resumed run's last row (now for a new run)."""
+    import time
+
+    return time.time() - max([float(r.get("wall_time") or 0) for log in logs for r in log.read()[-1:]], default=0.0)
+
+
 class ScalarSinks:
     """One seed's optional scalar sinks behind TensorBoard's ``add_scalar(tag, value, step)``.
 

@@ -1,0 +1,45 @@
+"""The benchmarks' settings: `qflow bench throughput` and `qflow bench compute` flags are these fields."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from qflow.settings import flag
+
+OVERRIDES = dataclasses.field(default=(), metadata=flag("--set", repeat=True, help="agent config override KEY=VALUE"))
+
+
+@dataclasses.dataclass(frozen=True)
+class ThroughputSettings:
+    """Updates/s, FLOPs and GFLOP/s of agents' updates."""
+
+    agent: tuple[str, ...] = ("qflow",)  # agents measured one after the other, e.g. qflow,fql
+    preset: str = "paper"  # network sizes: tiny, cpu or paper
+    overrides: tuple[str, ...] = OVERRIDES
+    obs_dim: int = 28  # observation size of the synthetic batch
+    action_dim: int = 5  # action size of the synthetic batch
+    updates: int = 30  # timed updates per loop
+    members: tuple[int, ...] = ()  # also time N agents stacked in one jitted call, for each N listed (e.g. 1,15,40)
+    precisions: tuple[str, ...] = ()  # matmul arithmetic measured one after the other (float32, tf32, bf16,
+    # default); the reference matmul uses the same (default: the config's, float32)
+    out: str | None = None  # also write the numbers as JSON here
+
+
+@dataclasses.dataclass(frozen=True)
+class ComputeSettings:
+    """Milliseconds per update (best of `repeats` calls of `updates` fused updates) and memory (XLA scratch
+    of the compiled update, process peak RSS) for every agent and K; writes compute.md/.csv/.png/.json.
+    About 5 minutes on a 2-core CPU with the defaults (K = 50 with BPTT is the slow part)."""
+
+    agents: tuple[str, ...] = ("qflow", "fql", "fbrac")  # agents compared
+    ks: tuple[int, ...] = (1, 5, 10, 20, 50)  # flow-step counts K
+    preset: str = "paper"  # network sizes: tiny, cpu or paper
+    overrides: tuple[str, ...] = OVERRIDES
+    obs_dim: int = 28  # observation size of the synthetic batch
+    action_dim: int = 5  # action size of the synthetic batch
+    batch_size: int = 256  # transitions per update
+    updates: int = 5  # fused updates per timed call
+    repeats: int = 3  # timed calls; the best is kept
+    isolate: bool = True  # each configuration in its own process (else peak RSS is the running maximum)
+    out: str = "results/bench/compute"  # output directory
+    progress: bool = True  # a progress bar
