@@ -55,40 +55,19 @@ def run_throughput(agent_name: str, preset: str, overrides, obs_dim: int, action
 
     agent_cls, config_cls = get_agent(agent_name)
     config = build_config(config_cls, preset, overrides=overrides)
-    rng = np.random.default_rng(0)
-    size = 100_000
-    data = {
-        "observations": jnp.asarray(rng.normal(size=(size, obs_dim)), jnp.float32),
-        "next_observations": jnp.asarray(rng.normal(size=(size, obs_dim)), jnp.float32),
-        "actions": jnp.asarray(rng.uniform(-1, 1, size=(size, action_dim)), jnp.float32),
-        "rewards": jnp.asarray(-rng.random(size), jnp.float32),
-        "masks": jnp.ones(size, jnp.float32),
-    }
+    data = _random_data(obs_dim, action_dim)
 
-    def fresh(seeds):  # new buffers each time: the training chunk donates its input
-        return stack([agent_cls.create(s, obs_dim, action_dim, config) for s in seeds])
-
-    def rate(chunk_fn, agents, calls: int) -> float:
-        """Seed-updates per second of ``calls`` calls of ``chunk_fn`` (after one warm-up call)."""
-        seeds = jax.tree.leaves(agents)[0].shape[0]
-        state = {"agents": chunk_fn(agents, data)[0]}
-        jax.block_until_ready(state["agents"])
-
-        def run():
-            for _ in range(calls):
-                state["agents"] = chunk_fn(state["agents"], data)[0]
-            return state["agents"]
-
-        return seeds * updates / _timed(run, 2)
+    def rate(chunk_length: int, seeds, calls: int) -> float:
+        # new agents each time: the training chunk donates its input
+        agents = stack([agent_cls.create(s, obs_dim, action_dim, config) for s in seeds])
+        return _seed_update_rate(make_train_chunk(chunk_length, diagnostics=False), agents, data, updates, calls)
 
     # the update alone: diagnostics (once per chunk in training) are measured separately below
-    fused_rate = rate(make_train_chunk(updates, diagnostics=False), fresh([0]), 1)
-    single_rate = rate(make_train_chunk(1, diagnostics=False), fresh([0]), updates)
-    pair_rate = rate(make_train_chunk(updates, diagnostics=False), fresh([0, 1]), 1)  # seed-updates/s, 2 seeds/call
-
-    stacked = {}
-    for n in members:  # what a GPU grid does: every task x seed x setting of a family in one call
-        stacked[str(n)] = round(rate(make_train_chunk(updates, diagnostics=False), fresh(range(n)), 1), 2)
+    fused_rate = rate(updates, [0], 1)
+    single_rate = rate(1, [0], updates)
+    pair_rate = rate(updates, [0, 1], 1)  # seed-updates/s, 2 seeds/call
+    # what a GPU grid does: every task x seed x setting of a family in one call
+    stacked = {str(n): round(rate(updates, range(n), 1), 2) for n in members}
 
     batch = jax.tree.map(lambda x: x[: config.batch_size], data)
     one = agent_cls.create(0, obs_dim, action_dim, config)
@@ -117,6 +96,33 @@ def run_throughput(agent_name: str, preset: str, overrides, obs_dim: int, action
            if stacked else {}),
         "peak_rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
     }
+
+
+def _random_data(obs_dim: int, action_dim: int, size: int = 100_000) -> dict:
+    """A fixed random dataset of ``size`` transitions: the update's cost does not depend on the values."""
+    rng = np.random.default_rng(0)
+    return {
+        "observations": jnp.asarray(rng.normal(size=(size, obs_dim)), jnp.float32),
+        "next_observations": jnp.asarray(rng.normal(size=(size, obs_dim)), jnp.float32),
+        "actions": jnp.asarray(rng.uniform(-1, 1, size=(size, action_dim)), jnp.float32),
+        "rewards": jnp.asarray(-rng.random(size), jnp.float32),
+        "masks": jnp.ones(size, jnp.float32),
+    }
+
+
+def _seed_update_rate(chunk_fn, agents, data: dict, updates: int, calls: int) -> float:
+    """Seed-updates per second of ``calls`` calls of ``chunk_fn`` (after one warm-up call); ``updates``:
+    the updates per seed that the ``calls`` calls make together."""
+    seeds = jax.tree.leaves(agents)[0].shape[0]
+    state = {"agents": chunk_fn(agents, data)[0]}
+    jax.block_until_ready(state["agents"])
+
+    def run():
+        for _ in range(calls):
+            state["agents"] = chunk_fn(state["agents"], data)[0]
+        return state["agents"]
+
+    return seeds * updates / _timed(run, 2)
 
 
 def _diagnostics_cost(agent, batch, update_flops: float, update_rate: float, chunk: int = 1000) -> dict:

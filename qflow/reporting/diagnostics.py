@@ -143,6 +143,7 @@ def critic_swings(runs, window: int) -> tuple[list[dict], list[dict]]:
 
 
 def make_diagnostics_report(paths, out, reps: int = 2000, window: int = 3000) -> dict:
+    """The files of the module docstring under ``out``, from the runs under ``paths``; returns their rows."""
     runs, notes = find_runs(paths, metric="success", include_partial=True)
     if not runs:
         raise SystemExit(f"qflow diagnostics: no runs with evaluations under {', '.join(map(str, paths))}")
@@ -151,59 +152,19 @@ def make_diagnostics_report(paths, out, reps: int = 2000, window: int = 3000) ->
     by_group = defaultdict(list)
     for r in runs:
         by_group[(r.env, r.agent)].append(r)
-
-    success_rows, onset_rows = [], []
-    for (env, agent), rs in sorted(by_group.items()):
-        steps = sorted(set.intersection(*[set(r.curve[0].tolist()) for r in rs]))
-        for step in steps:
-            scores = np.array([[dict(zip(r.curve[0].tolist(), r.curve[1]))[step]] for r in rs])
-            point, ci = bootstrap_interval(scores, reps)
-            success_rows.append(dict(env=env, agent=agent, step=int(step), seeds=len(rs), mean=float(point[0]),
-                                     ci_low=float(ci[0, 0]), ci_high=float(ci[1, 0])))
-        for r in sorted(rs, key=lambda r: r.seed):
-            series = metric_series(r.path.parent)
-            if "diag_policy_improvement" in series:
-                s, v = series["diag_policy_improvement"]
-                onset_rows.append(dict(env=env, agent=agent, seed=r.seed, onset_step=improvement_onset(s, v),
-                                       last_step=int(s[-1]), last_improvement=float(v[-1]),
-                                       last_action_distance=float(series["diag_action_distance"][1][-1])))
+    success_rows, onset_rows = _success_rows(by_group, reps), _onset_rows(by_group)
     write_rows(out / "success_by_step.csv", success_rows)
     write_rows(out / "improvement_onset.csv", onset_rows)
     swing_rows, swing_corr = critic_swings(runs, window)
     write_rows(out / "critic_swings.csv", swing_rows)
     write_rows(out / "success_correlations.csv", swing_corr)
     figure = _plot(runs, out / "diagnostics.png")
-
     lines = caption_lines(runs, "success", reps)
     lines[0] = (f"Score: success rate of the evaluation at that step, in %; mean over seeds with a 95 % bootstrap "
                 f"confidence interval (rliable, {reps:,} resamples, percentile).")
-    caption = " ".join(lines)
-    md = ["# Learning curves and guidance diagnostics", "", f"Made from: {', '.join(map(str, paths))}.", "",
-          "## Success at each evaluation (%)", "", "| task | agent | step | seeds | mean [95 % CI] |", "|---|---|---|---|---|"]
-    md += [f"| {r['env']} | {r['agent']} | {r['step']:,} | {r['seeds']} | {100 * r['mean']:.1f} "
-           f"[{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] |" for r in success_rows]
-    md += ["", f"*{caption}*", "", "## When the policy starts to gain over the data", "",
-           "Onset: the first logged step from which Qbar(s, pi(s)) - Qbar(s, a_data) (target critic, mean over "
-           "heads, a fresh batch every 1,000 steps) stays positive at every later log row; none: it is not "
-           "positive at the last row.", "",
-           "| task | agent | seed | onset step | last logged step | improvement there | distance from data there |",
-           "|---|---|---|---|---|---|---|"]
-    md += [f"| {r['env']} | {r['agent']} | {r['seed']} | {_steps(r['onset_step'])} | {r['last_step']:,} "
-           f"| {r['last_improvement']:.3f} | {r['last_action_distance']:.3f} |" for r in onset_rows]
-    md += ["", "## Does the critic swing, and does success move with it?", "",
-           "Turns: logged steps after the lowest mean Q(s, a_data) at which Q changes direction (a critic that "
-           "climbs steadily has none). Correlation: Pearson r, over the runs of an agent, between the success at "
-           f"each evaluation after Q's lowest point and Q's rise over the {window:,} steps before that evaluation.", "",
-           "| task | agent | seed | lowest Q at step | turns after it | at steps |", "|---|---|---|---|---|---|"]
-    md += [f"| {r['env']} | {r['agent']} | {r['seed']} | {r['q_lowest_step']:,} | {r['turns']} | {r['turn_steps']} |"
-           for r in swing_rows]
-    md += ["", "| task | agent | evaluations | r(success, Q rise before) | "
-           + " | ".join(f"r(success, {CORRELATED_LABELS[c]})" for c in CORRELATED) + " |",
-           "|---|---|---|---|" + "---|" * len(CORRELATED)]
-    md += [f"| {r['env']} | {r['agent']} | {r['evaluations']} | {_r(r['correlation'])} | "
-           + " | ".join(_r(r.get(f"r_{c}")) for c in CORRELATED) + " |" for r in swing_corr]
-    md += ["", f"The other columns: Pearson r over the same evaluations between success and the diagnostic's mean "
-           f"over the log rows of the {window:,} steps before the evaluation (empty: the agent does not log it)."]
+    md = ["# Learning curves and guidance diagnostics", "", f"Made from: {', '.join(map(str, paths))}.", ""]
+    md += _success_markdown(success_rows, " ".join(lines)) + _onset_markdown(onset_rows)
+    md += _swings_markdown(swing_rows, swing_corr, window)
     md += ["", f"![diagnostics]({figure.name})", ""]
     if notes:
         md += ["Skipped: " + "; ".join(notes), ""]
@@ -211,6 +172,70 @@ def make_diagnostics_report(paths, out, reps: int = 2000, window: int = 3000) ->
         f.write("\n".join(md))
     return {"runs": len(runs), "out": str(out), "success": success_rows, "onset": onset_rows,
             "critic_swings": swing_rows, "critic_correlation": swing_corr}
+
+
+def _success_rows(by_group: dict, reps: int) -> list[dict]:
+    """Per (task, agent) and evaluated step that all its seeds reached: the mean success and its 95 % interval."""
+    rows = []
+    for (env, agent), rs in sorted(by_group.items()):
+        steps = sorted(set.intersection(*[set(r.curve[0].tolist()) for r in rs]))
+        for step in steps:
+            scores = np.array([[dict(zip(r.curve[0].tolist(), r.curve[1]))[step]] for r in rs])
+            point, ci = bootstrap_interval(scores, reps)
+            rows.append(dict(env=env, agent=agent, step=int(step), seeds=len(rs), mean=float(point[0]),
+                             ci_low=float(ci[0, 0]), ci_high=float(ci[1, 0])))
+    return rows
+
+
+def _onset_rows(by_group: dict) -> list[dict]:
+    """Per run that logs the policy improvement: its onset and its last logged values."""
+    rows = []
+    for (env, agent), rs in sorted(by_group.items()):
+        for r in sorted(rs, key=lambda r: r.seed):
+            series = metric_series(r.path.parent)
+            if "diag_policy_improvement" in series:
+                s, v = series["diag_policy_improvement"]
+                rows.append(dict(env=env, agent=agent, seed=r.seed, onset_step=improvement_onset(s, v),
+                                 last_step=int(s[-1]), last_improvement=float(v[-1]),
+                                 last_action_distance=float(series["diag_action_distance"][1][-1])))
+    return rows
+
+
+def _success_markdown(success_rows: list[dict], caption: str) -> list[str]:
+    md = ["## Success at each evaluation (%)", "", "| task | agent | step | seeds | mean [95 % CI] |",
+          "|---|---|---|---|---|"]
+    md += [f"| {r['env']} | {r['agent']} | {r['step']:,} | {r['seeds']} | {100 * r['mean']:.1f} "
+           f"[{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] |" for r in success_rows]
+    return md + ["", f"*{caption}*", ""]
+
+
+def _onset_markdown(onset_rows: list[dict]) -> list[str]:
+    md = ["## When the policy starts to gain over the data", "",
+          "Onset: the first logged step from which Qbar(s, pi(s)) - Qbar(s, a_data) (target critic, mean over "
+          "heads, a fresh batch every 1,000 steps) stays positive at every later log row; none: it is not "
+          "positive at the last row.", "",
+          "| task | agent | seed | onset step | last logged step | improvement there | distance from data there |",
+          "|---|---|---|---|---|---|---|"]
+    return md + [f"| {r['env']} | {r['agent']} | {r['seed']} | {_steps(r['onset_step'])} | {r['last_step']:,} "
+                 f"| {r['last_improvement']:.3f} | {r['last_action_distance']:.3f} |" for r in onset_rows]
+
+
+def _swings_markdown(swing_rows: list[dict], swing_corr: list[dict], window: int) -> list[str]:
+    md = ["", "## Does the critic swing, and does success move with it?", "",
+          "Turns: logged steps after the lowest mean Q(s, a_data) at which Q changes direction (a critic that "
+          "climbs steadily has none). Correlation: Pearson r, over the runs of an agent, between the success at "
+          f"each evaluation after Q's lowest point and Q's rise over the {window:,} steps before that evaluation.", "",
+          "| task | agent | seed | lowest Q at step | turns after it | at steps |", "|---|---|---|---|---|---|"]
+    md += [f"| {r['env']} | {r['agent']} | {r['seed']} | {r['q_lowest_step']:,} | {r['turns']} | {r['turn_steps']} |"
+           for r in swing_rows]
+    md += ["", "| task | agent | evaluations | r(success, Q rise before) | "
+           + " | ".join(f"r(success, {CORRELATED_LABELS[c]})" for c in CORRELATED) + " |",
+           "|---|---|---|---|" + "---|" * len(CORRELATED)]
+    md += [f"| {r['env']} | {r['agent']} | {r['evaluations']} | {_r(r['correlation'])} | "
+           + " | ".join(_r(r.get(f"r_{c}")) for c in CORRELATED) + " |" for r in swing_corr]
+    return md + ["", f"The other columns: Pearson r over the same evaluations between success and the diagnostic's "
+                 f"mean over the log rows of the {window:,} steps before the evaluation (empty: the agent does not "
+                 f"log it)."]
 
 
 def setting_comparison_table(settings, steps, reps: int = 2000) -> str:
