@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from qflow.data.registry import family_of
 from qflow.evaluation.evaluate import Evaluator, evaluate_policy
 from qflow.experiments.stacked import export_path, member_policies
 from qflow.training.logs import write_rows
@@ -28,17 +29,19 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     group_dir = Path(a.group)
     group = json.loads((group_dir / "group.json").read_text())
+    family = family_of(group["family"])
     rows, evaluators, read = [], {}, None
     for step in [int(s) for s in a.steps.split(",")]:
         for m in group["members"]:
-            env_id = f"{group['family']}-singletask-task{m['task']}-v0"
-            evaluators.setdefault(env_id, Evaluator(env_id, 10))
+            env_id = family.env_id(m["task"])
+            if env_id not in evaluators:  # one evaluator (its environments) per task, made once
+                evaluators[env_id] = Evaluator(env_id, 10)
         if read is None:
             env = next(iter(evaluators.values())).envs[0]
             read = member_policies(group, env.observation_space.shape[0], env.action_space.shape[0])
         got, agents = read(export_path(group_dir, step))
         for m, agent in zip(group["members"], agents):
-            evaluator = evaluators[f"{group['family']}-singletask-task{m['task']}-v0"]
+            evaluator = evaluators[family.env_id(m["task"])]
             result = evaluate_policy(evaluator, agent, m["seed"] + a.seed_offset, got, a.episodes)
             rows.append({"agent": group["agent"], "task": m["task"], "seed": m["seed"], "step": got,
                          "eval_seed_offset": a.seed_offset, **result})

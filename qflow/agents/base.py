@@ -138,14 +138,19 @@ def build_config(config_cls, preset: str = "paper", env_defaults: dict | None = 
     return config
 
 
+def legacy_values(config_cls) -> dict:
+    """The values runs recorded before a key of ``config_cls`` existed used for it ({} for a class without
+    ``legacy_defaults``). Whole run records: ``training.checkpoint.RunRecord``."""
+    return config_cls.legacy_defaults() if hasattr(config_cls, "legacy_defaults") else {}
+
+
 def config_from_record(config_cls, record: dict) -> AgentConfig:
     """A config back from its ``as_dict()`` as stored in JSON (lists become the tuples they were).
 
     A key the record lacks because it was written before the key existed takes the value such runs
     used (``legacy_defaults``), never today's default: an old run is never relabelled as a new one.
     """
-    legacy = config_cls.legacy_defaults() if hasattr(config_cls, "legacy_defaults") else {}
-    values = {**legacy, **record}
+    values = {**legacy_values(config_cls), **record}
     return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 

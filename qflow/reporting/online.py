@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from qflow.reporting.report import bootstrap_interval
+from qflow.reporting.report import ReportError, bootstrap_interval
+from qflow.training.checkpoint import RunRecord
 from qflow.utils import atomic_writer
 
 REPS = 2_000
@@ -37,7 +37,7 @@ def read_run(run_dir: Path) -> dict | None:
     run_dir = Path(run_dir)
     if not (run_dir / "summary.json").exists():
         return None
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = RunRecord.read(run_dir / "summary.json", fix="repair it or leave its run out", error=ReportError)
     if not summary.get("online_steps"):
         return None
     at = {int(float(r["step"])): float(r["success"]) for r in _rows(run_dir / "eval.csv")}

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qflow.data.loading import load_single_task
+from qflow.data.registry import family_of
 from qflow.experiments.stacked import export_path, kept_exports, member_policies
 from qflow.reporting.diagnostics import return_ratios
 from qflow.training.logs import write_rows
@@ -64,8 +65,9 @@ def main(argv=None) -> int:
     for group_dir in map(Path, a.groups):
         group = json.loads((group_dir / "group.json").read_text())
         obs, data_actions = {}, {}
+        family = family_of(group["family"])
         for task in sorted({m["task"] for m in group["members"]}):
-            env_id = f"{group['family']}-singletask-task{task}-v0"
+            env_id = family.env_id(task)
             if env_id not in data_cache:
                 data, _ = load_single_task(env_id, a.dataset_episodes, data_dir=a.data_dir, progress=False)
                 pick = np.sort(rng.choice(len(data["observations"]), min(a.states, len(data["observations"])),

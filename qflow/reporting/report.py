@@ -20,6 +20,7 @@ import numpy as np
 
 from qflow.data.registry import env_family, parse_env_id
 from qflow.errors import QFlowError
+from qflow.training.checkpoint import RunRecord
 from qflow.utils import atomic_write_json, atomic_writer
 
 METRICS = {"success_last3": "mean success rate of each run's last three evaluations",
@@ -77,16 +78,6 @@ def _get(info: dict, path: Path, *keys, kind=None):
         raise ReportError(f"{path}: missing or malformed field '{'.'.join(keys)}'") from None
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ReportError(f"{path}: not readable as JSON ({err})") from None
-    if not isinstance(info, dict):
-        raise ReportError(f"{path}: expected a JSON object, found {type(info).__name__}")
-    return info
-
-
 def _read_curve(path: Path):
     try:
         with open(path, newline="") as f:
@@ -103,18 +94,11 @@ TIME_FEATURES = {"f_tau": "sin/cos(f tau), as METHOD.md and the authors' code",
                  "2pi_f_tau": "sin/cos(2 pi f tau), the features this project used before 2026-11-30"}
 
 
-def legacy_config(agent: str) -> dict:
-    """Config values of keys that summaries written before the key existed ran with (e.g. Q-Flow's time features)."""
-    from qflow.agents import AGENTS
-
-    config_cls = AGENTS[agent][1] if agent in AGENTS else None
-    return config_cls.legacy_defaults() if hasattr(config_cls, "legacy_defaults") else {}
-
-
 def _load(run_dir: Path, metric: str, partial: bool) -> Run | None:
     """One run from summary.json, or (partial) from run.json plus the evaluations in eval.csv."""
     path = run_dir / ("run.json" if partial else "summary.json")
-    info = _read_json(path)
+    # legacy config values filled in (e.g. Q-Flow's time features before the key existed)
+    info = RunRecord.read(path, fix="repair it or leave its run out of the report", error=ReportError)
     env = _get(info, path, "env", kind=str)
     try:
         dataset, task = parse_env_id(env)
@@ -133,7 +117,7 @@ def _load(run_dir: Path, metric: str, partial: bool) -> Run | None:
     episodes = _get(info, path, "data", "episodes", kind=int)
     origin = _get(info, path, "data", "origin", kind=str)
     versions = info.get("versions") if isinstance(info.get("versions"), dict) else {}
-    config = {**legacy_config(_get(info, path, "agent", kind=str)), **_get(info, path, "config", kind=dict)}
+    config = _get(info, path, "config", kind=dict)
     return Run(path=path, env=env, family=env_family(env), task=str(task) if task else "default",
                agent=_get(info, path, "agent", kind=str), config=config,
                seed=_get(info, path, "seed", kind=int), steps=_get(info, path, "steps", kind=int),

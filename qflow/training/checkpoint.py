@@ -33,36 +33,87 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in ["qflow", *sys.argv[1:]]) if sys.argv else "qflow"
 
 
+class RunRecord:
+    """What a run records about itself (run.json, summary.json), read and compared one way everywhere.
+
+    A config key a record lacks because it did not exist when the record was written takes the value that
+    run used (its agent's ``legacy_defaults``), never today's default: an old run is never taken for a new one.
+    """
+
+    @staticmethod
+    def read(path: Path, fix: str = "move it away", error: type[Exception] = CheckpointError) -> dict:
+        """The record at ``path`` with its legacy config values filled in. Raises ``error`` (one line naming
+        the file, then ``fix``) when it is unreadable: missing, truncated, or not a JSON object."""
+        try:
+            record = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise error(f"{path} is unreadable ({err}); {fix}") from None
+        if not isinstance(record, dict):
+            raise error(f"{path} is unreadable (a JSON {type(record).__name__}, not an object); {fix}")
+        return RunRecord.with_legacy(record)
+
+    @staticmethod
+    def legacy(agent) -> dict:
+        """The config values runs of ``agent`` used for keys added since; {} for an agent this version lacks."""
+        from qflow.agents import AGENTS
+        from qflow.agents.base import legacy_values
+
+        return legacy_values(AGENTS[agent][1]) if agent in AGENTS else {}
+
+    @staticmethod
+    def with_legacy(record: dict) -> dict:
+        """``record`` with its agent's legacy values under the config keys it lacks (a copy; no config: as is)."""
+        if not isinstance(record.get("config"), dict):
+            return record
+        return {**record, "config": {**RunRecord.legacy(record.get("agent")), **record["config"]}}
+
+    @staticmethod
+    def differences(old: dict, new: dict, keys: tuple[str, ...] = IDENTITY_KEYS) -> list[str]:
+        """Which of ``keys`` differ between two records, in the order of ``keys``, both compared as stored
+        in JSON after the legacy merge. The config is compared key by key (``config.KEY`` for each key either
+        side has); a dotted key (``data.sha256``) names a nested value; a key of LATER_KEYS that ``old``
+        lacks is not a difference (it was written before the key existed)."""
+        old, new = (json.loads(json.dumps(RunRecord.with_legacy(r))) for r in (old, new))
+        diff = []
+        for key in keys:
+            a, b = _lookup(old, key), _lookup(new, key)
+            if key in LATER_KEYS and a is _ABSENT:
+                continue
+            if key == "config" and isinstance(a, dict) and isinstance(b, dict):
+                diff += [f"config.{k}" for k in sorted({*a, *b}) if a.get(k, _ABSENT) != b.get(k, _ABSENT)]
+            elif a != b:
+                diff.append(key)
+        return diff
+
+
+_ABSENT = object()  # a key a record does not have (unequal to every value, None included)
+
+
+def _lookup(record: dict, key: str):
+    value = record
+    for part in key.split("."):
+        value = value.get(part, _ABSENT) if isinstance(value, dict) else _ABSENT
+    return value
+
+
 def check_compatible(run_dir: Path, info: dict) -> None:
     """First use of a directory records the run; a later run must be the same run."""
     path = run_dir / RUN_INFO
-    if path.exists():
-        try:
-            old = json.loads(path.read_text())
-        except ValueError as err:
-            raise CheckpointError(f"{path} is unreadable ({err}); move the directory away or pass another --run-dir")
-        new = json.loads(json.dumps(info))
-        if isinstance(old.get("config"), dict) and isinstance(new.get("config"), dict):
-            # a key the old record lacks because it did not exist yet: the value that run used
-            from qflow.agents import AGENTS
-
-            config_cls = AGENTS.get(old.get("agent"), (None, None))[1]
-            legacy = config_cls.legacy_defaults() if hasattr(config_cls, "legacy_defaults") else {}
-            old = {**old, "config": {**legacy, **old["config"]}}
-        diff = [k for k in IDENTITY_KEYS if old.get(k) != new.get(k) and not (k in LATER_KEYS and k not in old)]
-        if old.get("data", {}).get("sha256") != info["data"].get("sha256"):
-            diff.append("data")
-        if diff:
-            flags = " ".join(f"{FLAGS[k]} {old[k]}" for k in diff if k in FLAGS and k in old)
-            if "config" in diff:  # config keys the run was started with, e.g. a key that did not exist then
-                changed = sorted(k for k in old["config"] if old["config"][k] != new["config"].get(k))
-                flags = " ".join([flags, *(f"--set {k}={_flag_value(old['config'][k])}" for k in changed)]).strip()
-            how = f"to resume it pass {flags} (the values it was started with), or " if flags else ""
-            raise CheckpointError(
-                f"{run_dir} holds a different run (differs in {', '.join(diff)}); {how}pass another --run-dir"
-            )
+    if not path.exists():
+        atomic_write_json(path, info)
         return
-    atomic_write_json(path, info)
+    old = RunRecord.read(path, fix="move the directory away or pass another --run-dir")
+    diff = RunRecord.differences(old, info, (*IDENTITY_KEYS, "data.sha256"))
+    if not diff:
+        return
+    differ = list(dict.fromkeys(d.split(".")[0] for d in diff))  # config.alpha -> config, data.sha256 -> data
+    flags = [f"{FLAGS[k]} {old[k]}" for k in differ if k in FLAGS and k in old]
+    # config keys the run was started with (e.g. a key that did not exist then): the --set that restores each
+    config_keys = [d.partition(".")[2] for d in diff if d.startswith("config.")]
+    flags += [f"--set {k}={_flag_value(old['config'][k])}" for k in config_keys if k in old["config"]]
+    how = f"to resume it pass {' '.join(flags)} (the values it was started with), or " if flags else ""
+    raise CheckpointError(
+        f"{run_dir} holds a different run (differs in {', '.join(differ)}); {how}pass another --run-dir")
 
 
 def _flag_value(value) -> str:

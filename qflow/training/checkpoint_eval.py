@@ -10,10 +10,10 @@ import jax.numpy as jnp
 
 from qflow.agents import get_agent
 from qflow.agents.base import config_from_record
-from qflow.data.registry import env_id_for_task
+from qflow.data.registry import family_of
 from qflow.evaluation.evaluate import Evaluator, act
 from qflow.training import checkpoint
-from qflow.training.checkpoint import CheckpointError
+from qflow.training.checkpoint import RunRecord
 from qflow.utils import atomic_write_json
 
 
@@ -21,11 +21,8 @@ def load_agent(run_dir: Path):
     info_path = run_dir / checkpoint.RUN_INFO
     if not info_path.exists():
         raise FileNotFoundError(f"{info_path} not found: is {run_dir} a single-seed run directory of qflow train?")
-    try:
-        info = json.loads(info_path.read_text())
-    except ValueError as err:
-        raise CheckpointError(f"{info_path} is unreadable ({err}); it records what the run is, so the checkpoint "
-                              f"beside it cannot be evaluated without it") from None
+    info = RunRecord.read(info_path, fix="it records what the run is, so the checkpoint beside it cannot be "
+                                         "evaluated without it")
     agent_cls, config_cls = get_agent(info["agent"])
     config = config_from_record(config_cls, info["config"])
     env = Evaluator(info["env"], 1).envs[0]
@@ -35,18 +32,23 @@ def load_agent(run_dir: Path):
     return agent, step, info
 
 
+def _task_ids(env_id: str, task: str | None) -> list[str]:
+    """The ids ``--task`` names: the run's own (None), one task of its family, or all of them ("all")."""
+    if task is None:
+        return [env_id]
+    family = family_of(env_id)
+    if task == "all":
+        return [family.env_id(n) for n in family.tasks]
+    if task.isdigit() and int(task) in family.tasks:
+        return [family.env_id(int(task))]
+    raise ValueError(f"--task must be {family.tasks[0]}-{family.tasks[-1]} or 'all', got {task!r}")
+
+
 def evaluate_run(run_dir: Path, episodes: int, task: str | None, seed: int, report=print) -> dict:
     """Evaluate a run's checkpoint; each result is reported (printed) before it is written to
     RUN_DIR/eval_tasks.json, so a run directory that cannot be written loses nothing."""
     agent, step, info = load_agent(run_dir)
-    if task is None:
-        env_ids = [info["env"]]
-    elif task == "all":
-        env_ids = [env_id_for_task(info["env"], n) for n in range(1, 6)]
-    elif task.isdigit() and 1 <= int(task) <= 5:
-        env_ids = [env_id_for_task(info["env"], int(task))]
-    else:
-        raise ValueError(f"--task must be 1-5 or 'all', got {task!r}")
+    env_ids = _task_ids(info["env"], task)
     keys = iter(jax.random.split(jax.random.PRNGKey(seed), 1_000_000))
     results = {}
     for env_id in env_ids:
