@@ -229,7 +229,7 @@ LEARNING_SPEED_READING = """What the curves show (3 seeds and 36k steps, so the 
   20k-60k): the corrected features do not remove the swings."""
 
 
-DRIFT_INTRO = """**Does the policy itself swing back?** (Session 8, on the kept exports: `python scripts/policy_drift.py
+DRIFT_INTRO = """**Does the policy itself swing back?** (On the kept exports: `qflow policy-drift
 GROUP_QFLOW GROUP_FQL --out results/runs/learning_speed_cpu_t2/policy_drift`.) Every export acts on the
 same 4,096 dataset states with the same noise draw per state; the distance between two exports is the mean
 Euclidean distance between their actions. The return ratio at step t is d(t-5k, t+5k) / mean(d(t-5k, t),

@@ -12,7 +12,8 @@ positional argument, choices, or no flag at all.
 
 Types: ``int``, ``float``, ``str``, ``bool`` (``--x`` when the default is False, ``--no-x`` when it is
 True), ``X | None`` (None: not set), and tuples (comma-separated; integer tuples take ranges such
-as ``0-2,5``, see ``parse_int_list``).
+as ``0-2,5``, see ``parse_int_list``). Integers are counts, seeds or ids: a flag refuses a negative
+one, and a value below ``cls.AT_LEAST[field]`` where the class names a larger minimum.
 """
 
 from __future__ import annotations
@@ -101,22 +102,30 @@ def _default(f: dataclasses.Field):
     return dataclasses.MISSING
 
 
-def parse_value(text: str, kind, element=None, what: str = "value"):
-    """A command-line or TOML string as ``kind`` (tuples: comma-separated ``element`` values)."""
+def parse_value(text: str, kind, element=None, what: str = "value", minimum: int | None = None):
+    """A command-line or TOML string as ``kind`` (tuples: comma-separated ``element`` values);
+    integers (and integer tuples) below ``minimum`` are refused."""
     try:
         if kind is tuple:
-            if element is int:
-                return tuple(parse_int_list(text))
-            return tuple(parse_value(x.strip(), element, what=what) for x in str(text).split(",") if x.strip())
-        if kind is bool:
+            values = tuple(parse_int_list(text)) if element is int else tuple(
+                parse_value(x.strip(), element, what=what) for x in str(text).split(",") if x.strip())
+        elif kind is bool:
             lowered = str(text).lower()
             if lowered not in ("true", "false", "1", "0"):
                 raise ValueError
-            return lowered in ("true", "1")
-        return kind(text)
+            values = lowered in ("true", "1")
+        else:
+            values = kind(text)
     except ValueError:
-        expected = {int: "an integer", float: "a number", tuple: f"a comma-separated list of {element.__name__}"}
-        raise argparse.ArgumentTypeError(f"{what} must be {expected.get(kind, kind.__name__)}, got {text!r}") from None
+        listed = ("comma-separated integers or ranges (e.g. 0-2,5)" if element is int
+                  else f"a comma-separated list of {getattr(element, '__name__', 'values')}")
+        expected = {int: "an integer", float: "a number", bool: "true or false", tuple: listed}
+        raise argparse.ArgumentTypeError(f"expected {expected.get(kind, kind.__name__)}, got {text!r}") from None
+    low = [v for v in (values if kind is tuple else (values,)) if minimum is not None and isinstance(v, int)
+           and not isinstance(v, bool) and v < minimum]
+    if low:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {low[0]}")
+    return values
 
 
 def add_flags(parser: argparse.ArgumentParser, cls, skip: tuple = (), defaults=None, required: bool = True) -> None:
@@ -143,7 +152,8 @@ def add_flags(parser: argparse.ArgumentParser, cls, skip: tuple = (), defaults=N
                                 default=None, **kwargs)
             continue
         what = name if not meta["positional"] else f.name
-        kwargs["type"] = functools.partial(parse_value, kind=kind, element=element, what=what)
+        kwargs["type"] = functools.partial(parse_value, kind=kind, element=element, what=what,
+                                           minimum=getattr(cls, "AT_LEAST", {}).get(f.name, 0))
         if meta["choices"]:
             kwargs["choices"] = meta["choices"]
         if meta["positional"]:
@@ -202,7 +212,7 @@ def coerce(cls, f: dataclasses.Field, value, what: str):
         return None
     try:
         if isinstance(value, str) and kind is not str:
-            return parse_value(value, kind, element, what)
+            return parse_value(value, kind, element, what, getattr(cls, "AT_LEAST", {}).get(f.name, 0))
         if kind is tuple:
             if not isinstance(value, (list, tuple)):
                 raise TypeError

@@ -18,8 +18,8 @@ CASES = [
     (["train", *ENV, "--checkpoint-every", "0"], "--checkpoint-every: must be >= 1"),
     (["train", *ENV, "--chunk", "0"], "--chunk: must be >= 1"),
     (["train", *ENV, "--steps", "-5"], "--steps: must be >= 0"),
-    (["train", *ENV, "--seed", "-1"], "--seed: must be >= 0"),
-    (["train", *ENV, "--seeds", "0,-1"], "seeds must be >= 0"),
+    (["train", *ENV, "--seed", "-1"], "expected comma-separated integers"),
+    (["train", *ENV, "--seeds", "0,-1"], "expected comma-separated integers"),
     (["train", *ENV, "--seeds", "0,x"], "expected comma-separated integers"),
     (["train", *ENV, "--updates-per-step", "0"], "--updates-per-step: must be >= 1"),
     (["train", *ENV, "--buffer-size", "0"], "--buffer-size: must be >= 1"),
@@ -83,7 +83,9 @@ def test_one_source_of_training_defaults():
     from qflow.cli import build_parser
     from qflow.training.trainer import TrainArgs
 
-    parsed = build_parser().parse_args(["train", *ENV])
+    from qflow.settings import from_flags
+
+    parsed = from_flags(TrainArgs, build_parser().parse_args(["train", *ENV]))
     defaults = TrainArgs()
     for key in ("steps", "eval_every", "eval_episodes", "eval_envs", "log_every", "checkpoint_every", "chunk",
                 "dataset_seed", "updates_per_step", "online_steps"):

@@ -79,6 +79,16 @@ def test_bad_plans_are_refused_with_the_reason(tmp_path):
         plan.load_plan(path)
     with pytest.raises(QFlowError, match="no plan at"):
         plan.load_plan(tmp_path / "missing.toml")
+    # a plan that would run nothing is refused, not passed with exit 0
+    for text, reason in (("", "none found"), ('[[entries]]\nid = "x"\n', "unknown top-level keys \\['entries'\\]")):
+        path.write_text(text)
+        with pytest.raises(QFlowError, match=f"a list of \\[\\[entry\\]\\] tables; {reason}"):
+            plan.load_plan(path)
+    path.write_text('[[entry]]\nid = "x"\nkind = "stacked"\nfamily = "f"\nagents = ["qflow"]\nsteps = "many"\n')
+    with pytest.raises(QFlowError, match="entry 1 \\(x\\): steps must be int, got 'many'"):
+        plan.load_plan(path)
+    path.write_text('[[entry]]\nid = "x"\nkind = "stacked"\nfamily = "f"\nagents = "qflow"\nsteps = 5\n')
+    assert plan.load_plan(path)[0].agents == ("qflow",)  # a string is parsed as on the command line
 
 
 def test_the_repository_plan_loads():

@@ -13,6 +13,9 @@ OVERRIDES = dataclasses.field(default=(), metadata=flag("--set", repeat=True, he
 class ThroughputSettings:
     """Updates/s, FLOPs and GFLOP/s of agents' updates."""
 
+    # flags refuse values below these (every other integer: below 0)
+    AT_LEAST = {"obs_dim": 1, "action_dim": 1, "updates": 1, "members": 1}
+
     agent: tuple[str, ...] = ("qflow",)  # agents measured one after the other, e.g. qflow,fql
     preset: str = "paper"  # network sizes: tiny, cpu or paper
     overrides: tuple[str, ...] = OVERRIDES
@@ -30,6 +33,9 @@ class ComputeSettings:
     """Milliseconds per update (best of `repeats` calls of `updates` fused updates) and memory (XLA scratch
     of the compiled update, process peak RSS) for every agent and K; writes compute.md/.csv/.png/.json.
     About 5 minutes on a 2-core CPU with the defaults (K = 50 with BPTT is the slow part)."""
+
+    # flags refuse values below these (every other integer: below 0)
+    AT_LEAST = {"ks": 1, "obs_dim": 1, "action_dim": 1, "batch_size": 1, "updates": 1, "repeats": 1}
 
     agents: tuple[str, ...] = ("qflow", "fql", "fbrac")  # agents compared
     ks: tuple[int, ...] = (1, 5, 10, 20, 50)  # flow-step counts K

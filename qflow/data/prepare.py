@@ -166,6 +166,9 @@ def dataset_lock(directory: Path, name: str, progress: bool = True):
 class PrepareSettings:
     """`qflow data prepare`'s flags: the arguments of ``prepare``."""
 
+    # flags refuse values below these (every other integer: below 0)
+    AT_LEAST = {"episodes": 1, "workers": 1}
+
     dataset: str = dataclasses.field(metadata=flag(positional=True, help="e.g. cube-single-play-v0"))
     episodes: int | None = None  # training episodes (default: the official size)
     seed: int = 0  # generation seed of a regenerated dataset

@@ -120,6 +120,9 @@ def member_policies(group: dict, obs_dim: int, action_dim: int):
 class GroupSettings:
     """`qflow stacked train`: every task x seed of one dataset stacked in one jitted call per agent."""
 
+    # flags refuse values below these (every other integer: below 0)
+    AT_LEAST = {"steps": 1, "chunk": 1, "export_every": 1, "log_every": 1, "dataset_episodes": 1}
+
     family: str  # dataset family, e.g. puzzle-3x3-play
     steps: int  # updates of every member
     out: str  # where FAMILY__AGENT/ group directories (and the family's checkpoint) go

@@ -2,7 +2,7 @@
 and forth (a dip's policy closer to the previous dip's than to the peak between them) while FQL's
 moves steadily?
 
-    python -m qflow.reporting.policy_drift GROUP_DIR [GROUP_DIR ...] --states 4096 --spacing 5000 --out DIR
+    qflow policy-drift GROUP_DIR [GROUP_DIR ...] --states 4096 --spacing 5000 --out DIR
 
 For every member and every pair of kept exports (steps s < t), both policies act on the same
 dataset states with the same noise (``sample_actions`` with one fixed key: Q-Flow's ODE and FQL's
@@ -13,8 +13,7 @@ tabulates, per run and export step t, the drift d(t - spacing, t) and the return
 d(t - spacing, t + spacing) / mean(d(t - spacing, t), d(t, t + spacing)) (``return_ratios``: 2 for
 steady motion, about 1.4 for a random walk, 1 for jitter around a fixed policy, below 1 for a policy
 that swings back), then the ratios with each agent's seeds side by side. Deterministic given --seed.
-(Session 8 ran it as ``scripts/policy_drift.py``: the same code, moved into the package so the
-evidence plan runs it from any install.)
+Run it as ``qflow policy-drift GROUP_DIR... --out DIR``.
 """
 
 from __future__ import annotations
@@ -185,7 +184,7 @@ def distance_table(rows: list[dict], pairs) -> str:
 
 
 def summary(rows: list[dict], a, argv) -> str:
-    command = " ".join(["python -m qflow.reporting.policy_drift", *(argv if argv is not None else sys.argv[1:])])
+    command = " ".join(["qflow policy-drift", *(argv if argv is not None else sys.argv[1:])])
     lines = [f"# How far each policy moves between exports (`{command}`)", "",
              f"{a.states} dataset states, one noise draw per state shared by every export (seed {a.seed}); "
              f"distance = mean Euclidean distance between two exports' actions. Return ratio at t = "

@@ -56,6 +56,9 @@ DIRECTION_RESAMPLE = 100  # steps between direction redraws (OGBench's GymXYWrap
 class ExpertSettings:
     """`qflow expert train`'s flags (with --run-dir and --no-progress)."""
 
+    # flags refuse values below these (every other integer: below 0)
+    AT_LEAST = {"steps": 1, "eval_every": 1, "eval_episodes": 1, "log_every": 1, "checkpoint_every": 1}
+
     steps: int = 400_000  # env steps, one SAC update each after the random phase (OGBench: 400k)
     random_steps: int = 10_000  # uniform random actions first (OGBench's seed_steps)
     seed: int = 0  # agent, action and environment seed

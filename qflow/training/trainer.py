@@ -42,6 +42,11 @@ class TrainArgs:
     """Everything a training run takes; `qflow train`'s flags and a sweep's keys are these fields.
     `qflow train` with no --env replaces env, preset and dataset size by the demo's (qflow.cli.DEMO)."""
 
+    # flags refuse values below these (every other integer: below 0)
+    AT_LEAST = {
+        "eval_every": 1, "eval_episodes": 1, "eval_envs": 1, "log_every": 1, "checkpoint_every": 1, "chunk": 1,
+        "dataset_episodes": 1, "updates_per_step": 1, "buffer_size": 1}
+
     env: str = dataclasses.field(default="pointmaze-medium-navigate-singletask-task1-v0", metadata=flag(
         show_default=False, help="OGBench single-task id, e.g. cube-single-play-singletask-task2-v0 (without it: "
                                  "the demo, puzzle-3x3-play task 1 on 100 regenerated episodes, tiny preset)"))

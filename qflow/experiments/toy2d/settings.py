@@ -15,6 +15,9 @@ LABELS = {"flow_bc": "flow BC", "fbrac": "FBRAC (BPTT)", "fql": "FQL (one-step)"
 
 @dataclasses.dataclass(frozen=True)
 class ToySettings:
+
+    # flags refuse values below these (every other integer: below 0)
+    AT_LEAST = {"n_data": 1, "batch_size": 1, "flow_steps": 1, "eval_samples": 1, "chunk": 1}
     datasets: tuple = DATASETS  # which 2-D datasets to run
     methods: tuple = METHODS  # which methods (flow_bc, fbrac, fql, qflow)
     strengths: tuple = (0.3, 0.5, 1.0, 5.0)  # behaviour-regularisation strengths (paper's grid)

@@ -87,7 +87,7 @@ class ChunkRunner:
     """Runs whole chunks of stacked updates; one jitted function per chunk length, shared by all runs."""
 
     def __init__(self, length: int, bar):
-        from qflow.training.trainer import make_train_chunk
+        from qflow.training.steps import make_train_chunk
 
         self.length, self.bar, self.fn = length, bar, make_train_chunk(length)
         self.nonfinite: list[str] = []
@@ -112,7 +112,7 @@ ACTOR_KEY = {"qflow": "actor", "fbrac": "actor", "fql": "flow"}  # where the pre
 def pretrain_flow(data: dict, settings: ToySettings, runner: ChunkRunner, tag: str):
     """Flow-BC agents (stacked over seeds) after the pretraining phase: the shared starting velocity field."""
     from qflow.agents import get_agent
-    from qflow.training.trainer import stack
+    from qflow.training.loop import stack
 
     agent_cls, _ = get_agent("flow_bc")
     config = method_config("flow_bc", settings, None)
@@ -137,7 +137,7 @@ def train_method(method: str, data: dict, settings: ToySettings, runner: ChunkRu
     import jax.numpy as jnp
 
     from qflow.agents import get_agent
-    from qflow.training.trainer import stack
+    from qflow.training.loop import stack
 
     length, pre_steps, bc_steps, rl_steps = settings.phase_steps()
     n_seeds = len(settings.seeds)
