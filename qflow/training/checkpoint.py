@@ -58,7 +58,7 @@ class RunRecord:
         from qflow.agents import AGENTS
         from qflow.agents.base import legacy_values
 
-        return legacy_values(AGENTS[agent][1]) if agent in AGENTS else {}
+        return legacy_values(AGENTS[agent][1]) if isinstance(agent, str) and agent in AGENTS else {}
 
     @staticmethod
     def with_legacy(record: dict) -> dict:
