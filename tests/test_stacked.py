@@ -150,7 +150,7 @@ def test_train_export_evaluate_report(data_dir, tmp_path, capsys):
 
     # evaluations scored another way never mix into the same run directories
     assert main(["stacked", "evaluate", str(out / f"{FAMILY}__qflow"), "--episodes", "3", "--out", str(runs)]) == 2
-    assert "differs in episodes); pass another --out" in capsys.readouterr().err
+    assert "differs in eval_episodes); pass another --out" in capsys.readouterr().err
 
 
 def test_a_killed_group_resumes_to_the_same_parameters(data_dir, tmp_path, monkeypatch):

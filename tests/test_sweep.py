@@ -1,6 +1,7 @@
 """`qflow sweep`: cells from a spec, per-agent grids, skipping, and (on a real local Ray) completion,
 isolated failures, a killed worker's retry that resumes, and `qflow report` on the output."""
 
+import csv
 import json
 import os
 import signal
@@ -93,10 +94,11 @@ def test_done_cells_are_judged_by_their_summaries(tmp_path):
     assert not is_done(spec, cell)
     d = result_dirs(spec, cell)[0]
     d.mkdir(parents=True)
-    summary = {**sweep.expected_identity(spec, cell, cell.env), "data": {"episodes": 1000}}
+    summary = {**sweep.expected_identity(spec, cell, cell.env), "data": {"episodes": 1000, "seed": 0}}
     (d / "summary.json").write_text(json.dumps(summary))
     assert is_done(spec, cell)
-    for key, value in [("steps", 50), ("eval_every", 10)]:  # another budget or scoring: never taken for this one
+    # another budget, scoring or dataset seed: never taken for this one
+    for key, value in [("steps", 50), ("eval_every", 10), ("data", {"episodes": 1000, "seed": 5})]:
         (d / "summary.json").write_text(json.dumps({**summary, key: value}))
         with pytest.raises(SweepError, match=f"differs from this sweep's cell in {key}"):
             is_done(spec, cell)
@@ -202,3 +204,38 @@ def test_stacked_cells_train_every_task_and_seed_in_one_call(data_dir, tmp_path)
     assert lrs == pytest.approx([1e-3] * 4)
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "2 done already, 0 to run" in again.stdout
+
+
+@pytest.mark.e2e
+def test_a_stacked_cell_killed_with_sigkill_resumes(data_dir, tmp_path):
+    """A stacked cell's worker dies (SIGKILL) after its first checkpoint; the retry resumes from it."""
+    import pickle
+    import signal
+    import time
+
+    spec = Spec(out=str(tmp_path / "out"), envs=("pointmaze-medium-navigate",), agents=("flow_bc",), tasks="1",
+                seeds="0", mode="stacked", steps=20_000, chunk=100, eval_every=5_000, log_every=1_000,
+                eval_episodes=1, dataset_episodes=3, data_dir=str(data_dir), runs=str(tmp_path / "runs"),
+                preset="tiny")
+    cell = cells_of(spec)[0]
+    checkpoint = sweep.work_dir(spec, cell) / "train" / "pointmaze-medium-navigate.checkpoint.msgpack"
+    code = ("import pickle, sys; from qflow.experiments.sweep import run_cell; "
+            "run_cell(*pickle.loads(bytes.fromhex(sys.argv[1])))")
+    worker = subprocess.Popen([sys.executable, "-c", code, pickle.dumps((spec, cell)).hex()])
+    try:
+        while not checkpoint.exists() and worker.poll() is None:
+            time.sleep(0.2)
+        worker.send_signal(signal.SIGKILL)
+    finally:
+        worker.wait()
+    assert worker.returncode == -signal.SIGKILL, "the worker finished before it could be killed"
+
+    result = sweep.run_cell(spec, cell)  # what Ray's retry runs
+    assert result["status"] == "done", result
+    log = (sweep.work_dir(spec, cell) / "cell.log").read_text()
+    assert "resuming pointmaze-medium-navigate from step" in log
+    group = sweep.work_dir(spec, cell) / "train" / "pointmaze-medium-navigate__flow_bc"
+    steps = [int(r["step"]) for r in csv.DictReader(open(group / "metrics.csv"))]
+    assert steps == list(range(1_000, 20_001, 1_000))  # every step logged once across the kill
+    summary = json.loads(result["files"]["pointmaze-medium-navigate-singletask-task1-v0__flow_bc/seed0/summary.json"])
+    assert summary["eval_steps"] == [5_000, 10_000, 15_000, 20_000]

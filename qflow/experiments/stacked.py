@@ -27,7 +27,6 @@ export not yet evaluated.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -40,17 +39,21 @@ import numpy as np
 from qflow.agents import get_agent
 from qflow.agents.base import acting_state, config_from_record, overrides_for, with_acting_state
 from qflow.data.loading import data_record, load_single_task
-from qflow.data.registry import env_id_for_task
+from qflow.data.registry import family_of
 from qflow.envs import agent_config
 from qflow.errors import QFlowError
 from qflow.settings import flag
 from qflow.training import loop
+from qflow.training.checkpoint import RunRecord
 from qflow.training.logs import CSVLog, read_rows, resumed_clock, write_rows, write_summary
 from qflow.training.loop import check_finite, stack
 from qflow.training.steps import make_train_chunk
 from qflow.utils import atomic_write_json, atomic_writer, package_versions
 
 PER_TASK_KEYS = ("rewards", "masks")
+# What must agree for a group directory to be resumed by the same run.
+GROUP_IDENTITY = ("family", "agent", "members", "steps", "preset", "config", "export_every", "log_every",
+                  "data.sha256")
 POLICIES = "policies.msgpack"
 EXPORTS = "exports"  # every export, step_NNNNNNN.msgpack
 
@@ -64,7 +67,7 @@ def kept_exports(group_dir: Path) -> list[int]:
 
 
 def task_env(family: str, task: int) -> str:
-    return env_id_for_task(f"{family}-singletask-v0", task)
+    return family_of(family).env_id(task)
 
 
 def member_list(tasks, seeds) -> list[tuple[int, int]]:
@@ -239,13 +242,10 @@ class StackedJob:
     def _restore_agents(self) -> int:
         """The step of the family's checkpoint (0 without one), after checking it is this run's."""
         for g in self.groups.values():
-            old = _read_json(g["out"] / "group.json")
-            if old is None:
+            if not (g["out"] / "group.json").exists():
                 continue
-            keys = ("family", "agent", "members", "steps", "preset", "config", "export_every", "log_every")
-            differ = [k for k in keys if json.loads(json.dumps(g["info"][k])) != old.get(k)]
-            if old.get("data", {}).get("sha256") != g["info"]["data"].get("sha256"):
-                differ.append("data")
+            old = RunRecord.read(g["out"] / "group.json", fix="move it away or pass another --out", error=QFlowError)
+            differ = RunRecord.differences(old, g["info"], GROUP_IDENTITY)
             if differ:
                 raise QFlowError(f"{g['out']} holds another stacked run (differs in {', '.join(differ)}); rerun "
                                  f"with its settings to resume it, or pass another --out")
@@ -323,15 +323,6 @@ class StackedJob:
         return written
 
 
-def _read_json(path: Path) -> dict | None:
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError as err:
-        raise QFlowError(f"{path} is unreadable ({err}); move it away or pass another --out") from None
-
-
 def evaluate(settings: EvalSettings) -> None:
     """Evaluate each member's exported policy; one run directory per (task, seed), as a sweep writes.
 
@@ -342,10 +333,11 @@ def evaluate(settings: EvalSettings) -> None:
     from qflow.evaluation.evaluate import Evaluator, evaluate_policy
 
     group_dir = Path(settings.group)
-    group = _read_json(group_dir / "group.json")
-    if group is None:
+    if not (group_dir / "group.json").exists():
         raise FileNotFoundError(f"{group_dir / 'group.json'} not found: is {group_dir} a FAMILY__AGENT directory "
                                 f"written by qflow stacked train?")
+    group = RunRecord.read(group_dir / "group.json", fix="it records the group; restore it from the run's copy",
+                           error=QFlowError)
     if not (group_dir / POLICIES).exists():
         raise FileNotFoundError(f"{group_dir}: no policies exported (training stopped at step {group.get('step')}, "
                                 f"{group.get('stop')}); train longer or with a later --deadline")
@@ -381,14 +373,12 @@ def evaluate(settings: EvalSettings) -> None:
 
 def _check_same_scoring(run_dir: Path, group: dict, episodes: int) -> None:
     """One run directory holds the evaluations of one trained group, scored one way."""
-    old = _read_json(run_dir / "run.json")
-    if old is None:
+    if not (run_dir / "run.json").exists():
         return
-    mine = {"config": group["config"], "sha256": group["data"].get("sha256"), "command": group["command"],
-            "episodes": episodes}
-    theirs = {"config": old.get("config"), "sha256": old.get("data", {}).get("sha256"),
-              "command": old.get("train_command"), "episodes": old.get("eval_episodes")}
-    differ = [k for k in mine if json.loads(json.dumps(mine[k])) != theirs[k]]
+    old = RunRecord.read(run_dir / "run.json", fix="move it away or pass another --out", error=QFlowError)
+    mine = {"agent": group["agent"], "config": group["config"], "data": group["data"],
+            "train_command": group["command"], "eval_episodes": episodes}
+    differ = RunRecord.differences(old, mine, ("config", "data.sha256", "train_command", "eval_episodes"))
     if differ:
         raise QFlowError(f"{run_dir} holds evaluations of another trained group or scoring (differs in "
                          f"{', '.join(differ)}); pass another --out")
@@ -397,7 +387,8 @@ def _check_same_scoring(run_dir: Path, group: dict, episodes: int) -> None:
 def _record_evaluation(run_dir: Path, group, member, step, result, seconds, metrics, settings: EvalSettings) -> None:
     run_info = {"env": task_env(group["family"], member["task"]), "agent": group["agent"],
                 "seed": member["seed"], "steps": step, "preset": group["preset"], "online_steps": 0,
-                "config": group["config"], "eval_episodes": settings.episodes, "data": group["data"],
+                "budget": group["steps"], "config": group["config"], "eval_episodes": settings.episodes,
+                "data": group["data"],
                 "versions": group["versions"], "device": group["device"], "trained_by": "qflow stacked",
                 "stacked_members": len(group["members"]), "train_command": group["command"],
                 "commit": group.get("commit"), "eval_versions": package_versions()}

@@ -38,6 +38,9 @@ from pathlib import Path
 
 from qflow.errors import QFlowError
 from qflow.settings import flag
+from qflow.data.registry import family_of
+from qflow.training.checkpoint import RunRecord
+from qflow.training.trainer import RunSettings, TrainArgs
 from qflow.utils import LockHeld, atomic_write_json, file_lock, package_versions, parse_int_list, read_toml
 
 SMALL_FILES = ("run.json", "metrics.csv", "eval.csv", "summary.json")  # summary.json last: it marks a cell done
@@ -49,17 +52,21 @@ class SweepError(QFlowError):
     """A spec or flag that cannot describe a sweep."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Spec:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Spec(RunSettings):
+    """A sweep: the grid's axes and where things go, plus every cell's RunSettings (the training settings
+    of `qflow train`, so each is a key of a spec file and a flag of `qflow sweep` with no code of its own)."""
+
+    # integers below these are refused (every other: below 0); eval_every 0 means steps / 5
+    AT_LEAST = {**RunSettings.AT_LEAST, "eval_every": 0, "steps": 1}
+
     out: str  # the small result files of every cell (commit these); `qflow report OUT` reads them
     envs: tuple[str, ...]  # families ("cube-single-play", expanded by `tasks`) or single-task ids
     agents: tuple[str, ...] = ("qflow",)  # agents of every cell
     tasks: str = "1-5"  # tasks of each family, e.g. "1-5" or "2,4"
     seeds: str = "0-2"  # agent seeds, e.g. "0-7" or "0,2"
     steps: int = 50_000  # gradient steps of every cell
-    preset: str = "cpu"  # network sizes: tiny, cpu or paper
-    eval_every: int = 0  # 0: steps / 5 (mode "stacked": the export interval)
-    eval_episodes: int = 50  # episodes per evaluation
+    eval_every: int = 0  # steps between evaluations; 0: steps / 5 (mode "stacked": the export interval)
     sets: tuple[str, ...] = dataclasses.field(default=(), metadata=flag("--set", repeat=True, help=(
         "[AGENT.]KEY=VALUE: a fixed override of every cell, or with [V1,V2,...] a grid axis; AGENT. limits it "
         "to that agent")))
@@ -72,15 +79,15 @@ class Spec:
     cpus: float = 1.0  # Ray resources one cell declares (a scheduling label: XLA in a cell may use more cores)
     gpus: float = 0.0  # a fraction (e.g. 0.25) packs several cells on one GPU
     retries: int = 2  # Ray re-runs of a cell whose worker died (a cell's own error is not retried)
-    dataset_episodes: int = 0  # 0: the official dataset size
-    dataset_seed: int = 0  # seed of a regenerated dataset
-    data_dir: str = ""  # "": $QFLOW_DATA_DIR or ~/.ogbench/data on each worker
-    chunk: int = 1000  # updates per jitted call
-    log_every: int = 1000  # steps between metrics rows
-    checkpoint_every: int = 5000  # steps between checkpoints (mode "runs"; stacked cells checkpoint at exports)
     progress: bool = True  # a progress bar of the cells
     command: str = dataclasses.field(default="", metadata=flag(cli=False))  # the command that started the sweep,
     # recorded in every cell's summary (set by the CLI)
+
+    def run_settings(self) -> dict:
+        """The RunSettings every cell trains with (eval_every 0 resolved to steps / 5)."""
+        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(RunSettings)}
+        return {**shared, "eval_every": self.eval_every or max(1, self.steps // 5),
+                "dataset_episodes": self.dataset_episodes or None, "data_dir": self.data_dir or None}
 
     def validate(self) -> None:
         from qflow.agents import AGENTS
@@ -93,11 +100,14 @@ class Spec:
             raise SweepError(f"unknown agents {unknown}; choose from {', '.join(sorted(AGENTS))}")
         if self.mode not in MODES:
             raise SweepError(f"mode must be one of {MODES}, got {self.mode!r}")
-        for name in ("steps", "eval_episodes", "chunk", "log_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise SweepError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.eval_every < 0 or self.retries < 0 or self.cpus <= 0 or self.gpus < 0 or self.dataset_episodes < 0:
-            raise SweepError("eval_every, retries, gpus and dataset_episodes must be >= 0 and cpus > 0")
+        if self.eval_every < 0 or self.retries < 0 or self.cpus <= 0 or self.gpus < 0:
+            raise SweepError("eval_every, retries and gpus must be >= 0 and cpus > 0")
+        try:  # every cell's training settings, checked as `qflow train` checks them
+            TrainArgs(**self.run_settings()).validate()
+        except ValueError as err:
+            raise SweepError(str(err).replace("--", "").replace("-", "_")) from None
+        if self.mode == "stacked" and self.online_steps:
+            raise SweepError("mode 'stacked' trains offline only; online_steps needs mode 'runs'")
         try:
             parse_int_list(self.tasks), parse_int_list(self.seeds)
         except ValueError as err:
@@ -169,7 +179,7 @@ def cells_of(spec: Spec) -> list[Cell]:
     if spec.mode == "stacked":  # every task x seed of a family in one cell, per agent and setting
         return [Cell(agent, family, None, setting) for family in spec.envs for agent in spec.agents
                 for setting in settings_of(spec, agent)]
-    envs = [e if "-singletask-" in e else f"{e}-singletask-task{t}-v0"
+    envs = [e if "-singletask-" in e else family_of(e).env_id(t)
             for e in spec.envs for t in ([0] if "-singletask-" in e else parse_int_list(spec.tasks))]
     return [Cell(agent, env, seed, setting) for env in envs for agent in spec.agents
             for setting in settings_of(spec, agent) for seed in parse_int_list(spec.seeds)]
@@ -180,43 +190,40 @@ def result_dirs(spec: Spec, cell: Cell) -> list[Path]:
     root = Path(spec.out) / cell.setting_name if cell.setting else Path(spec.out)
     if cell.seed is not None:
         return [root / f"{cell.env}__{cell.agent}" / f"seed{cell.seed}"]
-    return [root / f"{cell.env}-singletask-task{t}-v0__{cell.agent}" / f"seed{s}"
+    family = family_of(cell.env)
+    return [root / f"{family.env_id(t)}__{cell.agent}" / f"seed{s}"
             for t in parse_int_list(spec.tasks) for s in parse_int_list(spec.seeds)]
 
 
 def expected_identity(spec: Spec, cell: Cell, env_id: str) -> dict:
-    """What a summary of this cell must say: budget, preset, scoring and the full agent config."""
+    """What a summary of this cell must say: budget, preset, scoring, data and the full agent config."""
     from qflow.envs import agent_config
 
     config = agent_config(cell.agent, env_id, spec.preset, _own(spec, cell.agent, (*spec.sets, *cell.setting)))
-    ident = {"steps": spec.steps, "preset": spec.preset, "eval_episodes": spec.eval_episodes,
-             "config": json.loads(json.dumps(config.as_dict()))}
+    ident = {"agent": cell.agent, "steps": spec.steps, "preset": spec.preset, "eval_episodes": spec.eval_episodes,
+             "online_steps": spec.online_steps, "config": json.loads(json.dumps(config.as_dict())),
+             "data": {"seed": spec.dataset_seed}}
+    if spec.dataset_episodes:
+        ident["data"]["episodes"] = spec.dataset_episodes
     if spec.mode == "runs":
-        ident["eval_every"] = spec.eval_every or max(1, spec.steps // 5)
+        ident["eval_every"] = spec.run_settings()["eval_every"]
     return ident
 
 
 def is_done(spec: Spec, cell: Cell) -> bool:
-    """Whether every result of the cell exists in OUT. A summary there of another budget, scoring or
-    config (another sweep's, or this one's before its spec changed) is an error, never taken for this one."""
-    from qflow.agents import get_agent
-
-    legacy = get_agent(cell.agent)[1].legacy_defaults()
+    """Whether every result of the cell exists in OUT. A summary there of another budget, scoring, data
+    or config (another sweep's, or this one's before its spec changed) is an error, never taken for this one."""
     dirs = result_dirs(spec, cell)
     for d in dirs:
         path = d / "summary.json"
         if not path.exists():
             continue
-        try:
-            old = json.loads(path.read_text())
-        except ValueError as err:
-            raise SweepError(f"{path} is unreadable ({err}); move it away and rerun") from None
-        old = {**old, "config": {**legacy, **old.get("config", {})}}
+        old = RunRecord.read(path, fix="move it away and rerun", error=SweepError)
         want = expected_identity(spec, cell, d.parent.name.rsplit("__", 1)[0])
-        differ = [k for k in want if k != "config" and old.get(k) != want[k]]
-        differ += [f"config.{k}" for k in want["config"] if old["config"].get(k) != want["config"][k]]
-        if spec.dataset_episodes and old.get("data", {}).get("episodes") != spec.dataset_episodes:
-            differ.append("data.episodes")
+        old = {**old, "online_steps": old.get("online_steps", 0),  # (written before online fine-tuning existed)
+               "config": {k: v for k, v in old.get("config", {}).items() if k in want["config"]}}
+        keys = [k for k in want if k != "data"] + [f"data.{k}" for k in want["data"]]
+        differ = RunRecord.differences(old, want, tuple(keys))
         if differ:
             raise SweepError(f"{d} holds a run that differs from this sweep's cell in {', '.join(differ)}; "
                              f"pass another out (or move that run away)")
@@ -228,10 +235,13 @@ def work_dir(spec: Spec, cell: Cell) -> Path:
     shapes its training, so a changed spec never resumes or reuses another spec's work."""
     import hashlib
 
-    shaping = {k: getattr(spec, k) for k in ("mode", "steps", "preset", "eval_every", "eval_episodes", "sets",
-                                             "dataset_episodes", "data_dir", "chunk", "log_every", "checkpoint_every")}
-    if spec.dataset_seed:  # (not in the digest when 0: work directories of earlier sweeps keep their names)
-        shaping["dataset_seed"] = spec.dataset_seed
+    named = ("mode", "steps", "preset", "eval_every", "eval_episodes", "sets", "dataset_episodes", "data_dir", "chunk",
+             "log_every", "checkpoint_every")  # the digest's keys before the other run settings joined it
+    shaping = {k: getattr(spec, k) for k in named}
+    shaping.update(dataset_episodes=spec.dataset_episodes or 0, data_dir=spec.data_dir or "")  # as then written
+    for f in dataclasses.fields(RunSettings):  # the others only when set: earlier work directories keep their names
+        if f.name not in named and getattr(spec, f.name) != f.default:
+            shaping[f.name] = getattr(spec, f.name)
     if spec.mode == "stacked":
         shaping.update(tasks=spec.tasks, seeds=spec.seeds)
     digest = hashlib.sha1(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -268,17 +278,11 @@ def _small_files(src: Path, rel: Path) -> dict[str, bytes]:
 
 
 def _train_run(spec: Spec, cell: Cell, work: Path) -> dict[str, bytes]:
-    from qflow.training.trainer import TrainArgs, train
+    from qflow.training.trainer import train
 
-    args = TrainArgs(
-        env=cell.env, agent=cell.agent, seeds=(cell.seed,), steps=spec.steps,
-        eval_every=spec.eval_every or max(1, spec.steps // 5), eval_episodes=spec.eval_episodes,
-        log_every=spec.log_every, checkpoint_every=spec.checkpoint_every, chunk=spec.chunk,
-        run_dir=str(work / "run"), preset=spec.preset,
-        overrides=tuple(_own(spec, cell.agent, (*spec.sets, *cell.setting))),
-        data_dir=spec.data_dir or None, dataset_episodes=spec.dataset_episodes or None,
-        dataset_seed=spec.dataset_seed, progress=False,
-        command=f"{spec.command} [cell {cell.name}]")
+    args = TrainArgs(**spec.run_settings(), env=cell.env, agent=cell.agent, seeds=(cell.seed,),
+                     run_dir=str(work / "run"), overrides=tuple(_own(spec, cell.agent, (*spec.sets, *cell.setting))),
+                     progress=False, command=f"{spec.command} [cell {cell.name}]")
     train(args)
     dest = result_dirs(spec, cell)[0].relative_to(spec.out)
     return _small_files(work / "run", dest)
@@ -361,7 +365,7 @@ def _run_locked(spec: Spec, address, progress, log) -> dict:
     shutil.rmtree(out / STAGING, ignore_errors=True)  # our own leftovers from a killed driver (we hold the lock)
     if not (address or os.environ.get("RAY_ADDRESS")):  # one machine: paths as the user typed them, from here
         spec = dataclasses.replace(spec, runs=str(Path(spec.runs).resolve()),
-                                   data_dir=str(Path(spec.data_dir).resolve()) if spec.data_dir else "")
+                                   data_dir=str(Path(spec.data_dir).resolve()) if spec.data_dir else None)
     cells = cells_of(spec)
     old = _read_record(out)
     record = {"spec": dataclasses.asdict(spec), "versions": package_versions(), "command": spec.command,

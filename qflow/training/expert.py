@@ -42,6 +42,7 @@ from qflow.settings import flag
 from qflow.data.replay import KEYS, ReplayBuffer, load_segments, prune_segments, save_segment
 from qflow.errors import TrainingDiverged
 from qflow.training import loop
+from qflow.training.checkpoint import RunRecord
 from qflow.training.logs import CSVLog
 from qflow.training.steps import make_online_step, unpack_transition, zero_sums
 from qflow.utils import atomic_write_json, atomic_writer, package_versions
@@ -172,10 +173,12 @@ class ExpertJob:
         except Exception as err:
             raise ValueError(f"unreadable expert checkpoint {path} ({type(err).__name__}: {err}); move it "
                              f"away to start over") from err
-        same = json.loads(json.dumps([self.settings.steps, config.as_dict()]))  # as stored (tuples become lists)
-        if [meta["record"]["settings"]["steps"], meta["record"]["config"]] != same:
-            raise ValueError(f"{self.run_dir} holds an expert run with other settings; rerun with the same options "
-                             f"(see {self.run_dir / 'run.json'}) or pick another --run-dir")
+        was = {"agent": "sac", "steps": meta["record"]["settings"]["steps"], "config": meta["record"]["config"]}
+        now = {"agent": "sac", "steps": self.settings.steps, "config": config.as_dict()}
+        differ = RunRecord.differences(was, now, ("steps", "config"))
+        if differ:
+            raise ValueError(f"{self.run_dir} holds an expert run with other settings (differs in {', '.join(differ)}); "
+                             f"rerun with the same options (see {self.run_dir / 'run.json'}) or pick another --run-dir")
         self.env_step, self.episodes = meta["env_step"], meta["episodes"]
         self.segments = [tuple(s) for s in meta["segments"]]
         start, rows = load_segments(self.run_dir / REPLAY_DIR, self.segments, self.env_step, buffer.online_capacity)

@@ -118,7 +118,10 @@ def write_summary(run_dir: Path, run_info: dict, eval_rows: list[dict], wall_tim
                   **extra) -> dict:
     """summary.json, the one record `qflow report` reads, from a run's identity and its evaluations:
     ``success`` = the last evaluation, ``success_last3`` = the mean of the last three, ``return`` =
-    mean episode return at the last evaluation. Written atomically; returned as written."""
+    mean episode return at the last evaluation. Written atomically; returned as written.
+
+    ``steps`` is always the offline steps the scored policy was trained for: a finished `qflow train`
+    run's budget, a stacked group's last evaluated export (its budget is then ``budget``)."""
     from qflow.utils import atomic_write_json
 
     successes = [float(r["success"]) for r in eval_rows]

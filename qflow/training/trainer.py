@@ -37,22 +37,16 @@ OWN_FILES = ("checkpoint.msgpack", "run.json", "metrics.csv", "eval.csv", "summa
              "online.csv")
 
 
-@dataclasses.dataclass
-class TrainArgs:
-    """Everything a training run takes; `qflow train`'s flags and a sweep's keys are these fields.
-    `qflow train` with no --env replaces env, preset and dataset size by the demo's (qflow.cli.DEMO)."""
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """How one run trains and is scored, whatever its environment, agent and seed: flags of `qflow train`
+    and keys of a sweep spec (a sweep gives every cell these)."""
 
     # flags refuse values below these (every other integer: below 0)
     AT_LEAST = {
         "eval_every": 1, "eval_episodes": 1, "eval_envs": 1, "log_every": 1, "checkpoint_every": 1, "chunk": 1,
         "dataset_episodes": 1, "updates_per_step": 1, "buffer_size": 1}
 
-    env: str = dataclasses.field(default="pointmaze-medium-navigate-singletask-task1-v0", metadata=flag(
-        show_default=False, help="OGBench single-task id, e.g. cube-single-play-singletask-task2-v0 (without it: "
-                                 "the demo, puzzle-3x3-play task 1 on 100 regenerated episodes, tiny preset)"))
-    agent: str = "qflow"  # qflow, fql, fbrac, flow_bc, ifql, iql, rebrac
-    seeds: tuple[int, ...] = dataclasses.field(default=(0,), metadata=flag(aliases=("--seed",), help=(
-        "agent seeds, e.g. 0 or 0-2 or 0,3; several train side by side in one call, each in RUN_DIR/seedS")))
     steps: int = 20_000  # offline gradient steps (may be 0 with --online-steps)
     eval_every: int = 5_000  # steps between evaluations (and at the last step)
     eval_episodes: int = 50  # episodes per evaluation
@@ -60,20 +54,33 @@ class TrainArgs:
     log_every: int = 1_000  # steps between rows of metrics.csv (each the mean since the previous row)
     checkpoint_every: int = 5_000  # steps between checkpoints (a killed run resumes from the last)
     chunk: int = 1_000  # updates per jitted call
-    run_dir: str | None = None  # default runs/ENV__AGENT__PRESET__seedS; rerun with the same one to resume
     preset: str = "cpu"  # network sizes: paper (4x512), cpu (3x256) or tiny (2x256, the demo)
-    overrides: tuple[str, ...] = dataclasses.field(default=(), metadata=flag("--set", repeat=True, help=(
-        "override an agent config key, e.g. --set guidance_lambda=5 --set flow_steps=20")))
     data_dir: str | None = None  # dataset directory (default $QFLOW_DATA_DIR, else ~/.ogbench/data)
     dataset_episodes: int | None = None  # regenerate/load a dataset of this many episodes (default: the official size)
     dataset_seed: int = 0  # seed of a regenerated dataset (0: the one the official size is taken for)
-    progress: bool = True  # show progress bars
-    tensorboard: bool = False  # also log to TensorBoard, RUN_DIR/tb (qflow[tensorboard])
-    wandb: bool = False  # also log to Weights & Biases in offline mode, RUN_DIR/wandb (qflow[wandb]; `wandb sync` later)
     online_steps: int = 0  # then fine-tune online for this many env steps (one seed); the step counter and the
     # --*-every intervals continue over offline + online steps
     updates_per_step: int = 1  # agent updates per online env step
     buffer_size: int | None = None  # online replay capacity, dataset included (default dataset + online steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainArgs(RunSettings):
+    """Everything a training run takes: `qflow train`'s flags are these fields (RunSettings' first).
+    `qflow train` with no --env replaces env, preset and dataset size by the demo's (qflow.cli.DEMO)."""
+
+    env: str = dataclasses.field(default="pointmaze-medium-navigate-singletask-task1-v0", metadata=flag(
+        show_default=False, help="OGBench single-task id, e.g. cube-single-play-singletask-task2-v0 (without it: "
+                                 "the demo, puzzle-3x3-play task 1 on 100 regenerated episodes, tiny preset)"))
+    agent: str = "qflow"  # qflow, fql, fbrac, flow_bc, ifql, iql, rebrac
+    seeds: tuple[int, ...] = dataclasses.field(default=(0,), metadata=flag(aliases=("--seed",), help=(
+        "agent seeds, e.g. 0 or 0-2 or 0,3; several train side by side in one call, each in RUN_DIR/seedS")))
+    run_dir: str | None = None  # default runs/ENV__AGENT__PRESET__seedS; rerun with the same one to resume
+    overrides: tuple[str, ...] = dataclasses.field(default=(), metadata=flag("--set", repeat=True, help=(
+        "override an agent config key, e.g. --set guidance_lambda=5 --set flow_steps=20")))
+    progress: bool = True  # show progress bars
+    tensorboard: bool = False  # also log to TensorBoard, RUN_DIR/tb (qflow[tensorboard])
+    wandb: bool = False  # also log to Weights & Biases in offline mode, RUN_DIR/wandb (qflow[wandb]; `wandb sync` later)
     command: str | None = dataclasses.field(default=None, metadata=flag(cli=False))  # recorded in summary.json;
     # None: this process's command line (a sweep passes its own)
 
