@@ -22,7 +22,7 @@ seeds = "0"
 steps = 100
 export_every = 50
 eval_episodes = 2
-episodes = 3
+dataset_episodes = 3
 sets = [["actor_dims=32,32", "critic_dims=32,32", "batch_size=32", "qflow.guidance_lambda=2"]]
 drift = 50
 minutes = 1
@@ -87,12 +87,15 @@ def test_bad_plans_are_refused_with_the_reason(tmp_path):
     path.write_text('[[entry]]\nid = "x"\nkind = "stacked"\nfamily = "f"\nagents = ["qflow"]\nsteps = "many"\n')
     with pytest.raises(QFlowError, match="entry 1 \\(x\\): steps must be int, got 'many'"):
         plan.load_plan(path)
-    path.write_text('[[entry]]\nid = "x"\nkind = "stacked"\nfamily = "f"\nagents = "qflow"\nsteps = 5\n')
-    assert plan.load_plan(path)[0].agents == ("qflow",)  # a string is parsed as on the command line
+    path.write_text('[[entry]]\nid = "x"\nkind = "stacked"\nfamily = "f"\nagents = "qflow"\nsteps = 5000\n')
+    assert plan.load_plan(path)[0].group.agents == ("qflow",)  # a string is parsed as on the command line
+    path.write_text('[[entry]]\nid = "x"\nkind = "stacked"\nfamily = "f"\nagents = ["qflow"]\nsteps = 5000\nseeds = "0,0"\n')
+    with pytest.raises(QFlowError, match="entry 1 \\(x\\): --seeds and --tasks must not repeat"):  # as qflow stacked train
+        plan.load_plan(path)
 
 
 def test_the_repository_plan_loads():
     entries = plan.load_plan(plan.PLAN)
     # the first entry asks the question the plan exists for: Q-Flow against FQL on cube-single
-    assert entries[0].family == "cube-single-play" and {"qflow", "fql"} <= set(entries[0].agents)
+    assert entries[0].group.family == "cube-single-play" and {"qflow", "fql"} <= set(entries[0].group.agents)
     assert all(e.minutes <= 15 for e in entries)

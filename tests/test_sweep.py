@@ -73,9 +73,12 @@ def test_file_and_flags_merge_without_dropping_or_doubling(tmp_path):
         load_spec(None, {"out": "o", "envs": "x", "sets": ["lr=1", "lr=[1,2]"]})
 
 
-def test_stacked_mode_checks_chunk_multiples_before_running(tmp_path):
-    with pytest.raises(SweepError, match="multiples of chunk"):
-        load_spec(None, {"out": "o", "envs": "cube-single-play", "mode": "stacked", "steps": 12000}).validate()
+def test_stacked_calls_end_on_every_export_and_log_row():
+    from qflow.experiments.stacked import GroupSettings
+
+    group = GroupSettings(family="cube-single-play", steps=60_000, out="o", export_every=2_500, log_every=1_000)
+    assert group.call_length() == 500  # chunk 1000 lowered: 2,500 is not a multiple of it
+    assert GroupSettings(family="f", steps=12_000, out="o", export_every=2_400).call_length() == 200
 
 
 def test_unknown_spec_key_and_missing_out(tmp_path):

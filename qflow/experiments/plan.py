@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
 import os
 import shlex
 import subprocess
@@ -27,7 +28,9 @@ import time
 from pathlib import Path
 
 from qflow.errors import QFlowError
-from qflow.settings import from_table
+from qflow.data.registry import family_of
+from qflow.experiments.stacked import GroupSettings
+from qflow.settings import flag, from_table
 from qflow.utils import atomic_write_json, read_toml
 
 PLAN = Path("plans/evidence.toml")
@@ -40,46 +43,67 @@ SMALL_FILES = ("group.json", "metrics.csv", "eval.csv", "run.json", "summary.jso
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
+    """One experiment of the plan. A stacked entry also takes every key of `qflow stacked train`
+    (``GroupSettings``: family, agents, tasks, seeds, steps, preset, export_every, chunk, log_every,
+    dataset_episodes, dataset_seed, ...), checked as that command checks them."""
+
     id: str  # folder name of its results: results/evidence/ID
     kind: str  # "stacked" or "command"
     why: str = ""  # what question it answers
     minutes: float = 10.0  # estimated device minutes, data preparation included
     # kind "stacked"
-    family: str = ""
-    agents: tuple = ()
-    tasks: str = "1-5"
-    seeds: str = "0-2"
-    preset: str = "cpu"
-    steps: int = 0
-    export_every: int = 10_000
-    eval_episodes: int = 50
+    eval_episodes: int = 50  # episodes per evaluation of each export
     sets: tuple = ((),)  # one stacked run per tuple of [AGENT.]KEY=VALUE overrides
-    drift: int = 0  # > 0: after training, qflow.reporting.policy_drift on the kept exports at this spacing (steps)
+    drift: int = 0  # > 0: after training, `qflow policy-drift` on the kept exports at this spacing (steps)
     expert: str = ""  # antmaze: the ant expert its data is regenerated with
-    episodes: int = 0  # dataset size; 0: the official size (smaller only for smoke tests)
+    group: GroupSettings | None = dataclasses.field(default=None, metadata=flag(cli=False))  # the training, from
+    # the entry's GroupSettings keys (out and deadline are set when it runs)
     # kind "command"
     command: str = ""  # shell command; OUT is replaced by the entry's output folder
 
 
+# GroupSettings keys a plan entry may not set: the runner decides them.
+RUNNER_KEYS = ("out", "deadline", "command", "progress", "keep_exports")
+
+
+def _entry(item, where: str) -> Entry:
+    if not isinstance(item, dict):
+        raise QFlowError(f"{where}: expected a table of settings")
+    group_keys = {f.name for f in dataclasses.fields(GroupSettings)} - set(RUNNER_KEYS)
+    entry_keys = {f.name for f in dataclasses.fields(Entry)} - {"group"}
+    unknown = sorted(set(item) - group_keys - entry_keys)
+    if unknown:
+        raise QFlowError(f"{where}: unknown keys {unknown}; known: {', '.join(sorted(entry_keys | group_keys))}")
+    training = {k: v for k, v in item.items() if k in group_keys}
+    entry = from_table(Entry, {k: v for k, v in item.items() if k in entry_keys}, where)
+    if entry.kind not in KINDS:
+        raise QFlowError(f"{where}: kind must be one of {KINDS}, got {entry.kind!r}")
+    if entry.kind == "command":
+        if training:
+            raise QFlowError(f"{where}: a command entry takes no training keys ({', '.join(sorted(training))})")
+        if "OUT" not in entry.command:
+            raise QFlowError(f"{where}: a command entry must write into OUT")
+        return entry
+    if not all(k in training for k in ("family", "agents", "steps")):
+        raise QFlowError(f"{where}: a stacked entry needs family, agents and steps > 0")
+    group = from_table(GroupSettings, {"log_every": 1000, **training, "out": "", "keep_exports": True}, where)
+    try:
+        group.validate()
+    except ValueError as err:
+        raise QFlowError(f"{where}: {err}") from None
+    return dataclasses.replace(entry, group=group)
+
+
 def load_plan(path: Path = PLAN) -> list[Entry]:
-    """The plan's entries, each checked against ``Entry``'s fields: an unknown key, a value of the wrong
-    type, a missing ``[[entry]]`` table or a repeated id is a one-line error naming it."""
+    """The plan's entries, each checked against ``Entry``'s and ``GroupSettings``' fields: an unknown key, a
+    value of the wrong type, a missing ``[[entry]]`` table or a repeated id is a one-line error naming it."""
     raw = read_toml(path, "plan", "; pass --plan")
     unknown = sorted(set(raw) - {"entry"})
     if unknown or not isinstance(raw.get("entry"), list) or not raw["entry"]:
         raise QFlowError(f"{path}: a plan is a list of [[entry]] tables"
                          + (f"; unknown top-level keys {unknown}" if unknown else "; none found"))
-    entries = []
-    for i, item in enumerate(raw["entry"]):
-        where = f"{path}: entry {i + 1} ({item.get('id', 'no id') if isinstance(item, dict) else '?'})"
-        entry = from_table(Entry, item, where)
-        if entry.kind not in KINDS:
-            raise QFlowError(f"{where}: kind must be one of {KINDS}, got {entry.kind!r}")
-        if entry.kind == "stacked" and not (entry.family and entry.agents and entry.steps > 0):
-            raise QFlowError(f"{where}: a stacked entry needs family, agents and steps > 0")
-        if entry.kind == "command" and "OUT" not in entry.command:
-            raise QFlowError(f"{where}: a command entry must write into OUT")
-        entries.append(entry)
+    entries = [_entry(item, f"{path}: entry {i + 1} ({item.get('id', 'no id') if isinstance(item, dict) else '?'})")
+               for i, item in enumerate(raw["entry"])]
     ids = [e.id for e in entries]
     if len(set(ids)) != len(ids):
         raise QFlowError(f"{path}: entry ids repeat: {ids}")
@@ -98,23 +122,23 @@ def entry_state(entry: Entry, results: Path = RESULTS) -> tuple[str, str]:
         return ("done", "DONE.json") if (root / "DONE.json").exists() else ("todo", "")
     reached = []
     for folder in run_folders(entry):
-        for agent in entry.agents:
-            group = root / folder / f"{entry.family}__{agent}" / "group.json"
+        for agent in entry.group.agents:
+            group = root / folder / f"{entry.group.family}__{agent}" / "group.json"
             reached.append(json.loads(group.read_text()).get("step", 0) if group.exists() else 0)
-    if all(r >= entry.steps for r in reached):
-        return "done", f"{entry.steps:,} steps"
+    if all(r >= entry.group.steps for r in reached):
+        return "done", f"{entry.group.steps:,} steps"
     if any(reached):
-        return "partial", f"{min(reached):,} of {entry.steps:,} steps"
+        return "partial", f"{min(reached):,} of {entry.group.steps:,} steps"
     return "todo", ""
 
 
 def _prepare_data(entry: Entry, deadline: float, log) -> bool:
-    dataset = f"{entry.family}-v0"
+    dataset = family_of(entry.group.family).dataset
     cmd = [sys.executable, "-m", "qflow.cli", "data", "prepare", dataset, "--no-download"]
-    if entry.episodes:
-        cmd += ["--episodes", str(entry.episodes)]
-    if entry.expert:
-        cmd += ["--expert", entry.expert]
+    for flag_name, value in (("--episodes", entry.group.dataset_episodes), ("--seed", entry.group.dataset_seed),
+                             ("--data-dir", entry.group.data_dir), ("--expert", entry.expert)):
+        if value:
+            cmd += [flag_name, str(value)]
     log(f"preparing {dataset} with {os.cpu_count()} workers")
     try:
         done = subprocess.run(cmd, timeout=max(1, deadline - time.time()), capture_output=True, text=True)
@@ -127,43 +151,49 @@ def _prepare_data(entry: Entry, deadline: float, log) -> bool:
 
 
 def _run_stacked(entry: Entry, work: Path, deadline: float, log) -> None:
-    members = f"--tasks {entry.tasks} --seeds {entry.seeds}"
     folders = run_folders(entry)
+    reserve = DRIFT_SECONDS if entry.drift else 0  # kept after the evaluations for the drift analysis
     for index, (folder, overrides) in enumerate(zip(folders, entry.sets)):
         out = work / folder
         # the sets share what is left of the window equally: the first never starves the others
         set_deadline = time.time() + (deadline - time.time()) / (len(folders) - index)
-        reserve = DRIFT_SECONDS if entry.drift else 0  # kept after the evaluations for the drift analysis
-        cmd = [sys.executable, "-m", "qflow.cli", "stacked", "train", "--family", entry.family,
-               "--agents", ",".join(entry.agents), *members.split(), "--steps", str(entry.steps),
-               "--preset", entry.preset, "--export-every", str(entry.export_every), "--log-every", "1000",
-               "--keep-exports", "--deadline", str(set_deadline - 60 - reserve),
-               "--out", str(out)]
-        for item in overrides:
-            cmd += ["--set", item]
-        if entry.episodes:
-            cmd += ["--dataset-episodes", str(entry.episodes)]
-        log(f"training {entry.id}/{folder}: {' '.join(shlex.quote(c) for c in cmd[4:])}")
+        settings = dataclasses.replace(entry.group, out=str(out), deadline=set_deadline - 60 - reserve,
+                                       overrides=(*entry.group.overrides, *overrides),
+                                       command=f"qflow plan run [entry {entry.id}/{folder}]")
+        log(f"training {entry.id}/{folder}: {settings}")
         out.mkdir(parents=True, exist_ok=True)
-        with open(work / f"{folder}.log", "w") as train_log:
-            trainer = subprocess.Popen(cmd, stdout=train_log, stderr=subprocess.STDOUT)
-            while trainer.poll() is None:  # evaluate exports on the CPU cores while the accelerator trains
-                _evaluate(entry, out, work / "runs" / folder, set_deadline - 30)
-                time.sleep(20)
-        log(f"{entry.id}/{folder}: trainer exited with status {trainer.returncode}")
+        # its own process, so that the exports are evaluated on the CPU cores while the accelerator trains
+        trainer = multiprocessing.get_context("spawn").Process(target=_train_logged,
+                                                               args=(settings, work / f"{folder}.log"))
+        trainer.start()
+        while trainer.is_alive():
+            _evaluate(entry, out, work / "runs" / folder, set_deadline - 30)
+            trainer.join(timeout=20)
+        log(f"{entry.id}/{folder}: trainer exited with status {trainer.exitcode}")
         _evaluate(entry, out, work / "runs" / folder, set_deadline - 30 - reserve)
         if entry.drift:
             _policy_drift(entry, out, work / "drift" / folder, set_deadline, log)
 
 
+def _train_logged(settings: GroupSettings, log_path: Path) -> None:
+    """The trainer process: ``stacked.train`` with everything it prints (XLA's too) in ``log_path``."""
+    with open(log_path, "w") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        from qflow.experiments import stacked
+
+        stacked.train(settings)
+
+
 def _policy_drift(entry: Entry, train_dir: Path, dest: Path, deadline: float, log) -> None:
     """How far each group's policy moved between its kept exports (the exports themselves stay behind)."""
-    groups = [str(g) for g in sorted(train_dir.glob(f"{entry.family}__*")) if (g / "exports").is_dir()]
+    groups = [str(g) for g in sorted(train_dir.glob(f"{entry.group.family}__*")) if (g / "exports").is_dir()]
     if not groups:
         return
     cmd = [sys.executable, "-m", "qflow.cli", "policy-drift", *groups, "--spacing", str(entry.drift), "--out", str(dest)]
-    if entry.episodes:
-        cmd += ["--dataset-episodes", str(entry.episodes)]
+    for flag_name, value in (("--dataset-episodes", entry.group.dataset_episodes), ("--data-dir", entry.group.data_dir)):
+        if value:
+            cmd += [flag_name, str(value)]
     dest.mkdir(parents=True, exist_ok=True)
     with open(dest / "policy_drift.log", "w") as f:
         try:
@@ -178,7 +208,7 @@ def _evaluate(entry: Entry, train_dir: Path, runs: Path, deadline: float) -> Non
     stopped at ``deadline`` (what it finished is kept: each evaluation is written as it ends)."""
     procs = []
     runs.mkdir(parents=True, exist_ok=True)
-    for group in sorted(train_dir.glob(f"{entry.family}__*")):
+    for group in sorted(train_dir.glob(f"{entry.group.family}__*")):
         if (group / "policies.msgpack").exists():
             cmd = [sys.executable, "-m", "qflow.cli", "stacked", "evaluate", str(group), "--all-exports",
                    "--episodes", str(entry.eval_episodes), "--out", str(runs)]

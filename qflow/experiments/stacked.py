@@ -45,6 +45,7 @@ from qflow.errors import QFlowError
 from qflow.settings import flag
 from qflow.training import loop
 from qflow.training.checkpoint import RunRecord
+from qflow.training.schedule import Schedule
 from qflow.training.logs import CSVLog, read_rows, resumed_clock, write_rows, write_summary
 from qflow.training.loop import check_finite, stack
 from qflow.training.steps import make_train_chunk
@@ -135,7 +136,7 @@ class GroupSettings:
     preset: str = "cpu"  # network sizes: tiny, cpu or paper
     overrides: tuple[str, ...] = dataclasses.field(default=(), metadata=flag("--set", repeat=True, help=(
         "config override: KEY=VALUE for every agent, AGENT.KEY=VALUE for one (e.g. fql.alpha=150)")))
-    chunk: int = 1000  # updates per jitted call
+    chunk: int = 1000  # updates per jitted call (at most: lowered to divide the export and log intervals)
     export_every: int = 5000  # steps between policy exports (and checkpoints)
     log_every: int | None = None  # steps between metrics rows (default: export_every)
     keep_exports: bool = False  # also keep every export as exports/step_NNNNNNN.msgpack (for learning curves)
@@ -148,15 +149,21 @@ class GroupSettings:
     # results; None: this process's command line (a sweep cell passes its own)
 
     def validate(self) -> None:
-        log_every = self.log_every or self.export_every
-        chunk = min(self.chunk, self.export_every, log_every)
-        if self.steps < 1 or chunk < 1 or self.steps % chunk or self.export_every % chunk or log_every % chunk:
-            raise ValueError(f"--steps ({self.steps}), --export-every ({self.export_every}) and --log-every "
-                             f"({log_every}) must be positive multiples of --chunk ({self.chunk})")
+        if self.steps < 1 or self.chunk < 1 or self.export_every < 1 or (self.log_every or 1) < 1:
+            raise ValueError(f"--steps ({self.steps}), --chunk ({self.chunk}), --export-every ({self.export_every}) "
+                             f"and --log-every ({self.log_every}) must be >= 1")
         if not self.agents:
             raise ValueError("--agents names no agent; e.g. --agents qflow,fql")
         if len(set(self.seeds)) != len(self.seeds) or len(set(self.tasks)) != len(self.tasks):
             raise ValueError(f"--seeds and --tasks must not repeat, got {self.seeds} and {self.tasks}")
+
+    def every(self) -> dict[str, int]:
+        export = self.export_every
+        return {"log": self.log_every or export, "checkpoint": export, "export": export}
+
+    def call_length(self) -> int:
+        """Updates per jitted call: ``chunk``, or less so that every export and log row falls on a call's end."""
+        return Schedule(self.steps, self.every()).chunk(self.chunk)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,17 +217,16 @@ class StackedJob:
 
     def __init__(self, settings: GroupSettings, configs: dict, members, shapes, data_info: dict, device_data):
         self.settings, self.configs, self.members, self.data = settings, configs, members, device_data
-        log_every = settings.log_every or settings.export_every
-        self.chunk = min(settings.chunk, settings.export_every, log_every)
+        self.chunk = settings.call_length()
         self.total = settings.steps
-        self.every = {"log": log_every, "checkpoint": settings.export_every, "export": settings.export_every}
+        self.every = settings.every()
         self.desc = f"stacked {settings.family}"
         self.groups = {}
         for name, config in configs.items():
             agents = stack([get_agent(name)[0].create(s, *shapes, config) for _, s in members])
             info = {"family": settings.family, "agent": name, "members": [{"task": t, "seed": s} for t, s in members],
                     "steps": settings.steps, "preset": settings.preset, "config": config.as_dict(), "data": data_info,
-                    "export_every": settings.export_every, "log_every": log_every,
+                    "export_every": settings.export_every, "log_every": settings.every()["log"],
                     "dataset_seed": settings.dataset_seed,
                     "versions": package_versions(), "commit": os.environ.get("QFLOW_COMMIT", "unknown"),
                     "device": jax.devices()[0].device_kind, "command": settings.command or " ".join(sys.argv),

@@ -119,11 +119,6 @@ class Spec(RunSettings):
                 raise SweepError(f"grid {key!r} has no values")
             if not any(settings_of(dataclasses.replace(self, grid=((key, values),)), a) != [()] for a in self.agents):
                 raise SweepError(f"grid key {key!r} is a setting of none of the agents {', '.join(self.agents)}")
-        if self.mode == "stacked":
-            export = self.eval_every or max(1, self.steps // 5)
-            if self.steps % self.chunk or export % self.chunk or self.log_every % self.chunk:
-                raise SweepError(f"mode stacked: steps ({self.steps}), the export interval ({export}) and log_every "
-                                 f"({self.log_every}) must be multiples of chunk ({self.chunk})")
         try:  # every override names a key of the agent it applies to (checked here, not in a worker)
             for agent in self.agents:
                 for setting in settings_of(self, agent):
