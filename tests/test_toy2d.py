@@ -101,3 +101,17 @@ def test_short_run_qflow_gains_reward_and_stays_in_support(tmp_path):
     assert [saved["settings"][k] for k in ("pretrain_steps", "bc_steps", "rl_steps")] == [2000, 800, 400]
     assert {"versions", "wall_time_s", "command", "caption"} <= set(saved)
     assert dataclasses.asdict(settings)["paper"] is False and "REDUCED" in saved["caption"]
+
+
+def test_a_phase_measures_on_its_schedule_and_records_nonfinite_losses():
+    from qflow.experiments.toy2d.train import ChunkRunner
+
+    runner = ChunkRunner(5, bar=None)
+    losses = iter([1.0, np.nan, 1.0, 1.0, 1.0, 1.0, 1.0])
+    runner.fn = lambda agents, data: (agents + 1, {"loss": np.float32(next(losses))})  # agents: chunks run
+    seen = []
+    measure = lambda agents, done: seen.append((agents, done))  # noqa: E731
+    out = runner.run(0, None, 35, "moons/qflow RL phase", every=3, measure=measure)
+    assert out == 7 and seen == [(3, 15), (6, 30), (7, 35)]  # every 3 chunks, and after the last
+    assert runner.nonfinite == ["moons/qflow RL phase"]
+    assert runner.run(0, None, 0, "empty") == 0  # a phase of no steps (e.g. no pretraining) runs nothing

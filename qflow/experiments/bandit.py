@@ -64,22 +64,49 @@ def bandit_config(agent: str, overrides: dict, hidden=(64, 64), batch_size: int 
 
 def run(agent: str, overrides: dict, seeds, updates: int, every: int, hidden=(64, 64), batch_size: int = 128):
     """Rows {update, seed, reward, diag_*...} every ``every`` updates."""
-    import jax
+    from qflow.training import loop
 
-    from qflow.agents import get_agent
-    from qflow.training.loop import stack
-    from qflow.training.steps import make_train_chunk
+    return loop.run(BanditJob(agent, overrides, seeds, updates, every, hidden, batch_size), progress=False)
 
-    config = bandit_config(agent, overrides, hidden, batch_size)
-    agents = stack([get_agent(agent)[0].create(s, 1, 2, config) for s in seeds])
-    data, chunk, rows = bandit_data(), make_train_chunk(every), []
-    for done in range(every, updates + 1, every):
-        agents, info = chunk(agents, data)
-        info = jax.device_get(info)
-        for i, (seed, score) in enumerate(zip(seeds, policy_reward(agents, len(seeds)))):
-            rows.append({"agent": agent, **{k: v for k, v in overrides.items()}, "seed": seed, "update": done,
-                         "reward": score, **{k: float(v[i]) for k, v in info.items() if k.startswith("diag_")}})
-    return rows
+
+class BanditJob:
+    """Seeds of one agent trained side by side, a chunk of ``every`` updates per step of the loop, and a row
+    per seed after each chunk (a ``loop.Job``). Nothing is checkpointed or exported: a run takes minutes."""
+
+    def __init__(self, agent: str, overrides: dict, seeds, updates: int, every: int, hidden, batch_size: int):
+        from qflow.agents import get_agent
+        from qflow.training.loop import stack
+        from qflow.training.steps import make_train_chunk
+
+        config = bandit_config(agent, overrides, hidden, batch_size)
+        self.agent, self.overrides, self.seeds, self.length = agent, overrides, list(seeds), every
+        self.agents = stack([get_agent(agent)[0].create(s, 1, 2, config) for s in self.seeds])
+        self.data, self.chunk, self.rows = bandit_data(), make_train_chunk(every), []
+        self.total = updates // every * every  # whole chunks only: a remainder short of ``every`` is not trained
+        self.every, self.desc = {"log": every}, f"bandit {agent}"
+
+    def restore(self) -> int:
+        return 0
+
+    def advance(self, step: int) -> tuple[int, dict]:
+        import jax
+
+        self.agents, info = self.chunk(self.agents, self.data)
+        return step + self.length, jax.device_get(info)
+
+    def log(self, step: int, means: dict) -> None:
+        """``means``: the info of the one chunk since the previous row (a log falls after every chunk)."""
+        for i, (seed, score) in enumerate(zip(self.seeds, policy_reward(self.agents, len(self.seeds)))):
+            self.rows.append({"agent": self.agent, **self.overrides, "seed": seed, "update": step, "reward": score,
+                              **{k: float(v[i]) for k, v in means.items() if k.startswith("diag_")}})
+
+    # never due (absent from ``every``); present because a Job has them
+    def eval(self, step: int) -> None: ...
+    def checkpoint(self, step: int) -> None: ...
+    def export(self, step: int) -> None: ...
+
+    def finish(self, step: int, stop: str) -> list[dict]:
+        return self.rows
 
 
 def write_summary(out: Path) -> Path:

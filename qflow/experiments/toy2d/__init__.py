@@ -20,9 +20,9 @@ described in ``data.py``, the training phases in ``train.py``):
   all three).
 
 Modules: ``settings`` (names, ``ToySettings``, the paper's values, the caption), ``data``, ``train``
-(the knob wrapper, the phases, sampling), ``run`` (the driver ``run_toy2d``) and ``tables``; the
-figures are drawn by ``qflow.reporting.toy2d_plots``. Nothing here imports jax at import time, so the
-command-line parser, which reads the settings, stays fast to build.
+(the knob wrapper, the phases as jobs of ``qflow.training.loop``, sampling), ``run`` (the driver
+``run_toy2d``) and ``tables``; the figures are drawn by ``qflow.reporting.toy2d_plots``. Nothing here
+imports jax at import time, so the command-line parser, which reads the settings, stays fast to build.
 """
 
 from qflow.experiments.toy2d.data import bandit_batch, generate, reward, support_fraction

@@ -84,7 +84,8 @@ def knob_agent_class():
 
 
 class ChunkRunner:
-    """Runs whole chunks of stacked updates; one jitted function per chunk length, shared by all runs."""
+    """What every phase shares: one jitted function per chunk length (reused by all runs and datasets),
+    the study's progress bar and the tags of phases whose losses went non-finite."""
 
     def __init__(self, length: int, bar):
         from qflow.training.steps import make_train_chunk
@@ -94,16 +95,46 @@ class ChunkRunner:
 
     def run(self, agents, data, steps: int, tag: str, every: int = 0, measure=None):
         """``steps`` updates; ``measure(agents, updates_done)`` after every ``every`` chunks when given."""
-        for i in range(steps // self.length):
-            agents, info = self.fn(agents, data)
-            if measure is not None and ((i + 1) % every == 0 or i + 1 == steps // self.length):
-                measure(agents, (i + 1) * self.length)
-            bad = [k for k, v in info.items() if k.startswith("loss") and not np.all(np.isfinite(np.asarray(v)))]
-            if bad and tag not in self.nonfinite:
-                self.nonfinite.append(tag)  # recorded, not fatal: BPTT blowing up is one of the outcomes
-            if self.bar is not None:
-                self.bar.update(self.length)
-        return agents
+        from qflow.training import loop
+
+        # the study's one bar spans every phase, so the loop draws none of its own
+        return loop.run(PhaseJob(self, agents, data, steps, tag, every, measure), progress=False)
+
+
+class PhaseJob:
+    """One training phase of stacked agents (a ``loop.Job``); ``measure`` is its log event. ``steps`` is a
+    whole number of chunks (``ToySettings.phase_steps`` rounds every phase up to one).
+
+    Nothing is checkpointed or exported: a study takes minutes, and a rerun starts over.
+    """
+
+    def __init__(self, runner: ChunkRunner, agents, data, steps: int, tag: str, every: int, measure):
+        self.runner, self.agents, self.data, self.tag, self.measure = runner, agents, data, tag, measure
+        self.total, self.desc = steps, tag
+        self.every = {} if measure is None else {"log": every * runner.length}
+
+    def restore(self) -> int:
+        return 0
+
+    def advance(self, step: int) -> tuple[int, dict]:
+        self.agents, info = self.runner.fn(self.agents, self.data)
+        bad = [k for k, v in info.items() if k.startswith("loss") and not np.all(np.isfinite(np.asarray(v)))]
+        if bad and self.tag not in self.runner.nonfinite:
+            self.runner.nonfinite.append(self.tag)  # recorded, not fatal: BPTT blowing up is one of the outcomes
+        if self.runner.bar is not None:
+            self.runner.bar.update(self.runner.length)
+        return step + self.runner.length, {}  # no losses are logged: the measurements are the study's record
+
+    def log(self, step: int, means: dict) -> None:
+        self.measure(self.agents, step)
+
+    # never due (absent from ``every``); present because a Job has them
+    def eval(self, step: int) -> None: ...
+    def checkpoint(self, step: int) -> None: ...
+    def export(self, step: int) -> None: ...
+
+    def finish(self, step: int, stop: str):
+        return self.agents
 
 
 ACTOR_KEY = {"qflow": "actor", "fbrac": "actor", "fql": "flow"}  # where the pretrained velocity field goes
