@@ -4,7 +4,7 @@
           sweep | plan | report | diagnostics | policy-drift | online-report | bandit | toy2d |
           bench throughput | bench compute
 
-Heavy imports (JAX, the agents) happen inside the handlers, so `qflow --help` stays fast.
+The flags come from the settings dataclasses; what runs a job is imported by its handler.
 """
 
 from __future__ import annotations
@@ -267,6 +267,7 @@ HANDLERS = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data, "expert": cm
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in PASSTHROUGH:  # these modules parse their own flags
+        sys.argv[0] = f"qflow {argv[0]}"  # their usage lines name the subcommand
         return importlib.import_module(PASSTHROUGH[argv[0]][0]).main(argv[1:])
     args = build_parser().parse_args(argv)
     from qflow.errors import QFlowError, TrainingDiverged
