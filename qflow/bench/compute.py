@@ -37,7 +37,8 @@ FIELDS = ["agent", "flow_steps", "preset", "batch_size", "ms_per_update", "compi
           "xla_argument_mb", "xla_output_mb", "xla_peak_mb", "rss_peak_mb", "rss_per_config"]
 
 
-def _random_data(size: int, obs_dim: int, action_dim: int) -> dict:
+def random_data(size: int, obs_dim: int, action_dim: int) -> dict:
+    """A fixed random dataset of ``size`` transitions: an update's cost does not depend on the values."""
     rng = np.random.default_rng(0)
     return {
         "observations": jnp.asarray(rng.normal(size=(size, obs_dim)), jnp.float32),
@@ -59,7 +60,7 @@ def bench_one(agent: str, flow_steps: int, preset: str = "paper", overrides=(), 
     agent_cls, config_cls = get_agent(agent)
     config = build_config(config_cls, preset,
                           overrides=[*overrides, f"flow_steps={flow_steps}", f"batch_size={batch_size}"])
-    data = _random_data(data_size, obs_dim, action_dim)
+    data = random_data(data_size, obs_dim, action_dim)
     agents = stack([agent_cls.create(0, obs_dim, action_dim, config)])
 
     chunk = make_train_chunk(updates)

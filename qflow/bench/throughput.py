@@ -10,10 +10,10 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from qflow.agents import get_agent
 from qflow.agents.base import build_config
+from qflow.bench.compute import random_data
 from qflow.training.loop import stack
 from qflow.training.steps import make_train_chunk
 
@@ -55,7 +55,7 @@ def run_throughput(agent_name: str, preset: str, overrides, obs_dim: int, action
 
     agent_cls, config_cls = get_agent(agent_name)
     config = build_config(config_cls, preset, overrides=overrides)
-    data = _random_data(obs_dim, action_dim)
+    data = random_data(100_000, obs_dim, action_dim)
 
     def rate(chunk_length: int, seeds, calls: int) -> float:
         # new agents each time: the training chunk donates its input
@@ -95,18 +95,6 @@ def run_throughput(agent_name: str, preset: str, overrides, obs_dim: int, action
             "stacked_fraction_of_matmul_rate": {n: round(r * flops / 1e9 / mm, 3) for n, r in stacked.items()}}
            if stacked else {}),
         "peak_rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
-    }
-
-
-def _random_data(obs_dim: int, action_dim: int, size: int = 100_000) -> dict:
-    """A fixed random dataset of ``size`` transitions: the update's cost does not depend on the values."""
-    rng = np.random.default_rng(0)
-    return {
-        "observations": jnp.asarray(rng.normal(size=(size, obs_dim)), jnp.float32),
-        "next_observations": jnp.asarray(rng.normal(size=(size, obs_dim)), jnp.float32),
-        "actions": jnp.asarray(rng.uniform(-1, 1, size=(size, action_dim)), jnp.float32),
-        "rewards": jnp.asarray(-rng.random(size), jnp.float32),
-        "masks": jnp.ones(size, jnp.float32),
     }
 
 

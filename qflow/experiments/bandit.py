@@ -6,7 +6,7 @@ critic is a plain regression onto r, which isolates the inner value V and the gu
 bootstrapping. Seeds train side by side; every ``--every`` updates each seed's policy is scored on
 2,000 samples and the diagnostics of that chunk are recorded.
 
-    python -m qflow.experiments.bandit --out results/bandit [--updates 3000] [--seeds 0-5]
+    qflow bandit --out results/bandit [--updates 3000] [--seeds 0-5]
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def write_summary(out: Path) -> Path:
 
 def main(argv=None) -> int:
     from qflow.training.logs import write_rows
-    from qflow.utils import atomic_write_json, package_versions
+    from qflow.utils import atomic_write_json, package_versions, parse_int_list
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
@@ -161,8 +161,7 @@ def main(argv=None) -> int:
     if a.summarize:
         print(f"[qflow] bandit: {write_summary(Path(a.out))}")
         return 0
-    lo, _, hi = a.seeds.partition("-")
-    seeds = list(range(int(lo), int(hi) + 1)) if hi else [int(s) for s in a.seeds.split(",")]
+    seeds = parse_int_list(a.seeds)
     if a.updates < a.every or a.every < 1:
         raise SystemExit("qflow bandit: need --updates >= --every >= 1")
     started, rows = time.time(), []
@@ -172,7 +171,7 @@ def main(argv=None) -> int:
     out = Path(a.out)
     write_rows(out / "bandit.csv", rows)
     atomic_write_json(out / "bandit.json", {
-        "command": " ".join(["python -m qflow.experiments.bandit", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(["qflow bandit", *(argv if argv is not None else sys.argv[1:])]),
         "seeds": seeds, "updates": a.updates, "every": a.every, "guidance_lambda": a.lam,
         "nets": "64x64", "batch_size": 128, "versions": package_versions(),
         "wall_time_s": round(time.time() - started, 1)})
