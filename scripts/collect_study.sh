@@ -2,7 +2,7 @@
 # Copy what a learning-speed study (scripts/learning_speed_cpu.sh OUT ...) wrote into the repository's
 # results, leaving the exported policies behind, then make its diagnostics report and policy-drift analysis.
 #   usage: scripts/collect_study.sh OUT NAME [SPACING]
-#   writes results/runs/NAME/{training/FAMILY__AGENT/{group.json,metrics.csv}, training/{train,eval}.log,
+#   writes results/runs/NAME/{training/FAMILY__AGENT/{group.json,metrics.csv}, training/*.log,
 #   ENV__AGENT/seedS/{run.json,metrics.csv,eval.csv,summary.json}, policy_drift/}, results/reports/NAME/
 set -euo pipefail
 shopt -s nullglob
@@ -16,7 +16,9 @@ for group in "$OUT"/train/*__*; do
     mkdir -p "$DEST/training/$(basename "$group")"
     cp "$group/group.json" "$group/metrics.csv" "$DEST/training/$(basename "$group")/"
 done
-cp "$OUT/train.log" "$OUT/eval.log" "$DEST/training/"
+for log in "$OUT/train.log" "$OUT/eval.log" "$OUT"/train/*.train.log "$OUT"/runs/eval_*.log; do
+    if [ -f "$log" ]; then cp "$log" "$DEST/training/"; fi  # eval.log: studies from before --evaluate-into
+done
 for run in "$OUT"/runs/*__*/seed*; do
     rel=${run#"$OUT"/runs/}
     mkdir -p "$DEST/$rel"

@@ -189,3 +189,15 @@ def test_a_killed_group_resumes_to_the_same_parameters(data_dir, tmp_path, monke
     info = json.loads((tmp_path / "cut" / group / "group.json").read_text())
     assert info["step"] == 150 and info["stop"] == "steps reached"
     assert main([*base, "--out", str(tmp_path / "cut"), "--set", "lr=1e-3"]) == 2  # another run: refused
+
+
+def test_exports_are_evaluated_while_the_group_trains(data_dir, tmp_path):
+    """--evaluate-into: the trainer runs in a process of its own, every kept export is evaluated beside it."""
+    out, runs = tmp_path / "train", tmp_path / "runs"
+    assert main(["stacked", "train", "--family", FAMILY, "--agents", "flow_bc", "--tasks", "1", "--seeds", "0",
+                 "--dataset-episodes", "3", "--data-dir", str(data_dir), "--steps", "100", "--chunk", "25",
+                 "--export-every", "50", "--out", str(out), "--evaluate-into", str(runs), "--eval-episodes", "1",
+                 *SMALL]) == 0
+    summary = json.loads((runs / f"{FAMILY}-singletask-task1-v0__flow_bc" / "seed0" / "summary.json").read_text())
+    assert summary["eval_steps"] == [50, 100] and summary["budget"] == 100
+    assert "stopped at step 100" in (out / f"{FAMILY}.train.log").read_text()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing
 import os
 import shlex
 import subprocess
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from qflow.errors import QFlowError
 from qflow.data.registry import family_of
+from qflow.experiments import stacked
 from qflow.experiments.stacked import GroupSettings
 from qflow.settings import flag, from_table
 from qflow.utils import atomic_write_json, read_toml
@@ -51,8 +51,7 @@ class Entry:
     kind: str  # "stacked" or "command"
     why: str = ""  # what question it answers
     minutes: float = 10.0  # estimated device minutes, data preparation included
-    # kind "stacked"
-    eval_episodes: int = 50  # episodes per evaluation of each export
+    # kind "stacked" (its exports are evaluated with eval_episodes episodes on the CPU beside the trainer)
     sets: tuple = ((),)  # one stacked run per tuple of [AGENT.]KEY=VALUE overrides
     drift: int = 0  # > 0: after training, `qflow policy-drift` on the kept exports at this spacing (steps)
     expert: str = ""  # antmaze: the ant expert its data is regenerated with
@@ -63,7 +62,7 @@ class Entry:
 
 
 # GroupSettings keys a plan entry may not set: the runner decides them.
-RUNNER_KEYS = ("out", "deadline", "command", "progress", "keep_exports")
+RUNNER_KEYS = ("out", "deadline", "command", "progress", "keep_exports", "evaluate_into")
 
 
 def _entry(item, where: str) -> Entry:
@@ -154,35 +153,19 @@ def _run_stacked(entry: Entry, work: Path, deadline: float, log) -> None:
     folders = run_folders(entry)
     reserve = DRIFT_SECONDS if entry.drift else 0  # kept after the evaluations for the drift analysis
     for index, (folder, overrides) in enumerate(zip(folders, entry.sets)):
-        out = work / folder
         # the sets share what is left of the window equally: the first never starves the others
         set_deadline = time.time() + (deadline - time.time()) / (len(folders) - index)
-        settings = dataclasses.replace(entry.group, out=str(out), deadline=set_deadline - 60 - reserve,
-                                       overrides=(*entry.group.overrides, *overrides),
-                                       command=f"qflow plan run [entry {entry.id}/{folder}]")
+        settings = dataclasses.replace(
+            entry.group, out=str(work / folder), deadline=set_deadline - 60 - reserve,
+            overrides=(*entry.group.overrides, *overrides), evaluate_into=str(work / "runs" / folder),
+            command=f"qflow plan run [entry {entry.id}/{folder}]")
         log(f"training {entry.id}/{folder}: {settings}")
-        out.mkdir(parents=True, exist_ok=True)
-        # its own process, so that the exports are evaluated on the CPU cores while the accelerator trains
-        trainer = multiprocessing.get_context("spawn").Process(target=_train_logged,
-                                                               args=(settings, work / f"{folder}.log"))
-        trainer.start()
-        while trainer.is_alive():
-            _evaluate(entry, out, work / "runs" / folder, set_deadline - 30)
-            trainer.join(timeout=20)
-        log(f"{entry.id}/{folder}: trainer exited with status {trainer.exitcode}")
-        _evaluate(entry, out, work / "runs" / folder, set_deadline - 30 - reserve)
+        try:
+            stacked.train_beside_evaluations(settings, stop_evaluating=set_deadline - 30 - reserve)
+        except QFlowError as err:
+            log(f"{entry.id}/{folder}: {err}")
         if entry.drift:
-            _policy_drift(entry, out, work / "drift" / folder, set_deadline, log)
-
-
-def _train_logged(settings: GroupSettings, log_path: Path) -> None:
-    """The trainer process: ``stacked.train`` with everything it prints (XLA's too) in ``log_path``."""
-    with open(log_path, "w") as f:
-        os.dup2(f.fileno(), 1)
-        os.dup2(f.fileno(), 2)
-        from qflow.experiments import stacked
-
-        stacked.train(settings)
+            _policy_drift(entry, work / folder, work / "drift" / folder, set_deadline, log)
 
 
 def _policy_drift(entry: Entry, train_dir: Path, dest: Path, deadline: float, log) -> None:
@@ -201,25 +184,6 @@ def _policy_drift(entry: Entry, train_dir: Path, dest: Path, deadline: float, lo
         except subprocess.TimeoutExpired:
             rc = "timeout"
     log(f"{entry.id}: policy drift of {len(groups)} groups: exit {rc}")
-
-
-def _evaluate(entry: Entry, train_dir: Path, runs: Path, deadline: float) -> None:
-    """One pass: a process per agent over every kept export it has not evaluated yet, side by side,
-    stopped at ``deadline`` (what it finished is kept: each evaluation is written as it ends)."""
-    procs = []
-    runs.mkdir(parents=True, exist_ok=True)
-    for group in sorted(train_dir.glob(f"{entry.group.family}__*")):
-        if (group / "policies.msgpack").exists():
-            cmd = [sys.executable, "-m", "qflow.cli", "stacked", "evaluate", str(group), "--all-exports",
-                   "--episodes", str(entry.eval_episodes), "--out", str(runs)]
-            with open(runs / f"eval_{group.name}.log", "a") as f:
-                procs.append(subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT))
-    for proc in procs:  # the pass ends before the next starts, so no export is evaluated twice
-        try:
-            proc.wait(timeout=max(1.0, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def pack(work: Path, out: Path, entry_id: str) -> Path:

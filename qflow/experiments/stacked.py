@@ -125,7 +125,7 @@ class GroupSettings:
     """`qflow stacked train`: every task x seed of one dataset stacked in one jitted call per agent."""
 
     # flags refuse values below these (every other integer: below 0)
-    AT_LEAST = {"steps": 1, "chunk": 1, "export_every": 1, "log_every": 1, "dataset_episodes": 1}
+    AT_LEAST = {"steps": 1, "chunk": 1, "export_every": 1, "log_every": 1, "dataset_episodes": 1, "eval_episodes": 1}
 
     family: str  # dataset family, e.g. puzzle-3x3-play
     steps: int  # updates of every member
@@ -145,6 +145,9 @@ class GroupSettings:
     dataset_seed: int = 0  # seed of a regenerated dataset
     data_dir: str | None = None  # dataset directory (default $QFLOW_DATA_DIR, else ~/.ogbench/data)
     progress: bool = False  # a progress bar (off by default: stacked runs usually log to files)
+    evaluate_into: str | None = None  # also evaluate every kept export as it arrives into run directories here
+    # (processes on the CPU beside the trainer, which then runs in a process of its own; implies keep_exports)
+    eval_episodes: int = 50  # episodes per evaluation of an export (with evaluate_into)
     command: str | None = dataclasses.field(default=None, metadata=flag(cli=False))  # recorded with the
     # results; None: this process's command line (a sweep cell passes its own)
 
@@ -182,8 +185,11 @@ def checkpoint_path(settings: GroupSettings) -> Path:
 
 
 def train(settings: GroupSettings) -> dict:
-    """Train (or resume) every agent's group; returns {agent: its group.json as written last}."""
+    """Train (or resume) every agent's group; returns {agent: its group.json as written last}. With
+    ``evaluate_into``, the exports are evaluated while the groups train (see ``train_beside_evaluations``)."""
     settings.validate()
+    if settings.evaluate_into:
+        return train_beside_evaluations(settings)
     configs = group_configs(settings)
     extra = tuple(sorted({k for c in configs.values() for k in c.extra_data()}))
     started = time.time()
@@ -197,6 +203,60 @@ def train(settings: GroupSettings) -> dict:
     print(f"[stacked] {settings.family}: data loaded in {time.time() - started:.0f} s on {jax.devices()[0]}", flush=True)
     job = StackedJob(settings, configs, members, shapes, data_info, device_data)
     return loop.run(job, settings.progress, settings.deadline)
+
+
+def train_beside_evaluations(settings: GroupSettings, stop_evaluating: float | None = None) -> dict:
+    """Train in a process of its own (its output in OUT/FAMILY.train.log) while passes of evaluations,
+    one process per agent on the CPU, score every new export into ``evaluate_into``; a last pass follows
+    training. ``stop_evaluating`` (unix time): evaluations still running then are stopped (each finished
+    one is kept). Returns what ``train`` returns, read from the groups' group.json."""
+    import multiprocessing
+
+    out, runs = Path(settings.out), Path(settings.evaluate_into)
+    out.mkdir(parents=True, exist_ok=True)
+    training = dataclasses.replace(settings, evaluate_into=None, keep_exports=True)
+    trainer = multiprocessing.get_context("spawn").Process(target=_train_logged,
+                                                           args=(training, out / f"{settings.family}.train.log"))
+    trainer.start()
+    while trainer.is_alive():
+        evaluation_pass(settings, runs, stop_evaluating)
+        trainer.join(timeout=20)
+    evaluation_pass(settings, runs, stop_evaluating)
+    if trainer.exitcode:
+        raise QFlowError(f"stacked training of {settings.family} failed (exit {trainer.exitcode}); see "
+                         f"{out / f'{settings.family}.train.log'}")
+    return {name: RunRecord.read(out / f"{settings.family}__{name}" / "group.json") for name in settings.agents}
+
+
+def _train_logged(settings: GroupSettings, log_path: Path) -> None:
+    """The trainer process: ``train`` with everything it prints (XLA's too) in ``log_path``."""
+    with open(log_path, "a") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        train(settings)
+
+
+def evaluation_pass(settings: GroupSettings, runs: Path, deadline: float | None = None) -> None:
+    """Every kept export not yet evaluated, a process per agent side by side on the CPU (the accelerator is
+    the trainer's), stopped at ``deadline`` (what finished is kept: each evaluation is written as it ends)."""
+    import subprocess
+
+    runs.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for name in settings.agents:
+        group = Path(settings.out) / f"{settings.family}__{name}"
+        if (group / POLICIES).exists():
+            cmd = [sys.executable, "-m", "qflow.cli", "stacked", "evaluate", str(group), "--all-exports",
+                   "--episodes", str(settings.eval_episodes), "--out", str(runs)]
+            with open(runs / f"eval_{group.name}.log", "a") as f:
+                procs.append(subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
+                                              env={**os.environ, "JAX_PLATFORMS": "cpu"}))
+    for proc in procs:  # the pass ends before the next starts, so no export is evaluated twice
+        try:
+            proc.wait(timeout=None if deadline is None else max(1.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def group_configs(settings: GroupSettings) -> dict:
