@@ -235,3 +235,38 @@ def test_a_run_recorded_before_a_config_key_existed_resumes_with_its_old_value(d
     assert "differs in config" in err and "--set matmul_precision=default --set time_features=2pi_f_tau" in err
     assert main(train_args(data_dir, run, "--steps", "200", "--eval-every", "100",
                            "--set", "time_features=2pi_f_tau", "--set", "matmul_precision=default")) == 0
+
+
+def test_a_continued_run_drops_its_stale_summary_and_eval_without_checkpoint_says_so(data_dir, tmp_path, capsys,
+                                                                                    monkeypatch):
+    import qflow.training.trainer as trainer
+
+    run = tmp_path / "run"
+    assert main(train_args(data_dir, run, "--steps", "100", "--eval-every", "100")) == 0
+    assert json.loads((run / "summary.json").read_text())["steps"] == 100
+
+    def killed(self, step):
+        raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(trainer.OfflineJob, "advance", killed)
+    with pytest.raises(KeyboardInterrupt):  # continued to 200 steps, killed before its end
+        main(train_args(data_dir, run, "--steps", "200", "--eval-every", "100"))
+    assert not (run / "summary.json").exists()  # never scored under the 100-step budget it no longer has
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "run.json").write_text((run / "run.json").read_text())
+    assert main(["eval", "--run-dir", str(fresh), "--episodes", "1"]) == 2
+    assert "has no checkpoint yet" in capsys.readouterr().err
+    assert main(["eval", "--run-dir", str(run), "--episodes", "1", "--task", "9"]) == 2
+    assert "--task must be 1-5 or 'all', got '9'" in capsys.readouterr().err
+
+
+def test_one_directory_one_layout_even_when_two_trainers_start_together(data_dir, tmp_path, capsys):
+    from qflow.training.trainer import RUN_LOCK
+    from qflow.utils import file_lock
+
+    run = tmp_path / "run"
+    with file_lock(run / RUN_LOCK, "a single-seed trainer", wait=False):  # it holds the directory
+        assert main(train_args(data_dir, run, "--seeds", "0,1")) == 2
+    assert "is in use by" in capsys.readouterr().err and not (run / "seed0").exists()

@@ -161,6 +161,9 @@ def test_masks_zero_only_at_success_and_truncation_bootstraps(data_dir, tmp_path
     assert [int(r["step"]) for r in episodes] == [3, 8, 12, 15, 20, 24]
     summary = json.loads((run / "summary.json").read_text())["online"]
     assert summary["episodes"] == 6 and summary["episode_success_last100"] == pytest.approx(4 / 6)
+    # a rerun asking for fewer online steps than the run holds is refused, not relabelled
+    assert main(online_args(data_dir, run, "--online-steps", "12", "--checkpoint-every", "12")) == 2
+    assert json.loads((run / "summary.json").read_text())["online"]["env_steps"] == 24
 
 
 def test_online_smoke_run_through_cli(data_dir, tmp_path, capsys):  # noqa: F811

@@ -23,6 +23,9 @@ def load_agent(run_dir: Path):
         raise FileNotFoundError(f"{info_path} not found: is {run_dir} a single-seed run directory of qflow train?")
     info = RunRecord.read(info_path, fix="it records what the run is, so the checkpoint beside it cannot be "
                                          "evaluated without it")
+    if not (run_dir / checkpoint.CHECKPOINT).exists():
+        raise checkpoint.CheckpointError(f"{run_dir} has no checkpoint yet (training writes one every "
+                                         f"--checkpoint-every steps); evaluate it after the first one")
     agent_cls, config_cls = get_agent(info["agent"])
     config = config_from_record(config_cls, info["config"])
     env = Evaluator(info["env"], 1).envs[0]
@@ -47,6 +50,9 @@ def _task_ids(env_id: str, task: str | None) -> list[str]:
 def evaluate_run(run_dir: Path, episodes: int, task: str | None, seed: int, report=print) -> dict:
     """Evaluate a run's checkpoint; each result is reported (printed) before it is written to
     RUN_DIR/eval_tasks.json, so a run directory that cannot be written loses nothing."""
+    info_path = run_dir / checkpoint.RUN_INFO
+    if info_path.exists():  # a bad --task is refused before anything is loaded
+        _task_ids(RunRecord.read(info_path)["env"], task)
     agent, step, info = load_agent(run_dir)
     env_ids = _task_ids(info["env"], task)
     keys = iter(jax.random.split(jax.random.PRNGKey(seed), 1_000_000))

@@ -114,6 +114,13 @@ class _WandbWriter:
         self.run.finish()
 
 
+def drop_stale_summaries(dirs) -> None:
+    """A run going on past its summary: the summary described a shorter budget, and `qflow report` must not
+    score it under that budget if this continuation is killed (it is written anew at the end)."""
+    for d in dirs:
+        (d / "summary.json").unlink(missing_ok=True)
+
+
 def write_summary(run_dir: Path, run_info: dict, eval_rows: list[dict], wall_time_s, command: str,
                   **extra) -> dict:
     """summary.json, the one record `qflow report` reads, from a run's identity and its evaluations:

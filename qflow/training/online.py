@@ -49,7 +49,7 @@ from qflow.data.loading import make_env
 from qflow.data.replay import ReplayBuffer, load_segments, prune_segments, save_segment
 from qflow.evaluation.evaluate import Evaluator, act, evaluate_policy
 from qflow.training import checkpoint
-from qflow.training.logs import CSVLog, resumed_clock
+from qflow.training.logs import CSVLog, drop_stale_summaries, resumed_clock
 from qflow.training.loop import check_finite
 from qflow.training.steps import make_online_step, zero_sums
 from qflow.utils import atomic_writer
@@ -98,6 +98,12 @@ class OnlineJob:
                   f"transitions restored; the episode in progress was lost, starting a fresh one")
         else:
             rng = jax.random.fold_in(jax.random.PRNGKey(self.seed), 0x0511E)
+        if self.env_step > self.args.online_steps:  # never relabel a longer run as a shorter one
+            raise checkpoint.CheckpointError(
+                f"{self.run_dir} already holds {self.env_step:,} online env steps, more than --online-steps "
+                f"{self.args.online_steps:,}; pass --online-steps {self.env_step:,} or more, or another --run-dir")
+        if self.state and step < self.total:
+            drop_stale_summaries([self.run_dir])
         self._open_logs(step)
         self.carry = {"agent": agent, "buffer": buffer, "sums": zero_sums(agent, buffer), "rng": rng}
         self.step_fn = make_online_step(self.obs_dim, self.action_dim, self.args.updates_per_step,

@@ -24,7 +24,7 @@ from qflow.data.loading import data_record, load_single_task
 from qflow.envs import agent_config
 from qflow.evaluation.evaluate import Evaluator, evaluate_policy
 from qflow.training import checkpoint, loop
-from qflow.training.logs import CSVLog, ScalarSinks, read_rows, resumed_clock, write_summary
+from qflow.training.logs import CSVLog, ScalarSinks, drop_stale_summaries, read_rows, resumed_clock, write_summary
 from qflow.training.loop import check_finite, stack, unstack
 from qflow.training.schedule import Schedule
 from qflow.training.steps import make_train_chunk
@@ -110,15 +110,18 @@ def train(args: TrainArgs) -> list[dict]:
     """Train (or resume) and return one summary per seed."""
     args.validate()
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args)
-    checkpoint.check_layout(run_dir, args.seeds)  # before the locks create any seedS/ directory
     with contextlib.ExitStack() as locks:
-        for d in seed_dirs(run_dir, args.seeds):  # one writer per run directory
+        # the directory's own lock first, so two trainers never settle its layout (one seed or several) at once;
+        # the layout is checked before the seeds' locks create any seedS/ directory
+        for i, d in enumerate(dict.fromkeys([run_dir, *seed_dirs(run_dir, args.seeds)])):
             try:
                 locks.enter_context(file_lock(d / RUN_LOCK, f"qflow train --agent {args.agent} --env {args.env}",
                                               wait=False))
             except LockHeld as held:
                 raise checkpoint.CheckpointError(
                     f"{d} is in use by {held}; wait for it to finish or pass another --run-dir") from None
+            if i == 0:
+                checkpoint.check_layout(run_dir, args.seeds)
         for d in seed_dirs(run_dir, args.seeds):  # temp files of our writes killed mid-way (no writer is left)
             for name in OWN_FILES:
                 for tmp in d.glob(f".{name}.*.tmp"):
@@ -200,6 +203,8 @@ class OfflineJob:
                     f"{self.dirs[0]} already holds {step:,} steps, more than --steps {self.args.steps:,}; pass "
                     f"--steps {step:,} or more to continue it, or another --run-dir")
             print(f"[qflow] resuming {self.dirs[0]} from step {step}")
+            if step < self.total:
+                drop_stale_summaries(self.dirs)
         self.logs = [CSVLog(d / "metrics.csv", after_step=step) for d in self.dirs]
         self.eval_logs = [CSVLog(d / "eval.csv", after_step=step) for d in self.dirs]
         self.started = resumed_clock(self.logs + self.eval_logs)
