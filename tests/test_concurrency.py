@@ -95,3 +95,29 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     holder.wait()
     with file_lock(path, "after the kill", wait=False):
         assert "after the kill" in path.read_text()
+
+
+def test_generation_workers_die_with_a_killed_prepare(tmp_path):
+    """kill -9 of `qflow data prepare` mid-way takes its generation workers with it: none goes on with its
+    shard (an orphan used to write shards for minutes into a dataset nobody was making)."""
+    import signal
+    import time
+
+    import psutil
+
+    cmd = [*_prepare_cmd(tmp_path), "--workers", "2"]
+    cmd[cmd.index("--episodes") + 1] = "200"  # long enough to be killed mid-way
+    parent = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not list(tmp_path.rglob(".*.partial/*.npz")):
+            time.sleep(0.1)  # the first shard is written: the workers are inside a shard now
+        workers = psutil.Process(parent.pid).children(recursive=True)
+        assert workers, "no generation worker started"
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    shards = sorted(tmp_path.rglob(".*.partial/*.npz"))
+    gone, alive = psutil.wait_procs(workers, timeout=60)
+    assert not alive, f"orphaned workers: {[p.pid for p in alive]}"
+    assert sorted(tmp_path.rglob(".*.partial/*.npz")) == shards, "a worker finished its shard after the kill"

@@ -308,8 +308,23 @@ _COUNTER = None
 def _init_worker(counter) -> None:
     global _COUNTER
     _COUNTER = counter
+    _die_with_parent()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")  # the expert's tiny MLP: one thread
+
+
+def _die_with_parent() -> None:
+    """A generation worker stops when the process that started it dies (kill -9 included), instead of going
+    on writing shards of a dataset nobody is making any more (Linux; elsewhere the pool's shutdown is all)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the line above: no signal will come
+        os._exit(1)
 
 
 def _make_shard(args) -> str:
