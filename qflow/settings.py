@@ -206,21 +206,28 @@ def from_table(cls, table: dict, where: str, base=None):
 
 
 def coerce(cls, f: dataclasses.Field, value, what: str):
-    """A TOML value as the field's type; strings are parsed as on the command line."""
+    """A TOML value as the field's type, held to the same minimum as its flag; strings are parsed as on
+    the command line."""
     kind, element, optional = _field_type(cls, f)
     if value is None and optional:
         return None
+    minimum = getattr(cls, "AT_LEAST", {}).get(f.name, 0)
     try:
         if isinstance(value, str) and kind is not str:
-            return parse_value(value, kind, element, what, getattr(cls, "AT_LEAST", {}).get(f.name, 0))
+            return parse_value(value, kind, element, what, minimum)
         if kind is tuple:
             if not isinstance(value, (list, tuple)):
                 raise TypeError
-            return tuple(coerce_scalar(v, element) for v in value)
-        return coerce_scalar(value, kind)
+            result = tuple(coerce_scalar(v, element) for v in value)
+        else:
+            result = coerce_scalar(value, kind)
     except (TypeError, argparse.ArgumentTypeError):
         name = element.__name__ if kind is tuple else kind.__name__
         raise QFlowError(f"{what} must be {'a list of ' if kind is tuple else ''}{name}, got {value!r}") from None
+    low = [v for v in (result if kind is tuple else (result,)) if type(v) is int and v < minimum]
+    if low:
+        raise QFlowError(f"{what} must be >= {minimum}, got {low[0]}")
+    return result
 
 
 def coerce_scalar(value, kind):

@@ -68,6 +68,8 @@ def test_tables_are_checked_key_by_key():
         from_table(Job, {"name": "n", "seeds": 3.5}, "f.toml")
     with pytest.raises(QFlowError, match="^f.toml: .*name"):
         from_table(Job, {"steps": 3}, "f.toml")
+    with pytest.raises(QFlowError, match="^f.toml: steps must be >= 0, got -1"):  # held to the flag's minimum
+        from_table(Job, {"name": "n", "steps": -1}, "f.toml")
 
 
 def test_every_training_setting_is_a_train_flag_and_a_sweep_key_where_it_applies():

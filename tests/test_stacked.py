@@ -153,7 +153,7 @@ def test_train_export_evaluate_report(data_dir, tmp_path, capsys):
     assert "differs in eval_episodes); pass another --out" in capsys.readouterr().err
 
 
-def test_a_killed_group_resumes_to_the_same_parameters(data_dir, tmp_path, monkeypatch):
+def test_a_killed_group_resumes_to_the_same_parameters(data_dir, tmp_path, monkeypatch, capsys):
     """kill -9 between two checkpoints, rerun: the resumed group ends with the parameters of an
     uninterrupted run, and every step is logged once."""
     base = ["stacked", "train", "--family", FAMILY, "--agents", "flow_bc", "--tasks", "1-2", "--seeds", "0",
@@ -189,6 +189,18 @@ def test_a_killed_group_resumes_to_the_same_parameters(data_dir, tmp_path, monke
     info = json.loads((tmp_path / "cut" / group / "group.json").read_text())
     assert info["step"] == 150 and info["stop"] == "steps reached"
     assert main([*base, "--out", str(tmp_path / "cut"), "--set", "lr=1e-3"]) == 2  # another run: refused
+
+    # a family checkpoint whose group directories are gone is not taken for another run's
+    import shutil
+
+    shutil.rmtree(tmp_path / "cut" / group)
+    other_seed = [*base[:base.index("--seeds")], "--seeds", "1", *base[base.index("--seeds") + 2:]]
+    assert main([*other_seed, "--out", str(tmp_path / "cut")]) == 2
+    assert "was written by another stacked run" in capsys.readouterr().err
+    # a trained group whose checkpoint is gone is refused, not silently trained again from step 0
+    (tmp_path / "whole" / f"{FAMILY}.checkpoint.msgpack").unlink()
+    assert main([*base, "--out", str(tmp_path / "whole")]) == 2
+    assert "but no checkpoint" in capsys.readouterr().err
 
 
 def test_exports_are_evaluated_while_the_group_trains(data_dir, tmp_path):

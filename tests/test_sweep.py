@@ -105,6 +105,8 @@ def test_done_cells_are_judged_by_their_summaries(tmp_path):
         (d / "summary.json").write_text(json.dumps({**summary, key: value}))
         with pytest.raises(SweepError, match=f"differs from this sweep's cell in {key}"):
             is_done(spec, cell)
+    (d / "summary.json").write_text(json.dumps({**summary, "data": {"episodes": 1000, "seed": None}}))
+    assert is_done(spec, cell)  # official data has no generation seed: the default one
     other = {**summary, "config": {**summary["config"], "alpha": 1.0}}  # another setting of the agent
     (d / "summary.json").write_text(json.dumps(other))
     with pytest.raises(SweepError, match="config.alpha"):

@@ -27,6 +27,8 @@ export not yet evaluated.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import os
 import sys
 import time
@@ -221,10 +223,13 @@ def train_beside_evaluations(settings: GroupSettings, stop_evaluating: float | N
     while trainer.is_alive():
         evaluation_pass(settings, runs, stop_evaluating)
         trainer.join(timeout=20)
-    evaluation_pass(settings, runs, stop_evaluating)
+    failed = evaluation_pass(settings, runs, stop_evaluating)
     if trainer.exitcode:
         raise QFlowError(f"stacked training of {settings.family} failed (exit {trainer.exitcode}); see "
                          f"{out / f'{settings.family}.train.log'}")
+    if failed:
+        raise QFlowError(f"evaluating the exports of {', '.join(failed)} failed; see "
+                         f"{', '.join(str(runs / f'eval_{name}.log') for name in failed)}")
     return {name: RunRecord.read(out / f"{settings.family}__{name}" / "group.json") for name in settings.agents}
 
 
@@ -236,9 +241,10 @@ def _train_logged(settings: GroupSettings, log_path: Path) -> None:
         train(settings)
 
 
-def evaluation_pass(settings: GroupSettings, runs: Path, deadline: float | None = None) -> None:
+def evaluation_pass(settings: GroupSettings, runs: Path, deadline: float | None = None) -> list[str]:
     """Every kept export not yet evaluated, a process per agent side by side on the CPU (the accelerator is
-    the trainer's), stopped at ``deadline`` (what finished is kept: each evaluation is written as it ends)."""
+    the trainer's), stopped at ``deadline`` (what finished is kept: each evaluation is written as it ends).
+    Returns the groups whose evaluation failed (their log: RUNS/eval_GROUP.log)."""
     import subprocess
 
     runs.mkdir(parents=True, exist_ok=True)
@@ -249,14 +255,17 @@ def evaluation_pass(settings: GroupSettings, runs: Path, deadline: float | None 
             cmd = [sys.executable, "-m", "qflow.cli", "stacked", "evaluate", str(group), "--all-exports",
                    "--episodes", str(settings.eval_episodes), "--out", str(runs)]
             with open(runs / f"eval_{group.name}.log", "a") as f:
-                procs.append(subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
-                                              env={**os.environ, "JAX_PLATFORMS": "cpu"}))
-    for proc in procs:  # the pass ends before the next starts, so no export is evaluated twice
+                procs.append((group.name, subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
+                                                           env={**os.environ, "JAX_PLATFORMS": "cpu"})))
+    failed = []
+    for name, proc in procs:  # the pass ends before the next starts, so no export is evaluated twice
         try:
-            proc.wait(timeout=None if deadline is None else max(1.0, deadline - time.time()))
+            if proc.wait(timeout=None if deadline is None else max(1.0, deadline - time.time())):
+                failed.append(name)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    return failed
 
 
 def group_configs(settings: GroupSettings) -> dict:
@@ -277,7 +286,6 @@ class StackedJob:
 
     def __init__(self, settings: GroupSettings, configs: dict, members, shapes, data_info: dict, device_data):
         self.settings, self.configs, self.members, self.data = settings, configs, members, device_data
-        self.chunk = settings.call_length()
         self.total = settings.steps
         self.every = settings.every()
         self.desc = f"stacked {settings.family}"
@@ -292,45 +300,69 @@ class StackedJob:
                     "device": jax.devices()[0].device_kind, "command": settings.command or " ".join(sys.argv),
                     "step": 0, "train_seconds": 0.0, "compile_seconds": None}
             self.groups[name] = {"info": info, "agents": agents, "out": Path(settings.out) / f"{settings.family}__{name}"}
-        self.fn = make_train_chunk(self.chunk, per_member=PER_TASK_KEYS)
         self.compiled = set()
 
     def restore(self) -> int:
         step = self._restore_agents()
+        self.chunk = math.gcd(self.settings.call_length(), step)  # a resumed step ends a call too (any --chunk)
+        self.fn = make_train_chunk(self.chunk, per_member=PER_TASK_KEYS)
         for g in self.groups.values():
             g["log"] = CSVLog(g["out"] / "metrics.csv", after_step=step)
+            g["info"]["step"] = step
             atomic_write_json(g["out"] / "group.json", {**g["info"], "stop": "starting" if not step else "resumed"})
-            if step and self.settings.keep_exports and not export_path(g["out"], step).exists():
-                export_policies(export_path(g["out"], step), g["agents"], step)  # killed between save and export
+            if step:  # a kill between the checkpoint and the export leaves an older export: written again
+                export_policies(g["out"] / POLICIES, g["agents"], step)
+                if self.settings.keep_exports:
+                    export_policies(export_path(g["out"], step), g["agents"], step)
         self.started = resumed_clock([g["log"] for g in self.groups.values()])
         return step
+
+    def identity(self) -> dict:
+        """What a checkpoint of this job must have been written by: each group's identity record."""
+        return {name: {k: g["info"][k] for k in GROUP_IDENTITY if "." not in k} | {"sha256": g["info"]["data"].get(
+            "sha256")} for name, g in self.groups.items()}
 
     def _restore_agents(self) -> int:
         """The step of the family's checkpoint (0 without one), after checking it is this run's."""
         for g in self.groups.values():
-            if not (g["out"] / "group.json").exists():
-                continue
-            old = RunRecord.read(g["out"] / "group.json", fix="move it away or pass another --out", error=QFlowError)
-            differ = RunRecord.differences(old, g["info"], GROUP_IDENTITY)
-            if differ:
-                raise QFlowError(f"{g['out']} holds another stacked run (differs in {', '.join(differ)}); rerun "
-                                 f"with its settings to resume it, or pass another --out")
-            g["info"].update({k: old[k] for k in ("train_seconds", "compile_seconds") if k in old})
+            if (g["out"] / "group.json").exists():
+                self._check_group(g)
         path = checkpoint_path(self.settings)
         if not path.exists():
             return 0
         import flax.serialization
 
-        template = {"step": 0, "agents": {n: g["agents"] for n, g in self.groups.items()}}
         try:
-            state = flax.serialization.from_bytes(template, path.read_bytes())
+            raw = flax.serialization.msgpack_restore(path.read_bytes())
         except Exception as err:
-            raise QFlowError(f"unreadable stacked checkpoint {path} ({type(err).__name__}: {err}); rerun with the "
-                             f"agents it was started with, or move it away to start over") from err
+            raise QFlowError(f"unreadable stacked checkpoint {path} ({type(err).__name__}: {err}); move it away "
+                             f"to start over") from err
+        saved = json.loads(raw.get("identity", "{}"))
+        mine = json.loads(json.dumps(self.identity(), sort_keys=True, default=str))
+        if saved != mine:
+            differ = sorted(k for n in {*saved, *mine} for k in {*saved.get(n, {}), *mine.get(n, {})}
+                            if saved.get(n, {}).get(k) != mine.get(n, {}).get(k)) or ["agents"]
+            raise QFlowError(f"{path} was written by another stacked run (agents {', '.join(saved) or '?'}; differs "
+                             f"in {', '.join(dict.fromkeys(differ))}); rerun with its settings or pass another --out")
+        template = {"step": 0, "agents": {n: g["agents"] for n, g in self.groups.items()}}
+        state = flax.serialization.from_state_dict(template, {"step": raw["step"], "agents": raw["agents"]})
         for name, g in self.groups.items():
             g["agents"] = state["agents"][name]
         print(f"[stacked] resuming {self.settings.family} from step {state['step']}", flush=True)
         return int(state["step"])
+
+    def _check_group(self, g: dict) -> None:
+        """A group directory is resumed only by the run that wrote it, and only from a checkpoint."""
+        old = RunRecord.read(g["out"] / "group.json", fix="move it away or pass another --out", error=QFlowError)
+        differ = RunRecord.differences(old, g["info"], GROUP_IDENTITY)
+        if differ:
+            raise QFlowError(f"{g['out']} holds another stacked run (differs in {', '.join(differ)}); rerun "
+                             f"with its settings to resume it, or pass another --out")
+        if old.get("step") and not checkpoint_path(self.settings).exists():
+            raise QFlowError(f"{g['out']} holds {old['step']:,} steps of training but no checkpoint "
+                             f"({checkpoint_path(self.settings)}) to resume them from; pass another --out")
+        kept = ("train_seconds", "compile_seconds", "wall_seconds", "updates_per_s", "agent_updates_per_s", "command")
+        g["info"].update({k: old[k] for k in kept if k in old})  # the first command names the trained group
 
     def advance(self, step: int) -> tuple[int, dict]:
         infos = {}
@@ -361,7 +393,8 @@ class StackedJob:
     def checkpoint(self, step: int) -> None:
         import flax.serialization
 
-        state = {"step": step, "agents": {n: jax.device_get(g["agents"]) for n, g in self.groups.items()}}
+        state = {"step": step, "identity": json.dumps(self.identity(), sort_keys=True, default=str),
+                 "agents": {n: jax.device_get(g["agents"]) for n, g in self.groups.items()}}
         with atomic_writer(checkpoint_path(self.settings)) as f:
             f.write(flax.serialization.to_bytes(state))
 

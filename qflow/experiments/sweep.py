@@ -196,7 +196,8 @@ def expected_identity(spec: Spec, cell: Cell, env_id: str) -> dict:
 
     config = agent_config(cell.agent, env_id, spec.preset, _own(spec, cell.agent, (*spec.sets, *cell.setting)))
     ident = {"agent": cell.agent, "steps": spec.steps, "preset": spec.preset, "eval_episodes": spec.eval_episodes,
-             "online_steps": spec.online_steps, "config": json.loads(json.dumps(config.as_dict())),
+             "online_steps": spec.online_steps, "updates_per_step": spec.updates_per_step,
+             "config": json.loads(json.dumps(config.as_dict())),
              "data": {"seed": spec.dataset_seed}}
     if spec.dataset_episodes:
         ident["data"]["episodes"] = spec.dataset_episodes
@@ -215,8 +216,11 @@ def is_done(spec: Spec, cell: Cell) -> bool:
             continue
         old = RunRecord.read(path, fix="move it away and rerun", error=SweepError)
         want = expected_identity(spec, cell, d.parent.name.rsplit("__", 1)[0])
-        old = {**old, "online_steps": old.get("online_steps", 0),  # (written before online fine-tuning existed)
-               "config": {k: v for k, v in old.get("config", {}).items() if k in want["config"]}}
+        data = old.get("data", {})
+        old = {**old, "config": {k: v for k, v in old.get("config", {}).items() if k in want["config"]},
+               # written before these existed, or official data (no generation seed): what they mean
+               "online_steps": old.get("online_steps", 0), "updates_per_step": old.get("updates_per_step", 1),
+               "data": {**data, "seed": 0 if data.get("seed") is None else data["seed"]}}
         keys = [k for k in want if k != "data"] + [f"data.{k}" for k in want["data"]]
         differ = RunRecord.differences(old, want, tuple(keys))
         if differ:

@@ -90,7 +90,8 @@ def run(job: Job, progress: bool = True, deadline: float | None = None, unit: st
             _handle(job, step, schedule.due(step), averager)
             last_round = time.time() - started
         if stop == "deadline" and step > first:  # where it stands: a rerun resumes, the exports are current
-            _handle(job, step, {"log", "checkpoint", "export"} & set(job.every), averager)
+            flush = ({"checkpoint", "export"} & set(job.every)) - schedule.due(step)  # (not done twice)
+            _handle(job, step, flush | ({"log"} if averager.count else set()), averager)
     finally:
         bar.close()
     return job.finish(step, stop)
