@@ -115,6 +115,8 @@ def _report_parser(sub) -> None:
     r.add_argument("--reps", type=POSITIVE, default=2000, help="bootstrap resamples")
     r.add_argument("--include-partial", action="store_true",
                    help="also score unfinished runs (no summary.json) from their eval.csv and run.json")
+    r.add_argument("--compare", default=None, metavar="A,B",
+                   help="two agents (or labels): a permutation test and the probability of improvement of A over B")
 
 
 def _toy2d_parser(sub) -> None:
@@ -223,12 +225,20 @@ def cmd_bench(a) -> int:
 def cmd_report(a) -> int:
     from qflow.reporting import make_report
 
-    result = make_report(a.run_dirs, a.out, metric=a.metric, reps=a.reps, include_partial=a.include_partial)
+    pair = tuple(x.strip() for x in a.compare.split(",")) if a.compare else None
+    if pair is not None and (len(pair) != 2 or not all(pair)):
+        raise ValueError(f"--compare takes two agents, e.g. --compare qflow,fql; got {a.compare!r}")
+    result = make_report(a.run_dirs, a.out, metric=a.metric, reps=a.reps, include_partial=a.include_partial,
+                         compare_agents=pair)
     for note in result["skipped"]:
         print(f"qflow report: warning: {note}", file=sys.stderr)
     for line in dict.fromkeys(line for lines in result["captions"].values() for line in lines):
-        if line.startswith("WARNING"):  # e.g. runs with different budgets: said here, not only inside results.md
+        if line.startswith(("WARNING", "Note:")):  # e.g. mixed budgets, few seeds: said here, not only in results.md
             print(f"qflow report: {line}", file=sys.stderr)
+    for r in result["comparison"]:
+        print(f"[qflow] {r['a']} - {r['b']} on {r['family']} task(s) {r['tasks']}: {100 * r['mean_difference']:+.1f} "
+              f"points, permutation p = {r['p_value']:.3g}; P({r['a']} > {r['b']}) = {r['prob_improvement']:.2f} "
+              f"[{r['prob_improvement_low']:.2f}, {r['prob_improvement_high']:.2f}]")
     print(f"[qflow] report of {result['runs']} runs in {result['out']}: results.md, per_task.csv, per_env.csv, "
           f"report.json, {', '.join(result['figures'])}")
     return 0

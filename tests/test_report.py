@@ -89,6 +89,8 @@ def test_report_tables_curves_and_captions(runs, tmp_path, capsys):
                  "seeds 0, 1, 2, 3, 4", "the 4 lowest seeds of each task are used", "200 resamples"):
         assert fact in md, fact
     assert "WARNING" not in md
+    assert "Note: 3 seed(s) for some (task, agent), fewer than 5" in md  # flow_bc has 3 seeds per task
+    assert "t-interval over seeds" in md
     report = json.loads((out / "report.json").read_text())
     assert len(report["runs"]) == 15 and report["per_task"][0]["mean"] == float(rows(out / "per_task.csv")[0]["mean"])
 
@@ -175,6 +177,26 @@ def test_errors_name_the_directory_or_file(tmp_path, capsys, monkeypatch):
     write_run(tmp_path / "ok", TASKS[1], "qflow", 0, [0.5, 0.5, 0.5])
     assert main(["report", str(tmp_path / "ok"), "--out", str(tmp_path / "o")]) == 2
     assert "pip install 'qflow[report]'" in capsys.readouterr().err
+
+
+def test_compare_two_agents_with_a_permutation_test(runs, tmp_path, capsys):
+    root, expected = runs
+    out = tmp_path / "report"
+    assert main(["report", str(root), "--out", str(out), "--reps", "100", "--compare", "qflow,flow_bc"]) == 0
+    printed = capsys.readouterr().out
+    table = {r["tasks"]: r for r in rows(out / "comparison.csv")}
+    assert set(table) == {"1 2", "1", "2"}
+    # task 1: 5 runs against 3, every qflow run above every flow_bc run: of the C(8, 3) = 56 relabellings
+    # only the observed one is as extreme (unequal groups: its mirror is not), so p = 1 / 56
+    assert float(table["1"]["p_value"]) == pytest.approx(1 / 56) and int(table["1"]["permutations"]) == 56
+    assert float(table["1"]["prob_improvement"]) == 1.0
+    diff = np.mean(expected[(TASKS[1], "qflow")]) - np.mean(expected[(TASKS[1], "flow_bc")])
+    assert float(table["1"]["mean_difference"]) == pytest.approx(diff)
+    # both tasks as strata: 56 x C(7, 3) = 1,960 relabellings, all enumerated
+    assert int(table["1 2"]["permutations"]) == 1960 and float(table["1 2"]["p_value"]) == pytest.approx(1 / 1960)
+    assert "permutation p = 0.00051" in printed and "qflow against flow_bc" in (out / "results.md").read_text()
+    assert main(["report", str(root), "--out", str(out), "--compare", "qflow,nope"]) == 2
+    assert "no task has runs of both" in capsys.readouterr().err
 
 
 def test_caption_names_settings_away_from_the_defaults():

@@ -1,5 +1,6 @@
-"""``qflow report``: per-task and per-environment tables with 95 % stratified-bootstrap confidence
-intervals (rliable), learning curves, and captions built from the runs' own summaries.
+"""``qflow report``: per-task and per-environment tables (means with 95 % t-intervals over seeds, IQMs with
+rliable's stratified bootstrap), learning curves, captions built from the runs' own summaries, and with
+``--compare A,B`` a permutation test and the probability of improvement (``reporting.stats``).
 
 Unequal seed counts: the per-environment score matrix must be rectangular (runs x tasks) for rliable's
 stratified bootstrap and for the IQM to weigh every task equally, so for each agent every task keeps
@@ -20,11 +21,15 @@ import numpy as np
 
 from qflow.data.registry import env_family, parse_env_id
 from qflow.errors import QFlowError
+from qflow.reporting import stats
 from qflow.training.checkpoint import RunRecord
 from qflow.utils import atomic_write_json, atomic_writer
 
 METRICS = {"success_last3": "mean success rate of each run's last three evaluations",
            "success": "success rate at each run's final evaluation"}
+
+
+SEEDS_FOR_FINDINGS = 5  # fewer seeds per (task, agent): the caption calls a difference a lead
 
 
 class ReportError(QFlowError, ValueError):
@@ -226,8 +231,9 @@ def caption_lines(runs, metric: str, reps: int) -> list[str]:
     counts = sorted({len(s) for s in per_group.values()})
     budgets = dict.fromkeys(r.budget for r in sorted(runs, key=lambda r: (r.steps, r.online_steps)))
     lines = [
-        f"Score: {metric} = {METRICS[metric]}, in %; point estimates with 95 % stratified-bootstrap confidence "
-        f"intervals (rliable, {reps:,} resamples, percentile); IQM = interquartile mean.",
+        f"Score: {metric} = {METRICS[metric]}, in %. Mean: 95 % t-interval over seeds (per environment: tasks "
+        f"as strata, Welch-Satterthwaite degrees of freedom). IQM = interquartile mean, with a 95 % stratified-"
+        f"bootstrap interval (rliable, {reps:,} resamples, percentile), which is too narrow below about 10 runs.",
         f"Budget: {'; '.join(budgets)}.",
         f"Runs per (task, agent): {counts[0] if len(counts) == 1 else f'{counts[0]}-{counts[-1]}'} "
         f"(seeds {', '.join(map(str, values('seed')))}).",
@@ -242,6 +248,9 @@ def caption_lines(runs, metric: str, reps: int) -> list[str]:
     changed = sorted({f"{r.agent} {item}" for r in runs for item in _changed_settings(r)})
     if changed:
         lines.append(f"Settings other than each agent's defaults for its environment and preset: {'; '.join(changed)}.")
+    if counts[0] < SEEDS_FOR_FINDINGS:
+        lines.append(f"Note: {counts[0]} seed(s) for some (task, agent), fewer than {SEEDS_FOR_FINDINGS}: a "
+                     f"difference between agents is a lead to test with more seeds, not a finding.")
     partial = [r for r in runs if r.partial]
     if partial:
         lines.append(f"{len(partial)} unfinished run(s) without summary.json, scored from eval.csv up to step(s) "
@@ -278,9 +287,10 @@ def _per_task(runs, reps):
         rs.sort(key=lambda r: r.seed)
         scores = np.array([r.score for r in rs])
         point, ci = bootstrap_interval(scores[:, None], reps)
+        _, low, high = stats.t_interval(scores)
         rows.append(dict(env=env, family=family, task=rs[0].task, agent=label, n_seeds=len(rs),
                          seeds=" ".join(str(r.seed) for r in rs), mean=float(np.mean(scores)),
-                         mean_ci_low=float(ci[0, 0]), mean_ci_high=float(ci[1, 0]), iqm=float(point[1]),
+                         mean_ci_low=low, mean_ci_high=high, iqm=float(point[1]),
                          iqm_ci_low=float(ci[0, 1]), iqm_ci_high=float(ci[1, 1]),
                          scores=" ".join(repr(float(s)) for s in scores)))
     return rows
@@ -301,8 +311,9 @@ def _per_env(runs, reps):
         used += [r for rs in kept for r in rs]
         matrix = np.array([[rs[i].score for rs in kept] for i in range(k)])  # (runs, tasks)
         point, ci = bootstrap_interval(matrix, reps)
+        _, low, high = stats.stratified_t_interval(matrix.T)
         rows.append(dict(family=family, agent=label, tasks=" ".join(tasks), runs_per_task=k,
-                         mean=float(point[0]), mean_ci_low=float(ci[0, 0]), mean_ci_high=float(ci[1, 0]),
+                         mean=float(point[0]), mean_ci_low=low, mean_ci_high=high,
                          iqm=float(point[1]), iqm_ci_low=float(ci[0, 1]), iqm_ci_high=float(ci[1, 1])))
     task_sets = defaultdict(set)
     for row in rows:
@@ -310,6 +321,46 @@ def _per_env(runs, reps):
     notes += [f"{f}: agents cover different tasks ({' | '.join(sorted(s))}); their means are not comparable."
               for f, s in sorted(task_sets.items()) if len(s) > 1]
     return rows, used, notes
+
+
+def compare(runs, a: str, b: str, reps: int = 2000) -> list[dict]:
+    """Agent (label) ``a`` against ``b`` on every family where both ran the same tasks: the difference of
+    mean scores with a permutation test (labels permuted within each task), and the probability that a run
+    of ``a`` beats a run of ``b`` on the same task, with a stratified-bootstrap interval. One row per
+    family (its shared tasks as strata) and one per task."""
+    by = defaultdict(list)
+    for r in runs:
+        by[(r.family, r.task, r.label)].append(r.score)
+    rows = []
+    for family in sorted({r.family for r in runs}):
+        tasks = sorted({t for f, t, _ in by if f == family and (f, t, a) in by and (f, t, b) in by}, key=_task_key)
+        for scope in ([tasks] if len(tasks) > 1 else []) + [[t] for t in tasks]:
+            a_groups, b_groups = [by[(family, t, a)] for t in scope], [by[(family, t, b)] for t in scope]
+            diff, p, count = stats.permutation_test(a_groups, b_groups)
+            prob, low, high = stats.probability_of_improvement_interval(a_groups, b_groups, reps)
+            rows.append(dict(family=family, tasks=" ".join(scope), a=a, b=b,
+                             n_a=" ".join(str(len(g)) for g in a_groups), n_b=" ".join(str(len(g)) for g in b_groups),
+                             mean_difference=diff, p_value=p, permutations=count,
+                             prob_improvement=prob, prob_improvement_low=low, prob_improvement_high=high))
+    if not rows:
+        raise ReportError(f"--compare {a},{b}: no task has runs of both; labels in these runs: "
+                          f"{', '.join(sorted({r.label for r in runs}))}")
+    return rows
+
+
+def _comparison_md(rows) -> list[str]:
+    a, b = rows[0]["a"], rows[0]["b"]
+    table = _markdown_table(
+        ["Environment", "Tasks", f"Seeds {a} / {b}", f"Mean {a} - {b}", "Permutation p", f"P({a} > {b}) [95 % CI]"],
+        [[r["family"], r["tasks"], f"{r['n_a']} / {r['n_b']}", f"{100 * r['mean_difference']:+.1f}",
+          f"{r['p_value']:.3g} ({r['permutations']:,} relabellings)",
+          f"{r['prob_improvement']:.2f} [{r['prob_improvement_low']:.2f}, {r['prob_improvement_high']:.2f}]"]
+         for r in rows])
+    return [f"## {a} against {b}", ""] + table + ["", "*Table 3: difference of mean success (points), two-sided "
+            "permutation test with agent labels permuted within each task (exact when there are few relabellings), "
+            "and the probability of improvement (a run of one beats a run of the other on the same task; "
+            "stratified-bootstrap percentile interval, narrow at few seeds). With n seeds each on one task the "
+            "smallest p a two-sided permutation test can give is 2 / C(2n, n): 0.1 at 3 against 3 seeds.*", ""]
 
 
 def _plot(family, runs, labels, path: Path) -> None:
@@ -340,7 +391,10 @@ def _plot(family, runs, labels, path: Path) -> None:
 
 
 def _pct(row, key):
-    return f"{100 * row[key]:.1f} [{100 * row[key + '_ci_low']:.1f}, {100 * row[key + '_ci_high']:.1f}]"
+    low, high = row[key + "_ci_low"], row[key + "_ci_high"]
+    if np.isnan(low):
+        return f"{100 * row[key]:.1f} [one run: no interval]"
+    return f"{100 * row[key]:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
 
 
 def _markdown_table(header, rows) -> list[str]:
@@ -355,8 +409,10 @@ def _write_csv(path: Path, rows) -> None:
         writer.writerows(rows)
 
 
-def make_report(paths, out, metric: str = "success_last3", reps: int = 2000, include_partial: bool = False) -> dict:
-    """Write results.md, per_task.csv, per_env.csv, report.json and curves_<family>.png into ``out``."""
+def make_report(paths, out, metric: str = "success_last3", reps: int = 2000, include_partial: bool = False,
+                compare_agents: tuple[str, str] | None = None) -> dict:
+    """Write results.md, per_task.csv, per_env.csv, report.json and curves_<family>.png into ``out`` (and
+    comparison.csv with ``compare_agents``)."""
     if metric not in METRICS:
         raise ReportError(f"unknown metric '{metric}'; choose from {', '.join(METRICS)}")
     if reps < 1:
@@ -367,6 +423,7 @@ def make_report(paths, out, metric: str = "success_last3", reps: int = 2000, inc
     per_task = _per_task(runs, reps)
     per_env, used, env_notes = _per_env(runs, reps)
     captions = {"per_task": caption_lines(runs, metric, reps), "per_env": caption_lines(used, metric, reps) + env_notes}
+    comparison = compare(runs, *compare_agents, reps=reps) if compare_agents else []
     labels = sorted({r.label for r in runs})
     figures = {}
     for family in sorted({r.family for r in runs}):
@@ -388,7 +445,7 @@ def make_report(paths, out, metric: str = "success_last3", reps: int = 2000, inc
                            for r in per_env])
     md += [""] + caption(captions["per_env"], "Table 2: success per environment (a runs x tasks score matrix per "
                                               "agent; the bootstrap resamples runs within each task).")
-    md += ["", "## Learning curves", ""]
+    md += [""] + (_comparison_md(comparison) if comparison else []) + ["## Learning curves", ""]
     for family, name in figures.items():
         md += [f"![{family}]({name})", "", f"*{family}*: success at each evaluation, mean over seeds (line) and "
                                            "min-max across seeds (band), at the steps all seeds evaluated.", ""]
@@ -402,8 +459,11 @@ def make_report(paths, out, metric: str = "success_last3", reps: int = 2000, inc
             row["warning"] = warning
     _write_csv(out / "per_task.csv", per_task)
     _write_csv(out / "per_env.csv", per_env)
+    if comparison:
+        _write_csv(out / "comparison.csv", comparison)
     atomic_write_json(out / "report.json", dict(metric=metric, reps=reps, inputs=[str(p) for p in paths],
                                                 runs=[str(r.path) for r in runs], skipped=notes, captions=captions,
-                                                per_task=per_task, per_env=per_env, figures=figures))
+                                                per_task=per_task, per_env=per_env, comparison=comparison,
+                                                figures=figures))
     return dict(out=str(out), runs=len(runs), skipped=notes, figures=list(figures.values()),
-                per_task=per_task, per_env=per_env, captions=captions)
+                per_task=per_task, per_env=per_env, captions=captions, comparison=comparison)
