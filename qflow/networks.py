@@ -158,17 +158,21 @@ def _normal_log_density(z, log_std):
     return jnp.sum(-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi), axis=-1)
 
 
-class GaussianActor(nn.Module):
-    """pi(a|s) = N(tanh(MLP(s)), diag(exp(log_std))^2), log_std a learned state-independent vector (IQL).
-
-    As in the original IQL code: the mean is squashed by tanh (so the deterministic action lies in
-    [-1, 1]) but the distribution itself is not, so log-probabilities stay exact and cheap.
-    """
+class _StateActor(nn.Module):
+    """The fields of an actor that reads only the state."""
 
     INPUTS = ("obs",)
     hidden_dims: tuple
     action_dim: int
     precision: str = "float32"
+
+
+class GaussianActor(_StateActor):
+    """pi(a|s) = N(tanh(MLP(s)), diag(exp(log_std))^2), log_std a learned state-independent vector (IQL).
+
+    As in the original IQL code: the mean is squashed by tanh (so the deterministic action lies in
+    [-1, 1]) but the distribution itself is not, so log-probabilities stay exact and cheap.
+    """
 
     @nn.compact
     def __call__(self, obs):
@@ -182,13 +186,8 @@ def gaussian_log_prob(mean, log_std, actions):
     return _normal_log_density((actions - mean) * jnp.exp(-log_std), log_std)
 
 
-class TanhGaussianActor(nn.Module):
+class TanhGaussianActor(_StateActor):
     """SAC's actor: state-dependent mean and log-std of the Gaussian before the tanh squash."""
-
-    INPUTS = ("obs",)
-    hidden_dims: tuple
-    action_dim: int
-    precision: str = "float32"
 
     @nn.compact
     def __call__(self, obs):
