@@ -1,7 +1,14 @@
-"""Networks shared by every agent: MLPs, critic ensembles, time features, Euler flow sampling."""
+"""Networks shared by every agent: MLPs, critic and value ensembles, Gaussian actors, time features,
+Euler flow sampling.
+
+Every module an agent builds as one of its networks says what ``init`` feeds it in ``INPUTS`` (names
+from ``("obs", "action", "time")``, in call order), so ``qflow.agents.base.init_networks`` can
+initialise any agent's networks in one place.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import flax.linen as nn
@@ -37,6 +44,8 @@ def dense(width: int, precision: str = "float32") -> nn.Dense:
 
 
 class MLP(nn.Module):
+    INPUTS = ("obs",)  # as a whole agent network (ReBRAC's actor), an MLP reads the state
+
     hidden_dims: Sequence[int]
     out_dim: int
     layer_norm: bool = False
@@ -87,6 +96,8 @@ def fourier_features(tau: jax.Array, dim: int, scale: float = 1.0) -> jax.Array:
 class Critic(nn.Module):
     """Q(s, a) ensemble."""
 
+    INPUTS = ("obs", "action")
+
     hidden_dims: Sequence[int]
     heads: int = 2
     precision: str = "float32"
@@ -98,6 +109,8 @@ class Critic(nn.Module):
 
 class FlowValue(nn.Module):
     """Inner value V(s, x_tau, tau) ensemble, with Fourier features of the flow time."""
+
+    INPUTS = ("obs", "action", "time")
 
     hidden_dims: Sequence[int]
     time_embed_dim: int
@@ -114,6 +127,8 @@ class FlowValue(nn.Module):
 class VelocityField(nn.Module):
     """v(s, x_t, t): the flow policy's velocity; t enters as a raw scalar, no LayerNorm."""
 
+    INPUTS = ("obs", "action", "time")
+
     hidden_dims: Sequence[int]
     action_dim: int
     precision: str = "float32"
@@ -121,6 +136,72 @@ class VelocityField(nn.Module):
     @nn.compact
     def __call__(self, obs, x, t):
         return MLP(self.hidden_dims, self.action_dim, precision=self.precision)(jnp.concatenate([obs, x, t[..., None]], -1))
+
+
+class Value(nn.Module):
+    """V(s): a one-head LayerNorm ensemble (the same MLP as each critic head), output shape (batch,)."""
+
+    INPUTS = ("obs",)
+    hidden_dims: tuple
+    precision: str = "float32"
+
+    @nn.compact
+    def __call__(self, obs):
+        return Ensemble(self.hidden_dims, heads=1, precision=self.precision)(obs)[0]
+
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # bounds of every Gaussian actor's log standard deviation
+
+
+def _normal_log_density(z, log_std):
+    """Sum over action dims of log N(z std; 0, std^2) for standardised residuals ``z``."""
+    return jnp.sum(-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi), axis=-1)
+
+
+class _StateActor(nn.Module):
+    """The fields of an actor that reads only the state."""
+
+    INPUTS = ("obs",)
+    hidden_dims: tuple
+    action_dim: int
+    precision: str = "float32"
+
+
+class GaussianActor(_StateActor):
+    """pi(a|s) = N(tanh(MLP(s)), diag(exp(log_std))^2), log_std a learned state-independent vector (IQL).
+
+    As in the original IQL code: the mean is squashed by tanh (so the deterministic action lies in
+    [-1, 1]) but the distribution itself is not, so log-probabilities stay exact and cheap.
+    """
+
+    @nn.compact
+    def __call__(self, obs):
+        mean = jnp.tanh(MLP(self.hidden_dims, self.action_dim, precision=self.precision)(obs))
+        log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
+        return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+
+
+def gaussian_log_prob(mean, log_std, actions):
+    """log N(actions; mean, diag(exp(log_std))^2), summed over action dims."""
+    return _normal_log_density((actions - mean) * jnp.exp(-log_std), log_std)
+
+
+class TanhGaussianActor(_StateActor):
+    """SAC's actor: state-dependent mean and log-std of the Gaussian before the tanh squash."""
+
+    @nn.compact
+    def __call__(self, obs):
+        out = MLP(self.hidden_dims, 2 * self.action_dim, precision=self.precision)(obs)
+        mean, log_std = jnp.split(out, 2, axis=-1)
+        return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+
+
+def tanh_gaussian_sample(mean, log_std, eps):
+    """(action in (-1, 1), its log-probability) for pre-squash noise ``eps`` ~ N(0, I)."""
+    u = mean + jnp.exp(log_std) * eps
+    # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|
+    log_det = jnp.sum(2.0 * (math.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
+    return jnp.tanh(u), _normal_log_density(eps, log_std) - log_det
 
 
 def euler_sample(velocity: Callable, obs, x0, steps: int):

@@ -1,4 +1,5 @@
-"""What every agent shares: the common config keys, presets, --set overrides, optimiser."""
+"""What every agent shares: the agent protocol (``Agent``), the common config keys, presets, --set
+overrides, the optimiser, network initialisation and the update steps."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import dataclasses
 import functools
 import typing
 
+import flax
 import jax
 import jax.numpy as jnp
 import optax
@@ -34,6 +36,12 @@ def flow_matching_loss(velocity, obs, actions, x0, tau):
     """Plain conditional flow matching: mean ||v(s, x_tau, tau) - (a - x0)||^2."""
     pred = velocity(obs, interpolate(x0, actions, tau), tau)
     return jnp.mean((pred - (actions - x0)) ** 2)
+
+
+def require(ok: bool, name: str, value, rule: str, example) -> None:
+    """The error every config check raises: what the key must be, what it got, and a --set that fixes it."""
+    if not ok:
+        raise ValueError(f"{name} must be {rule}, got {value!r} (e.g. --set {name}={example})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,9 +147,9 @@ def build_config(config_cls, preset: str = "paper", env_defaults: dict | None = 
 
 
 def legacy_values(config_cls) -> dict:
-    """The values runs recorded before a key of ``config_cls`` existed used for it ({} for a class without
-    ``legacy_defaults``). Whole run records: ``training.checkpoint.RunRecord``."""
-    return config_cls.legacy_defaults() if hasattr(config_cls, "legacy_defaults") else {}
+    """The values runs recorded before a key of ``config_cls`` existed used for it (``AgentConfig.legacy_defaults``).
+    Whole run records: ``training.checkpoint.RunRecord``."""
+    return config_cls.legacy_defaults()
 
 
 def config_from_record(config_cls, record: dict) -> AgentConfig:
@@ -166,17 +174,185 @@ def make_optimizer(config: AgentConfig) -> optax.GradientTransformation:
     return optax.adam(config.lr)
 
 
+class Agent(flax.struct.PyTreeNode):
+    """The agent protocol: every member the training code, checkpoints and exports rely on.
+
+    An agent is an immutable pytree (a flax ``PyTreeNode``): its array fields (``rng``, ``params``,
+    target networks, ``opt_state``, counters) are leaves that the loop jits, stacks over seeds with
+    ``vmap`` / ``lax.map``, checkpoints by field name (``flax.serialization``) and donates between
+    calls; ``config``, ``nets`` (flax modules) and ``tx`` (the optimiser) are static fields, declared
+    with ``flax.struct.field(pytree_node=False)``. Renaming a field or a params key breaks every
+    saved checkpoint and export.
+
+    Required
+      ``create(seed, obs_dim, action_dim, config)``  a fresh agent (classmethod); calls ``config.validate()``.
+      ``draw_noise(rng, batch_size, action_dim)``    every random draw of one update, as a dict ({} if none),
+          so that ``losses`` is a pure function of (params, batch, noise) and tests can fix the noise.
+      ``losses(params, batch, noise)``                (total loss, info dict); pure and differentiable in params.
+          Info values are scalars (averaged into the log rows) or per-row arrays (for tests and
+          ``diagnostics``; ``gradient_step`` drops them from the step's info: only scalars are logged).
+      ``update(batch)``                               (new agent, scalar info): one jittable training step,
+          usually ``gradient_step`` plus target-network updates. The loop scans it over a chunk.
+      ``sample_actions(obs, rng)``                    actions in [-1, 1] for observations of any leading shape;
+          reads only ``ACTING_PARAMS`` and ``ACTING_FIELDS`` (the exports keep nothing else).
+      ``LOSSES``          the info keys that are losses, whatever their names. ``gradient_step`` refuses
+          an info without them or with a non-scalar one, and ``training.loop.check_finite`` stops the
+          run when one of them is not finite.
+      ``ACTING_PARAMS``   the ``params`` keys ``sample_actions`` reads (what ``acting_state`` exports).
+
+    Optional (the defaults below)
+      ``ACTING_FIELDS``   other fields ``sample_actions`` reads (e.g. a target critic that ranks actions).
+      ``diagnostics(batch, rng)``  extra ``diag_*`` scalars, computed once per training chunk on a fresh
+          batch. Defining it sets ``HAS_DIAGNOSTICS``, the flag the loop and the benchmark test: an agent
+          without diagnostics compiles exactly the program it would without this hook.
+      On the config (``AgentConfig``): ``extra_data()`` names dataset keys beyond the standard transition
+      the losses read (the loader then provides them), and ``legacy_defaults()`` the values a key took
+      in runs recorded before it existed (so an old run reloads as what it was).
+    """
+
+    LOSSES: typing.ClassVar[tuple[str, ...]] = ()
+    ACTING_PARAMS: typing.ClassVar[tuple[str, ...]] = ()
+    ACTING_FIELDS: typing.ClassVar[tuple[str, ...]] = ()
+    HAS_DIAGNOSTICS: typing.ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Derived, not declared: a subclass that defines diagnostics can never forget to say so.
+        cls.HAS_DIAGNOSTICS = cls.diagnostics is not Agent.diagnostics
+
+    @classmethod
+    def create(cls, seed: int, obs_dim: int, action_dim: int, config: AgentConfig) -> "Agent":
+        raise NotImplementedError
+
+    def draw_noise(self, rng, batch_size: int, action_dim: int) -> dict:
+        raise NotImplementedError
+
+    def losses(self, params, batch, noise):
+        raise NotImplementedError
+
+    def update(self, batch):
+        raise NotImplementedError
+
+    def sample_actions(self, obs, rng):
+        raise NotImplementedError
+
+    def diagnostics(self, batch, rng) -> dict:
+        return {}
+
+
+class TargetCriticAgent(Agent):
+    """An actor-critic whose only target network is an EMA of ``params["critic"]`` (most agents here).
+
+    ``create`` builds the modules named by ``networks`` (one params entry each, initialised in that
+    order), adds ``extra_params`` (arrays that are not networks, e.g. SAC's temperature), one Adam
+    over all of them, and the target critic as a copy of the critic. ``update`` is
+    ``step_with_target_critic``.
+    """
+
+    rng: typing.Any
+    params: typing.Any  # {name: network params} for every entry of nets, plus extra_params
+    target_critic: typing.Any  # EMA of params["critic"]
+    opt_state: typing.Any
+    config: AgentConfig = flax.struct.field(pytree_node=False)
+    nets: typing.Any = flax.struct.field(pytree_node=False)  # {name: flax module}
+    tx: typing.Any = flax.struct.field(pytree_node=False)
+
+    @classmethod
+    def networks(cls, obs_dim: int, action_dim: int, config: AgentConfig) -> dict:
+        raise NotImplementedError
+
+    @classmethod
+    def extra_params(cls, config: AgentConfig) -> dict:
+        return {}
+
+    @classmethod
+    def create(cls, seed: int, obs_dim: int, action_dim: int, config: AgentConfig) -> "TargetCriticAgent":
+        config.validate()
+        nets = cls.networks(obs_dim, action_dim, config)
+        rng, params = init_networks(seed, nets, obs_dim, action_dim)
+        params.update(cls.extra_params(config))
+        tx = make_optimizer(config)
+        return cls(rng, params, params["critic"], tx.init(params), config, nets, tx)
+
+    def update(self, batch):
+        return step_with_target_critic(self, batch)
+
+
+def init_networks(seed: int, nets: dict, obs_dim: int, action_dim: int):
+    """(rng, params) of a fresh agent: PRNGKey(seed) split into the agent's rng and one key per network,
+    in the order of ``nets``; each network is initialised on one zero row of its ``INPUTS``."""
+    rng, *keys = jax.random.split(jax.random.PRNGKey(seed), len(nets) + 1)
+    examples = {"obs": jnp.zeros((1, obs_dim)), "action": jnp.zeros((1, action_dim)), "time": jnp.zeros((1,))}
+    params = {name: net.init(key, *(examples[x] for x in net.INPUTS)) for (name, net), key in zip(nets.items(), keys)}
+    return rng, params
+
+
+def td_loss(agent, params, batch, actions, next_value):
+    """(loss_q, q, td_target): every head of Q(s, a) regressed onto r + gamma * mask * ``next_value``.
+
+    ``next_value`` must carry no gradient into ``params`` (the caller builds it from target networks or
+    stop_gradient'ed ones)."""
+    td_target = batch["rewards"] + agent.config.discount * batch["masks"] * next_value
+    q = agent.nets["critic"].apply(params["critic"], batch["observations"], actions)
+    return jnp.mean((q - td_target[None]) ** 2), q, td_target
+
+
+def expectile_loss(diff: jnp.ndarray, expectile: float) -> jnp.ndarray:
+    """|tau - 1(diff < 0)| * diff^2 per row, diff = target - prediction."""
+    weight = jnp.where(diff > 0, expectile, 1.0 - expectile)
+    return weight * diff**2
+
+
+def implicit_value_networks(config: AgentConfig) -> dict:
+    """The critic Q(s, a) and the state value V(s) of IQL's value learning (``implicit_value_losses``)."""
+    from qflow.networks import Critic, Value
+
+    return {"critic": Critic(config.critic_dims, precision=config.matmul_precision),
+            "value": Value(config.critic_dims, config.matmul_precision)}
+
+
+def implicit_value_losses(agent, params, batch, actions) -> dict:
+    """IQL's value learning (IQL and IFQL), which never queries actions outside the dataset.
+
+    L_V  expectile regression (tau = config.expectile) of V(s) onto min_heads Qbar(s, a), dataset a;
+    L_Q  TD toward r + gamma * mask * V(s'), V frozen there (it has its own loss).
+    Returns the losses and what the callers log or reuse: q, v, q_data (= min_heads Qbar(s, a)), td_target.
+    """
+    obs = batch["observations"]
+    q_data = agent.nets["critic"].apply(agent.target_critic, obs, actions).min(0)  # target net: no gradient path
+    v = agent.nets["value"].apply(params["value"], obs)
+    loss_v = expectile_loss(q_data - v, agent.config.expectile).mean()
+    v_next = agent.nets["value"].apply(jax.lax.stop_gradient(params["value"]), batch["next_observations"])
+    loss_q, q, td_target = td_loss(agent, params, batch, actions, v_next)
+    return {"loss_v": loss_v, "loss_q": loss_q, "q": q, "v": v, "q_data": q_data, "td_target": td_target}
+
+
 def gradient_step(agent, batch):
     """The update every agent shares: draw the step's noise, one Adam step on the summed losses.
 
-    Returns (rng, params, opt_state, scalar info); per-row arrays in the info (kept for tests) are dropped.
+    Returns (rng, params, opt_state, scalar info). Per-row arrays in the info (kept for tests and
+    diagnostics) are dropped, by the rule in ``Agent``; a declared loss (``LOSSES``) that is missing or
+    not a scalar is an error (raised once, when the update is traced), never silently dropped.
     """
     rng, key = jax.random.split(agent.rng)
     noise = agent.draw_noise(key, *batch["actions"].shape)
     grads, info = jax.grad(agent.losses, has_aux=True)(agent.params, batch, noise)
+    check_declared_losses(type(agent), info)
     updates, opt_state = agent.tx.update(grads, agent.opt_state, agent.params)
     scalars = {k: v for k, v in info.items() if v.ndim == 0}
     return rng, optax.apply_updates(agent.params, updates), opt_state, scalars
+
+
+def check_declared_losses(agent_cls, info: dict) -> None:
+    """Raise unless ``info`` holds every loss ``agent_cls.LOSSES`` declares, each a scalar."""
+    if not agent_cls.LOSSES:
+        raise TypeError(f"{agent_cls.__name__} declares no LOSSES: name the info keys that are losses "
+                        "(training stops when one of them is not finite)")
+    missing = [k for k in agent_cls.LOSSES if k not in info]
+    non_scalar = [k for k in agent_cls.LOSSES if k in info and jnp.ndim(info[k]) != 0]
+    if missing or non_scalar:
+        raise ValueError(f"{agent_cls.__name__}.losses must return every declared loss as a scalar: "
+                         f"missing {missing}, not scalar {non_scalar}")
 
 
 def ema(target, params, rate):
@@ -209,13 +385,12 @@ def policy_diagnostics(agent, batch, rng) -> dict:
 
 def acting_state(agent) -> dict:
     """What ``sample_actions`` reads: the params named by ``ACTING_PARAMS`` and the other fields named
-    by ``ACTING_FIELDS`` (if any). Works on stacked agents too. An exported policy keeps only this."""
-    fields = getattr(type(agent), "ACTING_FIELDS", ())
+    by ``ACTING_FIELDS``. Works on stacked agents too. An exported policy keeps only this."""
     return {"params": {k: agent.params[k] for k in type(agent).ACTING_PARAMS},
-            **{f: getattr(agent, f) for f in fields}}
+            **{f: getattr(agent, f) for f in type(agent).ACTING_FIELDS}}
 
 
 def with_acting_state(agent, state: dict):
     """``agent`` with its acting state replaced by ``state`` (from ``acting_state``)."""
-    fields = getattr(type(agent), "ACTING_FIELDS", ())
-    return agent.replace(params={**agent.params, **state["params"]}, **{f: state[f] for f in fields})
+    return agent.replace(params={**agent.params, **state["params"]},
+                         **{f: state[f] for f in type(agent).ACTING_FIELDS})

@@ -11,18 +11,14 @@ r + gamma * mask * agg Qbar(s', a'), a' a K-step sample of the current policy (n
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 
 from qflow.agents.base import (
-    AgentConfig, aggregate, clip_actions, flow_matching_loss,
-    make_optimizer, policy_diagnostics, step_with_target_critic,
+    AgentConfig, TargetCriticAgent, aggregate, clip_actions, flow_matching_loss, policy_diagnostics, require, td_loss,
 )
 from qflow.networks import Critic, VelocityField, euler_sample
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,36 +30,21 @@ class FBRACConfig(AgentConfig):
 
     def validate(self) -> None:
         super().validate()
-        if not self.alpha >= 0:
-            raise ValueError(f"alpha must be >= 0, got {self.alpha} (e.g. --set alpha=10)")
-        if self.flow_steps < 1:
-            raise ValueError(f"flow_steps must be >= 1, got {self.flow_steps} (e.g. --set flow_steps=10)")
-        if self.q_agg not in ("mean", "min"):
-            raise ValueError(f"q_agg must be 'mean' or 'min', got {self.q_agg!r} (e.g. --set q_agg=mean)")
+        require(self.alpha >= 0, "alpha", self.alpha, ">= 0", 10)
+        require(self.flow_steps >= 1, "flow_steps", self.flow_steps, ">= 1", 10)
+        require(self.q_agg in ("mean", "min"), "q_agg", self.q_agg, "'mean' or 'min'", "mean")
 
 
-class FBRACAgent(flax.struct.PyTreeNode):
+class FBRACAgent(TargetCriticAgent):
+    """params {"actor", "critic"}: one Adam over L_Q + L_pi; target_critic: EMA of the critic."""
+
+    LOSSES = ("loss_q", "loss_pi")  # (loss_bc and loss_qpi are the two parts of loss_pi, logged too)
     ACTING_PARAMS = ("actor",)  # the params sample_actions reads (what an exported policy keeps)
-    rng: Any
-    params: Any  # {"actor", "critic"}: one Adam over L_Q + L_pi
-    target_critic: Any  # EMA of params["critic"]
-    opt_state: Any
-    config: FBRACConfig = flax.struct.field(pytree_node=False)
-    nets: Any = flax.struct.field(pytree_node=False)  # {"actor", "critic"} flax modules
-    tx: Any = flax.struct.field(pytree_node=False)
 
     @classmethod
-    def create(cls, seed: int, obs_dim: int, action_dim: int, config: FBRACConfig) -> "FBRACAgent":
-        config.validate()
-        nets = {"actor": VelocityField(config.actor_dims, action_dim, config.matmul_precision), "critic": Critic(config.critic_dims, precision=config.matmul_precision)}
-        rng, k_actor, k_critic = jax.random.split(jax.random.PRNGKey(seed), 3)
-        obs, act, t = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim)), jnp.zeros((1,))
-        params = {
-            "actor": nets["actor"].init(k_actor, obs, act, t),
-            "critic": nets["critic"].init(k_critic, obs, act),
-        }
-        tx = make_optimizer(config)
-        return cls(rng, params, params["critic"], tx.init(params), config, nets, tx)
+    def networks(cls, obs_dim: int, action_dim: int, config: FBRACConfig) -> dict:
+        return {"actor": VelocityField(config.actor_dims, action_dim, config.matmul_precision),
+                "critic": Critic(config.critic_dims, precision=config.matmul_precision)}
 
     # ------------------------------------------------------------------ pieces
     def velocity(self, actor_params):
@@ -92,9 +73,7 @@ class FBRACAgent(flax.struct.PyTreeNode):
         a_next = self.policy_actions(jax.lax.stop_gradient(params["actor"]), batch["next_observations"],
                                      noise["x_next"])
         q_next = aggregate(self.nets["critic"].apply(self.target_critic, batch["next_observations"], a_next), cfg.q_agg)
-        td_target = batch["rewards"] + cfg.discount * batch["masks"] * q_next
-        q = self.nets["critic"].apply(params["critic"], obs, actions)
-        loss_q = jnp.mean((q - td_target[None]) ** 2)
+        loss_q, q, td_target = td_loss(self, params, batch, actions, q_next)
 
         # BC part of L_pi: plain flow matching on dataset actions.
         x0, tau = noise["x0"], noise["tau"]
@@ -115,9 +94,6 @@ class FBRACAgent(flax.struct.PyTreeNode):
         return loss_q + loss_pi, info
 
     # ------------------------------------------------------------------ public API
-    def update(self, batch):
-        return step_with_target_critic(self, batch)
-
     def diagnostics(self, batch, rng):
         """Policy improvement and distance from the data (base.policy_diagnostics), once per chunk."""
         return policy_diagnostics(self, batch, rng)

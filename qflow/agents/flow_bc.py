@@ -12,9 +12,10 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import AgentConfig, clip_actions, flow_matching_loss, gradient_step, make_optimizer
+from qflow.agents.base import (
+    Agent, AgentConfig, clip_actions, flow_matching_loss, gradient_step, init_networks, make_optimizer, require,
+)
 from qflow.networks import VelocityField, euler_sample
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,15 +24,15 @@ class FlowBCConfig(AgentConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.flow_steps < 1:
-            raise ValueError(f"flow_steps must be >= 1, got {self.flow_steps} (e.g. --set flow_steps=10)")
+        require(self.flow_steps >= 1, "flow_steps", self.flow_steps, ">= 1", 10)
 
 
-class FlowBCAgent(flax.struct.PyTreeNode):
+class FlowBCAgent(Agent):
+    LOSSES = ("loss_pi",)
     ACTING_PARAMS = ("actor",)  # the params sample_actions reads (what an exported policy keeps)
     rng: Any
     params: Any  # {"actor"}
-    opt_state: Any
+    opt_state: Any  # (no target network: nothing here bootstraps)
     config: FlowBCConfig = flax.struct.field(pytree_node=False)
     nets: Any = flax.struct.field(pytree_node=False)
     tx: Any = flax.struct.field(pytree_node=False)
@@ -40,8 +41,7 @@ class FlowBCAgent(flax.struct.PyTreeNode):
     def create(cls, seed: int, obs_dim: int, action_dim: int, config: FlowBCConfig) -> "FlowBCAgent":
         config.validate()
         nets = {"actor": VelocityField(config.actor_dims, action_dim, config.matmul_precision)}
-        rng, key = jax.random.split(jax.random.PRNGKey(seed))
-        params = {"actor": nets["actor"].init(key, jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim)), jnp.zeros((1,)))}
+        rng, params = init_networks(seed, nets, obs_dim, action_dim)
         tx = make_optimizer(config)
         return cls(rng, params, tx.init(params), config, nets, tx)
 

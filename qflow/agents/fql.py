@@ -10,18 +10,15 @@ so FQL never back-propagates through the ODE solver either; it distils it instea
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import flax
 import jax
 import jax.numpy as jnp
 
 from qflow.agents.base import (
-    AgentConfig, aggregate, clip_actions, flow_matching_loss,
-    make_optimizer, policy_diagnostics, step_with_target_critic,
+    AgentConfig, TargetCriticAgent, aggregate, clip_actions, flow_matching_loss, policy_diagnostics, require, td_loss,
 )
 from qflow.networks import MLP, Critic, VelocityField, euler_sample
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,17 +30,15 @@ class FQLConfig(AgentConfig):
 
     def validate(self) -> None:
         super().validate()
-        if not self.alpha >= 0:
-            raise ValueError(f"alpha must be >= 0, got {self.alpha} (e.g. --set alpha=300)")
-        if self.flow_steps < 1:
-            raise ValueError(f"flow_steps must be >= 1, got {self.flow_steps} (e.g. --set flow_steps=10)")
-        if self.q_agg not in ("mean", "min"):
-            raise ValueError(f"q_agg must be 'mean' or 'min', got {self.q_agg!r}")
+        require(self.alpha >= 0, "alpha", self.alpha, ">= 0", 300)
+        require(self.flow_steps >= 1, "flow_steps", self.flow_steps, ">= 1", 10)
+        require(self.q_agg in ("mean", "min"), "q_agg", self.q_agg, "'mean' or 'min'", "mean")
 
 
 class OneStepPolicy(flax.linen.Module):
     """mu(s, z): maps a noise sample straight to an action."""
 
+    INPUTS = ("obs", "action")  # z has the action's shape
     hidden_dims: tuple
     action_dim: int
     precision: str = "float32"
@@ -53,33 +48,19 @@ class OneStepPolicy(flax.linen.Module):
         return MLP(self.hidden_dims, self.action_dim, precision=self.precision)(jnp.concatenate([obs, z], -1))
 
 
-class FQLAgent(flax.struct.PyTreeNode):
+class FQLAgent(TargetCriticAgent):
+    """params {"flow", "onestep", "critic"}: one Adam over L_Q + L_flow + L_onestep; target_critic: EMA."""
+
+    LOSSES = ("loss_q", "loss_flow", "loss_onestep")
     ACTING_PARAMS = ("onestep",)  # the params sample_actions reads (what an exported policy keeps)
-    rng: Any
-    params: Any  # {"flow", "onestep", "critic"}: one Adam over L_Q + L_flow + L_onestep
-    target_critic: Any
-    opt_state: Any
-    config: FQLConfig = flax.struct.field(pytree_node=False)
-    nets: Any = flax.struct.field(pytree_node=False)
-    tx: Any = flax.struct.field(pytree_node=False)
 
     @classmethod
-    def create(cls, seed: int, obs_dim: int, action_dim: int, config: FQLConfig) -> "FQLAgent":
-        config.validate()
-        nets = {
+    def networks(cls, obs_dim: int, action_dim: int, config: FQLConfig) -> dict:
+        return {
             "flow": VelocityField(config.actor_dims, action_dim, config.matmul_precision),
             "onestep": OneStepPolicy(config.actor_dims, action_dim, config.matmul_precision),
             "critic": Critic(config.critic_dims, precision=config.matmul_precision),
         }
-        rng, k_flow, k_one, k_critic = jax.random.split(jax.random.PRNGKey(seed), 4)
-        obs, act, t = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim)), jnp.zeros((1,))
-        params = {
-            "flow": nets["flow"].init(k_flow, obs, act, t),
-            "onestep": nets["onestep"].init(k_one, obs, act),
-            "critic": nets["critic"].init(k_critic, obs, act),
-        }
-        tx = make_optimizer(config)
-        return cls(rng, params, params["critic"], tx.init(params), config, nets, tx)
 
     def draw_noise(self, rng, batch_size: int, action_dim: int) -> dict:
         k_next, k_x0, k_tau, k_z = jax.random.split(rng, 4)
@@ -100,9 +81,7 @@ class FQLAgent(flax.struct.PyTreeNode):
         # L_Q: TD toward r + gamma * mask * agg Qbar(s', mu(s', z')); mu frozen here.
         a_next = self.onestep(jax.lax.stop_gradient(params["onestep"]), batch["next_observations"], noise["z_next"])
         q_next = aggregate(self.nets["critic"].apply(self.target_critic, batch["next_observations"], a_next), cfg.q_agg)
-        td_target = batch["rewards"] + cfg.discount * batch["masks"] * q_next
-        q = self.nets["critic"].apply(params["critic"], obs, actions)
-        loss_q = jnp.mean((q - td_target[None]) ** 2)
+        loss_q, q, td_target = td_loss(self, params, batch, actions, q_next)
 
         # L_flow: plain flow matching on dataset actions (the BC flow never sees Q).
         x0, tau = noise["x0"], noise["tau"]
@@ -124,9 +103,6 @@ class FQLAgent(flax.struct.PyTreeNode):
             "distill": loss_distill, "q_mean": q.mean(), "q_pi": q_pi.mean(), "td_target": td_target,
         }
         return loss_q + loss_flow + loss_onestep, info
-
-    def update(self, batch):
-        return step_with_target_critic(self, batch)
 
     def diagnostics(self, batch, rng):
         """Policy improvement and distance from the data (base.policy_diagnostics), once per chunk."""

@@ -11,16 +11,15 @@ IQL value learning plus a behaviour-cloning flow, combined only at acting time:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import AgentConfig, clip_actions, flow_matching_loss, make_optimizer, step_with_target_critic
-from qflow.agents.iql import Value, expectile_loss
-from qflow.networks import Critic, VelocityField, euler_sample
-
+from qflow.agents.base import (
+    AgentConfig, TargetCriticAgent, clip_actions, flow_matching_loss, implicit_value_losses, implicit_value_networks,
+    require,
+)
+from qflow.networks import VelocityField, euler_sample
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,42 +30,23 @@ class IFQLConfig(AgentConfig):
 
     def validate(self) -> None:
         super().validate()
-        if not 0 < self.expectile < 1:
-            raise ValueError(f"expectile must be in (0, 1), got {self.expectile} (e.g. --set expectile=0.9)")
-        if self.num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {self.num_samples} (e.g. --set num_samples=32)")
-        if self.flow_steps < 1:
-            raise ValueError(f"flow_steps must be >= 1, got {self.flow_steps} (e.g. --set flow_steps=10)")
+        require(0 < self.expectile < 1, "expectile", self.expectile, "in (0, 1)", 0.9)
+        require(self.num_samples >= 1, "num_samples", self.num_samples, ">= 1", 32)
+        require(self.flow_steps >= 1, "flow_steps", self.flow_steps, ">= 1", 10)
 
 
-class IFQLAgent(flax.struct.PyTreeNode):
+class IFQLAgent(TargetCriticAgent):
+    """params {"flow", "critic", "value"}: one Adam over L_Q + L_V + L_flow; target_critic: EMA of the critic."""
+
+    LOSSES = ("loss_q", "loss_v", "loss_flow")
     ACTING_PARAMS = ("flow",)  # the params sample_actions reads (what an exported policy keeps)
     ACTING_FIELDS = ("target_critic",)  # best-of-N ranks the candidates with the target critic
-    rng: Any
-    params: Any  # {"flow", "critic", "value"}: one Adam over L_Q + L_V + L_flow
-    target_critic: Any  # EMA of params["critic"]
-    opt_state: Any
-    config: IFQLConfig = flax.struct.field(pytree_node=False)
-    nets: Any = flax.struct.field(pytree_node=False)
-    tx: Any = flax.struct.field(pytree_node=False)
 
     @classmethod
-    def create(cls, seed: int, obs_dim: int, action_dim: int, config: IFQLConfig) -> "IFQLAgent":
-        config.validate()
-        nets = {
-            "flow": VelocityField(config.actor_dims, action_dim, config.matmul_precision),
-            "critic": Critic(config.critic_dims, precision=config.matmul_precision),
-            "value": Value(config.critic_dims, config.matmul_precision),
-        }
-        rng, k_flow, k_critic, k_value = jax.random.split(jax.random.PRNGKey(seed), 4)
-        obs, act, t = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim)), jnp.zeros((1,))
-        params = {
-            "flow": nets["flow"].init(k_flow, obs, act, t),
-            "critic": nets["critic"].init(k_critic, obs, act),
-            "value": nets["value"].init(k_value, obs),
-        }
-        tx = make_optimizer(config)
-        return cls(rng, params, params["critic"], tx.init(params), config, nets, tx)
+    def networks(cls, obs_dim: int, action_dim: int, config: IFQLConfig) -> dict:
+        # this order (flow, critic, value) fixes which key initialises which network
+        return {"flow": VelocityField(config.actor_dims, action_dim, config.matmul_precision),
+                **implicit_value_networks(config)}
 
     def draw_noise(self, rng, batch_size: int, action_dim: int) -> dict:
         k_x0, k_tau = jax.random.split(rng)
@@ -76,34 +56,22 @@ class IFQLAgent(flax.struct.PyTreeNode):
         }
 
     def losses(self, params, batch, noise):
-        cfg = self.config
         obs, actions = batch["observations"], clip_actions(batch["actions"])
 
-        # L_V: upper expectile of the target critic over dataset actions.
-        q_data = self.nets["critic"].apply(self.target_critic, obs, actions).min(0)
-        v = self.nets["value"].apply(params["value"], obs)
-        loss_v = expectile_loss(q_data - v, cfg.expectile).mean()
-
-        # L_Q: TD toward r + gamma * mask * V(s'), V frozen.
-        v_next = self.nets["value"].apply(jax.lax.stop_gradient(params["value"]), batch["next_observations"])
-        td_target = batch["rewards"] + cfg.discount * batch["masks"] * v_next
-        q = self.nets["critic"].apply(params["critic"], obs, actions)
-        loss_q = jnp.mean((q - td_target[None]) ** 2)
+        # L_V and L_Q (base.implicit_value_losses): V frozen in the TD target, Qbar in V's.
+        values = implicit_value_losses(self, params, batch, actions)
 
         # L_flow: plain flow matching (the policy never sees Q during training).
-        x0, tau = noise["x0"], noise["tau"]
         flow = lambda o, x, t: self.nets["flow"].apply(params["flow"], o, x, t)  # noqa: E731
-        loss_flow = flow_matching_loss(flow, obs, actions, x0, tau)
+        loss_flow = flow_matching_loss(flow, obs, actions, noise["x0"], noise["tau"])
 
         info = {
-            "loss_q": loss_q, "loss_v": loss_v, "loss_flow": loss_flow,
-            "q_mean": q.mean(), "v_mean": v.mean(), "adv_mean": (q_data - v).mean(),
-            "td_target": td_target,  # per-row, for tests only
+            "loss_q": values["loss_q"], "loss_v": values["loss_v"], "loss_flow": loss_flow,
+            "q_mean": values["q"].mean(), "v_mean": values["v"].mean(),
+            "adv_mean": (values["q_data"] - values["v"]).mean(),
+            "td_target": values["td_target"],  # per-row, for tests only
         }
-        return loss_q + loss_v + loss_flow, info
-
-    def update(self, batch):
-        return step_with_target_critic(self, batch)
+        return values["loss_q"] + values["loss_v"] + loss_flow, info
 
     def best_of_n(self, obs, x0):
         """obs (B, obs_dim), x0 (B, N, action_dim) -> (chosen (B, A), candidates (B, N, A), q (B, N))."""

@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 
 from qflow.agents.base import (
-    AgentConfig, aggregate, clip_actions, interpolate,
-    make_optimizer, policy_diagnostics, step_with_target_critic,
+    AgentConfig, TargetCriticAgent, aggregate, clip_actions, interpolate, policy_diagnostics, require, td_loss,
 )
 from qflow.networks import Critic, FlowValue, VelocityField, euler_sample
 
@@ -41,12 +38,9 @@ class QFlowConfig(AgentConfig):
 
     def validate(self) -> None:
         super().validate()
-        if not self.guidance_lambda > 0:
-            raise ValueError(f"guidance_lambda must be > 0, got {self.guidance_lambda} (e.g. --set guidance_lambda=5)")
-        if self.flow_steps < 1:
-            raise ValueError(f"flow_steps must be >= 1, got {self.flow_steps} (e.g. --set flow_steps=10)")
-        if self.q_agg not in ("mean", "min"):
-            raise ValueError(f"q_agg must be 'mean' or 'min', got {self.q_agg!r}")
+        require(self.guidance_lambda > 0, "guidance_lambda", self.guidance_lambda, "> 0", 5)
+        require(self.flow_steps >= 1, "flow_steps", self.flow_steps, ">= 1", 10)
+        require(self.q_agg in ("mean", "min"), "q_agg", self.q_agg, "'mean' or 'min'", "mean")
         if self.time_embed_dim < 2 or self.time_embed_dim % 2:
             raise ValueError(f"time_embed_dim must be an even number >= 2, got {self.time_embed_dim}")
         if self.time_features not in TIME_FEATURE_SCALES:
@@ -105,34 +99,20 @@ def finish_flow(velocity, obs, x_tau, tau, steps: int, stratified: bool):
     return x
 
 
-class QFlowAgent(flax.struct.PyTreeNode):
+class QFlowAgent(TargetCriticAgent):
+    """params {"actor", "critic", "value"}: all trained by one Adam on L_Q + L_V + L_pi; target_critic: EMA."""
+
+    LOSSES = ("loss_q", "loss_v", "loss_pi")
     ACTING_PARAMS = ("actor",)  # the params sample_actions reads (what an exported policy keeps)
-    rng: Any
-    params: Any  # {"actor", "critic", "value"}: all trained by one Adam on L_Q + L_V + L_pi
-    target_critic: Any  # EMA of params["critic"]
-    opt_state: Any
-    config: QFlowConfig = flax.struct.field(pytree_node=False)
-    nets: Any = flax.struct.field(pytree_node=False)  # {"actor", "critic", "value"} flax modules
-    tx: Any = flax.struct.field(pytree_node=False)
 
     @classmethod
-    def create(cls, seed: int, obs_dim: int, action_dim: int, config: QFlowConfig) -> "QFlowAgent":
-        config.validate()
-        nets = {
+    def networks(cls, obs_dim: int, action_dim: int, config: QFlowConfig) -> dict:
+        return {
             "actor": VelocityField(config.actor_dims, action_dim, config.matmul_precision),
             "critic": Critic(config.critic_dims, precision=config.matmul_precision),
             "value": FlowValue(config.critic_dims, config.time_embed_dim,
                                time_scale=TIME_FEATURE_SCALES[config.time_features], precision=config.matmul_precision),
         }
-        rng, k_actor, k_critic, k_value = jax.random.split(jax.random.PRNGKey(seed), 4)
-        obs, act, t = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim)), jnp.zeros((1,))
-        params = {
-            "actor": nets["actor"].init(k_actor, obs, act, t),
-            "critic": nets["critic"].init(k_critic, obs, act),
-            "value": nets["value"].init(k_value, obs, act, t),
-        }
-        tx = make_optimizer(config)
-        return cls(rng, params, params["critic"], tx.init(params), config, nets, tx)
 
     # ------------------------------------------------------------------ losses
     def velocity(self, actor_params):
@@ -159,9 +139,7 @@ class QFlowAgent(flax.struct.PyTreeNode):
         # L_Q: TD toward r + gamma * mask * agg Qbar(s', a'), a' a full K-step sample of the current policy.
         a_next = jnp.clip(euler_sample(frozen_actor, batch["next_observations"], noise["x_next"], cfg.flow_steps), -1, 1)
         q_next = aggregate(critic_target(batch["next_observations"], a_next), cfg.q_agg)
-        td_target = batch["rewards"] + cfg.discount * batch["masks"] * q_next
-        q = self.nets["critic"].apply(params["critic"], obs, actions)
-        loss_q = jnp.mean((q - td_target[None]) ** 2)
+        loss_q, q, td_target = td_loss(self, params, batch, actions, q_next)
 
         # Shared interpolation point x_tau between noise and the data action.
         x0, tau, weight = noise["x0"], noise["tau"], noise["weight"]
@@ -214,9 +192,6 @@ class QFlowAgent(flax.struct.PyTreeNode):
         }
 
     # ------------------------------------------------------------------ public API
-    def update(self, batch):
-        return step_with_target_critic(self, batch)
-
     def sample_actions(self, obs, rng):
         x0 = jax.random.normal(rng, (*obs.shape[:-1], self.nets["actor"].action_dim))
         return jnp.clip(euler_sample(self.velocity(self.params["actor"]), obs, x0, self.config.flow_steps), -1, 1)

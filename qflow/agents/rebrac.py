@@ -20,9 +20,10 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import AgentConfig, clip_actions, ema, gradient_step, make_optimizer
+from qflow.agents.base import (
+    Agent, AgentConfig, clip_actions, ema, gradient_step, init_networks, make_optimizer, require, td_loss,
+)
 from qflow.networks import MLP, Critic
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,23 +36,18 @@ class ReBRACConfig(AgentConfig):
 
     def validate(self) -> None:
         super().validate()
-        if not self.alpha_actor >= 0:
-            raise ValueError(f"alpha_actor must be >= 0, got {self.alpha_actor} (e.g. --set alpha_actor=0.01)")
-        if not self.alpha_critic >= 0:
-            raise ValueError(f"alpha_critic must be >= 0, got {self.alpha_critic} (e.g. --set alpha_critic=0)")
-        if not self.actor_noise >= 0:
-            raise ValueError(f"actor_noise must be >= 0, got {self.actor_noise} (e.g. --set actor_noise=0.2)")
-        if not self.actor_noise_clip >= 0:
-            raise ValueError(f"actor_noise_clip must be >= 0, got {self.actor_noise_clip} "
-                             "(e.g. --set actor_noise_clip=0.5)")
-        if self.actor_freq < 1:
-            raise ValueError(f"actor_freq must be >= 1, got {self.actor_freq} (e.g. --set actor_freq=2)")
+        require(self.alpha_actor >= 0, "alpha_actor", self.alpha_actor, ">= 0", 0.01)
+        require(self.alpha_critic >= 0, "alpha_critic", self.alpha_critic, ">= 0", 0)
+        require(self.actor_noise >= 0, "actor_noise", self.actor_noise, ">= 0", 0.2)
+        require(self.actor_noise_clip >= 0, "actor_noise_clip", self.actor_noise_clip, ">= 0", 0.5)
+        require(self.actor_freq >= 1, "actor_freq", self.actor_freq, ">= 1", 2)
 
     def extra_data(self) -> tuple[str, ...]:
         return ("next_actions",) if self.alpha_critic > 0 else ()
 
 
-class ReBRACAgent(flax.struct.PyTreeNode):
+class ReBRACAgent(Agent):
+    LOSSES = ("loss_q", "loss_actor")
     ACTING_PARAMS = ("actor",)  # the params sample_actions reads (what an exported policy keeps)
     rng: Any
     params: Any  # {"actor", "critic"}: one Adam over L_Q + L_pi
@@ -65,10 +61,9 @@ class ReBRACAgent(flax.struct.PyTreeNode):
     @classmethod
     def create(cls, seed: int, obs_dim: int, action_dim: int, config: ReBRACConfig) -> "ReBRACAgent":
         config.validate()
-        nets = {"actor": MLP(config.actor_dims, action_dim, precision=config.matmul_precision), "critic": Critic(config.critic_dims, precision=config.matmul_precision)}
-        rng, k_actor, k_critic = jax.random.split(jax.random.PRNGKey(seed), 3)
-        obs, act = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim))
-        params = {"actor": nets["actor"].init(k_actor, obs), "critic": nets["critic"].init(k_critic, obs, act)}
+        nets = {"actor": MLP(config.actor_dims, action_dim, precision=config.matmul_precision),
+                "critic": Critic(config.critic_dims, precision=config.matmul_precision)}
+        rng, params = init_networks(seed, nets, obs_dim, action_dim)
         tx = make_optimizer(config)
         return cls(rng, params, params, tx.init(params), jnp.zeros((), jnp.int32), config, nets, tx)
 
@@ -96,9 +91,7 @@ class ReBRACAgent(flax.struct.PyTreeNode):
                 raise ValueError(f"alpha_critic={cfg.alpha_critic} needs batch['next_actions'], which this dataset "
                                  "does not provide (e.g. --set alpha_critic=0)")
             q_next = q_next - cfg.alpha_critic * jnp.sum((a_next - batch["next_actions"]) ** 2, -1)
-        td_target = batch["rewards"] + cfg.discount * batch["masks"] * q_next
-        q = self.nets["critic"].apply(params["critic"], obs, actions)
-        loss_q = jnp.mean((q - td_target[None]) ** 2)
+        loss_q, q, td_target = td_loss(self, params, batch, actions, q_next)
 
         # L_pi: ascend the (frozen) critic at pi(s), normalised by |Q|, plus behaviour cloning.
         pi = self.policy(params["actor"], obs)

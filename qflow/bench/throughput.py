@@ -78,7 +78,7 @@ def run_throughput(agent_name: str, preset: str, overrides, obs_dim: int, action
     # CPU a single timing swings by 30 % or more.
     mm = max(matmul_rate(config.batch_size, width, config.matmul_precision) for _ in range(3))
     achieved = flops * fused_rate / 1e9
-    diagnostics = _diagnostics_cost(one, batch, flops, fused_rate) if hasattr(one, "diagnostics") else {}
+    diagnostics = _diagnostics_cost(one, batch, flops, fused_rate) if agent_cls.HAS_DIAGNOSTICS else {}
     return {
         "agent": agent_name, "preset": preset, "matmul_precision": config.matmul_precision, "config": config.as_dict(),
         "device": jax.devices()[0].device_kind, "jax": jax.__version__,

@@ -207,7 +207,7 @@ class OnlineJob:
         self.carry["sums"] = jax.tree.map(jnp.zeros_like, self.carry["sums"])
         means = {k: float(v) / self.since_log for k, v in sums.items()}
         self.since_log = 0
-        check_finite(means, step, [self.run_dir])
+        check_finite(means, step, [self.run_dir], losses=type(self.carry["agent"]).LOSSES)
         row = {"step": step, "wall_time": round(time.time() - self.started, 2), **means}
         self.metrics_log.write(row)
         if self.sinks:

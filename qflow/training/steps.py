@@ -25,8 +25,9 @@ def make_train_chunk(length: int, seed_axis: str | None = None, per_member: tupl
     "map" on CPU, "vmap" elsewhere. Both give the same numbers up to floating-point rounding.
     ``per_member`` names data keys that carry a leading agent axis (e.g. the rewards and masks of
     different tasks of one dataset); all other keys are shared by every agent. With ``diagnostics``,
-    an agent that has a ``diagnostics(batch, rng)`` method adds its values (``diag_*``), computed
-    once at the end of the chunk on a fresh batch, to the chunk's info.
+    an agent with ``HAS_DIAGNOSTICS`` (see ``qflow.agents.base.Agent``) adds its ``diagnostics(batch,
+    rng)`` values (``diag_*``), computed once at the end of the chunk on a fresh batch, to the chunk's
+    info; for the others nothing is traced, so their program is the one without the hook.
     """
     seed_axis = seed_axis or ("map" if jax.default_backend() == "cpu" else "vmap")
     if seed_axis not in ("map", "vmap"):
@@ -44,7 +45,7 @@ def make_train_chunk(length: int, seed_axis: str | None = None, per_member: tupl
 
         agent, infos = jax.lax.scan(step, agent, None, length=length)
         info = jax.tree.map(jnp.mean, infos)
-        if diagnostics and hasattr(agent, "diagnostics"):  # once per chunk, on a fresh batch: ~1 update's cost per chunk
+        if diagnostics and type(agent).HAS_DIAGNOSTICS:  # once per chunk, on a fresh batch: ~1 update's cost per chunk
             # fold_in leaves agent.rng alone, so logging diagnostics never changes what is trained
             k_batch, k_diag = jax.random.split(jax.random.fold_in(agent.rng, DIAGNOSTICS_STREAM))
             idx = jax.random.randint(k_batch, (agent.config.batch_size,), 0, size)

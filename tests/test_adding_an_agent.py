@@ -1,0 +1,161 @@
+"""docs/adding_an_agent.md, step by step, for the toy agent the page builds: "behaviour cloning with a critic".
+
+Each test is one step of the page; the agent below is the page's code, registered only for the test.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from qflow import agents as agent_registry
+from qflow.agents.base import AgentConfig, TargetCriticAgent, acting_state, clip_actions, require, td_loss
+from qflow.envs import agent_config
+from qflow.errors import TrainingDiverged
+from qflow.networks import MLP, Critic
+from qflow.training import loop
+from qflow.training.steps import make_train_chunk
+
+
+# ---------------------------------------------------------------- step 1: the agent file
+@dataclasses.dataclass(frozen=True)
+class BCCriticConfig(AgentConfig):
+    bc_weight: float = 1.0  # weight of the behaviour-cloning loss
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.bc_weight > 0, "bc_weight", self.bc_weight, "> 0", 1)
+
+
+class BCCriticAgent(TargetCriticAgent):
+    """pi(s) = tanh(MLP(s)) regressed onto dataset actions; Q(s, a) TD-trained toward r + gamma * mask * Qbar(s', pi(s'))."""
+
+    LOSSES = ("bc", "td")  # names that do not start with "loss": check_finite still watches them
+    ACTING_PARAMS = ("actor",)
+
+    @classmethod
+    def networks(cls, obs_dim, action_dim, config):
+        return {"actor": MLP(config.actor_dims, action_dim, precision=config.matmul_precision),
+                "critic": Critic(config.critic_dims, precision=config.matmul_precision)}
+
+    def draw_noise(self, rng, batch_size, action_dim):
+        return {}  # nothing random in an update
+
+    def policy(self, actor_params, obs):
+        return jnp.tanh(self.nets["actor"].apply(actor_params, obs))
+
+    def losses(self, params, batch, noise):
+        actions = clip_actions(batch["actions"])
+        # the TD target's next action comes from the frozen actor: the critic never moves the policy
+        a_next = self.policy(jax.lax.stop_gradient(params["actor"]), batch["next_observations"])
+        q_next = self.nets["critic"].apply(self.target_critic, batch["next_observations"], a_next).mean(0)
+        td, q, _ = td_loss(self, params, batch, actions, q_next)
+        bc = jnp.mean((self.policy(params["actor"], batch["observations"]) - actions) ** 2)
+        return td + self.config.bc_weight * bc, {"td": td, "bc": bc, "q_mean": q.mean()}
+
+    def sample_actions(self, obs, rng):
+        del rng  # deterministic
+        return self.policy(self.params["actor"], obs)
+
+
+# ---------------------------------------------------------------- step 2: the registry
+@pytest.fixture
+def registered(monkeypatch):
+    monkeypatch.setitem(agent_registry.AGENTS, "bc_critic", (BCCriticAgent, BCCriticConfig))
+    return "bc_critic"
+
+
+def tiny_problem(rows=512, obs_dim=4, action_dim=2, seed=0):
+    """Random states; the data's action is a fixed smooth function of the state, so BC can learn it."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(rows, obs_dim)).astype(np.float32)
+    w = rng.normal(size=(obs_dim, action_dim)).astype(np.float32) / 2
+    return {"observations": obs, "actions": np.tanh(obs @ w), "rewards": rng.normal(size=rows).astype(np.float32),
+            "next_observations": rng.normal(size=(rows, obs_dim)).astype(np.float32),
+            "masks": np.ones(rows, np.float32)}
+
+
+def config_for(name):
+    return agent_config(name, "pointmaze-medium-navigate-v0", "tiny",
+                        ["actor_dims=32,32", "critic_dims=32,32", "batch_size=64", "lr=1e-3"])
+
+
+def test_the_registered_agent_gets_a_config_with_the_family_discount(registered):
+    from qflow.data.registry import family_of
+
+    config = config_for(registered)
+    assert isinstance(config, BCCriticConfig)
+    assert config.discount == family_of("pointmaze-medium-navigate-v0").discount  # no env-table row needed
+    with pytest.raises(ValueError, match="bc_weight must be > 0"):
+        agent_config(registered, None, "tiny", ["bc_weight=0"])
+
+
+def test_the_protocol_members_are_declared(registered):
+    cls, config_cls = agent_registry.get_agent(registered)
+    agent = cls.create(0, 4, 2, config_for(registered))
+    assert not cls.HAS_DIAGNOSTICS  # no diagnostics defined: the training chunk traces none
+    assert set(acting_state(agent)["params"]) == {"actor"}
+    new, info = jax.jit(lambda a, b: a.update(b))(agent, jax.tree.map(lambda x: x[:64], tiny_problem()))
+    assert set(cls.LOSSES) <= set(info)  # update returns every declared loss, as a scalar
+    assert all(np.ndim(info[k]) == 0 for k in cls.LOSSES)
+
+
+class _Job:
+    """The smallest ``loop.Job``: train chunks, stop on a non-finite declared loss, keep the log rows."""
+
+    def __init__(self, agents, data, total, chunk, run_dir):
+        self.agents, self.data, self.total, self.chunk, self.dirs = agents, data, total, chunk, [run_dir]
+        self.every, self.desc, self.rows = {"log": chunk}, "toy", []
+        self.train_chunk = make_train_chunk(chunk)
+
+    def restore(self):
+        return 0
+
+    def advance(self, step):
+        self.agents, info = self.train_chunk(self.agents, self.data)
+        info = jax.device_get(info)
+        loop.check_finite(info, step + self.chunk, self.dirs, self.agents)
+        return step + self.chunk, info
+
+    def log(self, step, means):
+        self.rows.append({"step": step, **{k: float(v[0]) for k, v in means.items()}})
+
+    def finish(self, step, stop):
+        return stop
+
+
+def test_training_through_the_loop_reduces_the_declared_losses(registered, tmp_path):
+    cls, _ = agent_registry.get_agent(registered)
+    data = jax.tree.map(jnp.asarray, tiny_problem())
+    agents = loop.stack([cls.create(0, 4, 2, config_for(registered))])
+    job = _Job(agents, data, total=400, chunk=50, run_dir=tmp_path)
+    assert loop.run(job, progress=False) == "steps reached"
+    first, last = job.rows[0], job.rows[-1]
+    assert [r["step"] for r in job.rows] == list(range(50, 401, 50))
+    assert last["bc"] < 0.25 * first["bc"], (first, last)  # BC fits the smooth action function
+    assert not any(k.startswith("diag_") for k in last)
+    actions = cls.sample_actions(loop.unstack(job.agents, 1)[0], data["observations"][:64], jax.random.PRNGKey(0))
+    assert float(jnp.mean((actions - data["actions"][:64]) ** 2)) < 0.05
+
+
+def test_check_finite_stops_on_a_declared_loss_whatever_its_name(registered, tmp_path):
+    cls, _ = agent_registry.get_agent(registered)
+    agents = loop.stack([cls.create(0, 4, 2, config_for(registered))])
+    finite = {"bc": np.array([0.1]), "td": np.array([0.2]), "q_mean": np.array([np.nan])}  # q_mean: not a loss
+    loop.check_finite(finite, 50, [tmp_path], agents)
+    with pytest.raises(TrainingDiverged, match="non-finite td at step 50"):
+        loop.check_finite({**finite, "td": np.array([np.nan])}, 50, [tmp_path], agents)
+    # a caller without the agents at hand (online fine-tuning) names the losses itself
+    with pytest.raises(TrainingDiverged, match="non-finite bc"):
+        loop.check_finite({**finite, "bc": np.array([np.inf])}, 50, [tmp_path], losses=cls.LOSSES)
+
+
+def test_an_update_without_a_declared_loss_is_refused(registered):
+    class Forgetful(BCCriticAgent):
+        LOSSES = ("bc", "td", "entropy")  # declared, never returned
+
+    agent = Forgetful.create(0, 4, 2, config_for(registered))
+    with pytest.raises(ValueError, match=r"missing \['entropy'\]"):
+        agent.update(jax.tree.map(lambda x: x[:64], tiny_problem()))
