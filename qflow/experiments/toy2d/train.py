@@ -55,6 +55,8 @@ def knob_agent_class():
         that of an agent built with the same knob in its config (tested in tests/test_toy2d.py).
         """
 
+        HAS_DIAGNOSTICS = False  # the training step asks (see agents.base.Agent); the study logs none
+
         rng: Any
         inner: Any  # the project's agent; its config holds a placeholder knob
         knob: Any  # scalar array: the value of config.<knob_name> used by update
