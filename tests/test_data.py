@@ -121,6 +121,13 @@ def test_a_deleted_sidecar_never_relabels_regenerated_data(tmp_path, data_root):
             prepare(src.name, episodes=2, seed=3, data_dir=root, download=False, progress=False,
                     assume_official=assume)
     assert sidecar(directory / src.val.name).read_text() == val_meta  # the partner's sidecar is untouched
+    # both sidecars gone: --assume-official is refused where regenerations live, however the dir is named
+    sidecar(directory / src.val.name).unlink()
+    for data_dir, episodes, seed in ((root, 2, 3), (directory, None, 0)):
+        with pytest.raises(DatasetError, match="cannot be OGBench's official files; move them away"):
+            prepare(src.name, episodes=episodes, seed=seed, data_dir=data_dir, download=False, progress=False,
+                    assume_official=True)
+    assert not sidecar(directory / src.train.name).exists()  # nothing recorded on a guess
 
 
 def test_killed_generation_resumes_from_finished_shards(tmp_path, monkeypatch):

@@ -211,7 +211,9 @@ def _prepare_locked(name, episodes, seed, data_dir, directory, workers, download
     partial = _partial_dir(files)
     if files.train.exists() and files.val.exists() and not partial.exists():
         verify(files, fix)  # first: it also reports unreadable sidecars with the fix
-        return _known_origin(files, fix, assume_official)
+        # official files live at the data dir's top level, never in a regenerated/episodesN-seedS/ folder
+        official_place = is_full and not (root.parent.name == "regenerated" and root.name.startswith("episodes"))
+        return _known_origin(files, fix, assume_official, official_place)
 
     if is_full and download and _try_download(name, directory):
         verify(files, fix)
@@ -250,17 +252,22 @@ def _prepare_locked(name, episodes, seed, data_dir, directory, workers, download
     return files
 
 
-def _known_origin(files: DatasetFiles, fix: str, assume_official: bool) -> DatasetFiles:
+def _known_origin(files: DatasetFiles, fix: str, assume_official: bool, official_place: bool) -> DatasetFiles:
     """The files with the origin their sidecars record; a file without one is never presumed official.
 
     Both sidecars missing: the files are recorded as official only when the user says so
-    (``--assume-official``). One missing: refused (its partner's origin is not evidence for it).
-    An existing sidecar is never rewritten.
+    (``--assume-official``) and they sit where official files go (``official_place``: the data dir's
+    top level, at the official size; a regeneration of another size or seed is never taken for them).
+    One missing: refused (its partner's origin is not evidence for it). An existing sidecar is never rewritten.
     """
     missing = [p for p in (files.train, files.val) if not sidecar(p).exists()]
     if len(missing) == 1:
         raise DatasetError(f"{sidecar(missing[0])} is missing while its partner's exists, so the origin of "
                            f"{missing[0].name} is unknown; restore the sidecar, or move both files away and run: {fix}")
+    if missing and not official_place:
+        raise DatasetError(
+            f"{files.train} and {files.val.name} have no metadata sidecars and sit where regenerated datasets of "
+            f"{files.episodes} episodes go, so they cannot be OGBench's official files; move them away and run: {fix}")
     if missing and not assume_official:
         raise DatasetError(
             f"{files.train} and {files.val.name} have no metadata sidecars, so their origin is unknown. If they are "
