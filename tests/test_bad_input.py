@@ -50,6 +50,8 @@ def test_bad_value_is_one_clear_line(argv, message, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["train", *ENV, "--set", "guidance_lambda=0"], "guidance_lambda must be > 0"),
+    (["train", *ENV, "--set", "guidance_lambda=inf"], "guidance_lambda must be a finite number, got inf"),
+    (["train", *ENV, "--set", "lr=nan"], "lr must be a finite number, got nan"),
     (["train", *ENV, "--set", "time_features=2pi"], "time_features must be one of"),
     (["train", *ENV, "--agent", "nope"], "unknown agent 'nope'"),
     (["train", "--env", "no-such-env-v0"], "no-such-env"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import typing
 
 import flax
@@ -56,6 +57,10 @@ class AgentConfig:
     matmul_precision: str = "float32"  # float32 | tf32 | bf16 | default: matmul arithmetic (qflow.networks.PRECISIONS)
 
     def validate(self) -> None:
+        for f in dataclasses.fields(self):  # inf or nan would pass every range check below and train silently
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number, got {value} (e.g. --set {f.name}=...)")
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
         if not 0 < self.discount <= 1:
