@@ -1,4 +1,4 @@
-"""The same seeds give the same numbers as before issue 17's refactor (runs recorded at commit dbbda33)."""
+"""The same seeds give the same numbers as before the agent refactor (runs recorded at commit dbbda33)."""
 
 import json
 from pathlib import Path
