@@ -144,7 +144,7 @@ DEMO_V2_READING = """- On puzzle-3x3 task 1 at this budget Q-Flow leads FQL abou
   2-D A/B (section 8)."""
 
 
-LEARNING_SPEED_INTRO = """## 8. Why does Q-Flow trail FQL on cube-single at small budgets? (issue 13)
+LEARNING_SPEED_INTRO = """## 8. Why does Q-Flow trail FQL on cube-single at small budgets?
 
 Section 1 has Q-Flow at 50.1 % and FQL at 72.0 % on cube-single after 50k steps (old time
 features), the largest gap on task 2 (24 vs 65 %), while the paper has them level at 1M steps.
@@ -166,7 +166,7 @@ stacked evaluate --all-exports`); diagnostics every 1,000 steps. Files:
 `results/runs/learning_speed_cpu_t2/`; report: `qflow diagnostics
 results/runs/learning_speed_cpu_t2 --out results/reports/learning_speed_cpu_t2`. Only task 2 (the
 largest gap) fitted the machine in one sitting; task 4 followed in another (8.6); all five tasks at
-100k steps are entry a1 of the evidence plan (`plans/evidence.toml`), for a GPU window."""
+100k steps are entry a1 of the evidence plan (`plans/evidence.toml`), for one H200 GPU."""
 
 
 BANDIT_INTRO = """`qflow bandit --out results/bandit` (run at low priority beside the other
@@ -210,7 +210,7 @@ LEARNING_SPEED_READING = """What the curves show (3 seeds and 36k steps, so the 
   (9.9-12.6 % of the BC velocity), at the 30k peak 0.15-0.20 (6.8-8.9 %). Over the 15 evaluations
   after Q's lowest point, r(success, the critic's improvement Qbar(s, pi) - Qbar(s, a_data) over the 3k
   steps before) = -0.62 for Q-Flow and -0.06 for FQL, r(success, guidance size) = -0.56 (table above,
-  added in session 8; session 7's reading, "the value term is 7-13 % at the peaks and in the dips
+  added on 2026-11-30 (commit e08feab); the earlier reading of the same day, "the value term is 7-13 % at the peaks and in the dips
   alike", compared the ranges, not the pairs, and is withdrawn). The bandit below shows the same
   signature (the critic's estimate of the gain high while the true return falls) together with its
   cause there: the policy moves to where the critic extrapolates.
@@ -271,7 +271,7 @@ TOY_READING = """- **More value-guided updates do not bring Q-Flow to FQL's rewa
 
 TASK4_INTRO = """Section 1 had the two agents level on task 4 at 50k steps (Q-Flow 76.7 %, FQL 74.0 %, old
 time features), so task 4 is the control: does Q-Flow's instability show where it does not lose?
-`QFLOW_COMMIT=$(git rev-parse HEAD) scripts/learning_speed_cpu.sh /work/exp/cube_t4 97 4 0,1,2` (session 9,
+`QFLOW_COMMIT=$(git rev-parse HEAD) scripts/learning_speed_cpu.sh /work/exp/cube_t4 97 4 0,1,2` (2026-11-30,
 commit 8986cf5): the protocol of 8.1 (same data file, seeds, evaluation seeds, `cpu` preset, paper knob
 values lambda 5 and alpha 300, corrected time features) on task 4, with diagnostics every 500 steps
 instead of 1,000; both agents stopped together by the 97-minute deadline at 36,500 steps. Files:
@@ -373,7 +373,7 @@ PROBE_READING = """- **The pessimistic critic never turns, and the policy never 
   2.5k for both aggregations and both agents, 8 seeds) is plan entry a0."""
 
 
-KNOBS_INTRO = """Issue 13 allows a search over Q-Flow's lambda only with the same search over FQL's alpha. The first
+KNOBS_INTRO = """A search over Q-Flow's lambda is fair only with the same search over FQL's alpha. The first
 step of it, one factor in the direction of weaker RL for both: `AGENTS=qflow,fql SETS="qflow.guidance_lambda=10
 fql.alpha=600" EXPORT_EVERY=5000 scripts/learning_speed_cpu.sh /work/exp/cube_x2 100 2 0,1,2`. Section 8.1's
 protocol, data file, seeds and evaluation seeds, with Q-Flow's lambda 5 -> 10 (the value term grad V / lambda
@@ -436,7 +436,7 @@ CUBE_ACTION_DIMS = ("x", "y", "z", "yaw", "gripper")  # OGBench manipulation: re
 
 
 def learning_speed_section() -> str:
-    """Section 8 (issue 13): the cube-single learning-speed study, the bandit and the longer 2-D study."""
+    """Section 8: the cube-single learning-speed study, the bandit and the longer 2-D study."""
     speed = RESULTS / "reports/learning_speed_cpu_t2/diagnostics.md"
     toy = RESULTS / "toy2d_rl100"
     drift = RESULTS / "runs/learning_speed_cpu_t2/policy_drift/distances.csv"
@@ -501,7 +501,7 @@ Q-Flow runs fed V sin/cos(2 pi f tau) (`time_features=2pi_f_tau`), not the sin/c
 METHOD.md and the authors' code that is now the default. Section 8 uses the corrected features.
 
 Everything below was measured by this project: on a 2-core CPU (no GPU), jax {bench[0]['jax']}, except
-the head-to-head's training, which ran on one lent NVIDIA H200 (jax 0.11.2) and was evaluated on
+the head-to-head's training, which ran on one NVIDIA H200 (jax 0.11.2) and was evaluated on
 the CPU; ogbench 1.2.2 throughout, on datasets **regenerated** by OGBench's recipe (no internet here,
 so no official files). Budgets are small next to the paper's 1M steps x 8 seeds: compare agents
 with each other inside one table, never with the paper's numbers. Regenerate this page with
@@ -551,7 +551,7 @@ results/demo/puzzle_t1_bc results/demo/seeds --out results/reports/demo_4seeds`.
 
 {body(RESULTS / "reports/demo_4seeds/results.md", ROOT)}
 
-### 2.1 The same protocol with FQL, and Q-Flow with the corrected time features (session 7)
+### 2.1 The same protocol with FQL, and Q-Flow with the corrected time features (2026-11-30)
 
 `qflow train --agent fql --seeds 0,1,2,3` and `qflow train --seeds 0,1,2,3` (sin/cos(f tau)), same data
 (sha256 65d9cd9c...), settings and scoring as above; commands, commits and wall times in
@@ -564,7 +564,7 @@ arithmetic on a CPU).
 
 {DEMO_V2_READING}
 
-## 3. Offline-to-online on scene-play task 1 (Q-Flow and FQL, issue 5)
+## 3. Offline-to-online on scene-play task 1 (Q-Flow and FQL)
 
 Q-Flow here: old time features, sin/cos(2 pi f tau).
 
@@ -612,7 +612,7 @@ best kept; it still varies between measurements on this VM (180 to 282 GFLOP/s o
 same code, listed in `results/bench/README.md`, where Q-Flow ran 8.9 to 12.2 updates/s), so the
 fraction is noisy and only agents inside one run compare.
 
-## 7. The ant expert and regenerated antmaze-large/giant-navigate data (issue 7)
+## 7. The ant expert and regenerated antmaze-large/giant-navigate data
 
 {antmaze_section()}
 

@@ -41,7 +41,7 @@ minutes = 500
 '''
 
 
-def test_plan_runs_unfinished_entries_and_the_next_window_continues(tmp_path, monkeypatch):
+def test_plan_runs_unfinished_entries_and_the_next_run_continues(tmp_path, monkeypatch):
     monkeypatch.setenv("QFLOW_DATA_DIR", str(tmp_path / "data"))
     path = tmp_path / "plan.toml"
     path.write_text(PLAN)
@@ -64,7 +64,7 @@ def test_plan_runs_unfinished_entries_and_the_next_window_continues(tmp_path, mo
     drift = (results / "tiny-stacked/drift/train/distances.csv").read_text().splitlines()
     assert len(drift) == 1 + 2 * 2 * 3  # header; 2 agents x 2 tasks x pairs (50,50), (50,100), (100,100)
 
-    # the next window: nothing left that fits
+    # the next run: nothing left that fits
     assert plan.run_plan(entries, tmp_path / "out2", tmp_path / "work2", minutes=10, results=results,
                          log=lambda msg: None) == []
 

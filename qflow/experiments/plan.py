@@ -9,9 +9,9 @@ results are already committed, and runs each unfinished one whose estimate fits 
 and what it reached is kept as a partial result). A stacked entry regenerates its data with all
 cores, trains every task x seed x agent in one process with the exports kept, and evaluates the
 exports on the machine's CPU cores while training goes on. Each entry's small files (group.json,
-metrics.csv, the evaluated run directories, logs) are packed into ``OUT/ID.tar`` (at most 8 files
-of 16 MiB come back from a device machine, so policies stay behind). Unpack a tar into
-``results/evidence/`` and commit it: the next window continues with the next entry.
+metrics.csv, the evaluated run directories, logs) are packed into ``OUT/ID.tar``; the policies stay
+on the machine, so the tars stay small enough to copy back. Unpack a tar into ``results/evidence/``
+and commit it: the next run continues with the next entry.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def _run_stacked(entry: Entry, work: Path, deadline: float, log) -> None:
     folders = run_folders(entry)
     reserve = DRIFT_SECONDS if entry.drift else 0  # kept after the evaluations for the drift analysis
     for index, (folder, overrides) in enumerate(zip(folders, entry.sets)):
-        # the sets share what is left of the window equally: the first never starves the others
+        # the sets share the time left equally: the first never starves the others
         set_deadline = time.time() + (deadline - time.time()) / (len(folders) - index)
         settings = dataclasses.replace(
             entry.group, out=str(work / folder), deadline=set_deadline - 60 - reserve,
@@ -211,7 +211,7 @@ def run_plan(entries: list[Entry], out: Path, work: Path, minutes: float, result
         left = (deadline - time.time()) / 60
         need = entry.minutes / 2 if entry.kind == "stacked" else entry.minutes
         if left < need:
-            log(f"{entry.id}: {left:.1f} min left, it needs about {entry.minutes:g}; left for the next window")
+            log(f"{entry.id}: {left:.1f} min left, it needs about {entry.minutes:g}; left for the next run")
             continue
         entry_work = work / entry.id
         entry_work.mkdir(parents=True, exist_ok=True)
