@@ -54,25 +54,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(xt, _settings("qflow.training.expert", "ExpertSettings"))
     xt.add_argument("--run-dir", required=True, help="checkpoints, logs and DIR/expert.msgpack")
     xt.add_argument("--no-progress", action="store_true")
-    s = sub.add_parser("stacked", help="every task x seed of one dataset in one jitted call per agent (accelerators)")
-    ssub = s.add_subparsers(dest="stacked_command", required=True)
-    add_flags(ssub.add_parser("train", help="train a group per agent, in lockstep; rerun to resume"),
-              _settings("qflow.experiments.stacked", "GroupSettings"))
-    add_flags(ssub.add_parser("evaluate", help="evaluate exported policies into run directories"),
-              _settings("qflow.experiments.stacked", "EvalSettings"))
+    _settings_group(sub, "stacked", "every task x seed of one dataset in one jitted call per agent (accelerators)", [
+        ("train", "train a group per agent, in lockstep; rerun to resume", "qflow.experiments.stacked", "GroupSettings"),
+        ("evaluate", "evaluate exported policies into run directories", "qflow.experiments.stacked", "EvalSettings")])
     _sweep_parser(sub)
     _plan_parser(sub)
     _report_parser(sub)
     _toy2d_parser(sub)
-    b = sub.add_parser("bench", help="benchmarks that print numbers")
-    bsub = b.add_subparsers(dest="bench_command", required=True)
-    add_flags(bsub.add_parser("throughput", help="updates/s, FLOPs and GFLOP/s of agents' updates"),
-              _settings("qflow.bench.settings", "ThroughputSettings"))
-    add_flags(bsub.add_parser("compute", help="ms per update and memory vs flow steps K"),
-              _settings("qflow.bench.settings", "ComputeSettings"))
+    _settings_group(sub, "bench", "benchmarks that print numbers", [
+        ("throughput", "updates/s, FLOPs and GFLOP/s of agents' updates", "qflow.bench.settings", "ThroughputSettings"),
+        ("compute", "ms per update and memory vs flow steps K", "qflow.bench.settings", "ComputeSettings")])
     for name, (_, text) in PASSTHROUGH.items():
         sub.add_parser(name, help=f"{text} (qflow {name} --help)", add_help=False)
     return parser
+
+
+def _settings_group(sub, name: str, text: str, commands) -> None:
+    """``qflow NAME COMMAND`` for each (command, help, module, settings class): flags from the class."""
+    group = sub.add_parser(name, help=text).add_subparsers(dest=f"{name}_command", required=True)
+    for command, help_text, module, cls in commands:
+        add_flags(group.add_parser(command, help=help_text), _settings(module, cls))
 
 
 def _data_parsers(sub) -> None:

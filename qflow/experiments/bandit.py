@@ -100,11 +100,6 @@ class BanditJob:
             self.rows.append({"agent": self.agent, **self.overrides, "seed": seed, "update": step, "reward": score,
                               **{k: float(v[i]) for k, v in means.items() if k.startswith("diag_")}})
 
-    # never due (absent from ``every``); present because a Job has them
-    def eval(self, step: int) -> None: ...
-    def checkpoint(self, step: int) -> None: ...
-    def export(self, step: int) -> None: ...
-
     def finish(self, step: int, stop: str) -> list[dict]:
         return self.rows
 

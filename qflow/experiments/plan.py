@@ -30,7 +30,7 @@ from qflow.errors import QFlowError
 from qflow.data.registry import family_of
 from qflow.experiments import stacked
 from qflow.experiments.stacked import GroupSettings
-from qflow.settings import flag, from_table
+from qflow.settings import from_table
 from qflow.utils import atomic_write_json, read_toml
 
 PLAN = Path("plans/evidence.toml")
@@ -55,8 +55,8 @@ class Entry:
     sets: tuple = ((),)  # one stacked run per tuple of [AGENT.]KEY=VALUE overrides
     drift: int = 0  # > 0: after training, `qflow policy-drift` on the kept exports at this spacing (steps)
     expert: str = ""  # antmaze: the ant expert its data is regenerated with
-    group: GroupSettings | None = dataclasses.field(default=None, metadata=flag(cli=False))  # the training, from
-    # the entry's GroupSettings keys (out and deadline are set when it runs)
+    group: GroupSettings | None = None  # the training, from the entry's GroupSettings keys (out and deadline
+    # are set when it runs; not a key of its own)
     # kind "command"
     command: str = ""  # shell command; OUT is replaced by the entry's output folder
 

@@ -387,9 +387,6 @@ class StackedJob:
                 row.update({k: float(v[i]) for k, v in sorted(means.get(name, {}).items())})
                 g["log"].write(row)
 
-    def eval(self, step: int) -> None:
-        pass
-
     def checkpoint(self, step: int) -> None:
         import flax.serialization
 

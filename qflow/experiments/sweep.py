@@ -105,7 +105,7 @@ class Spec(RunSettings):
         try:  # every cell's training settings, checked as `qflow train` checks them
             TrainArgs(**self.run_settings()).validate()
         except ValueError as err:
-            raise SweepError(str(err).replace("--", "").replace("-", "_")) from None
+            raise SweepError(str(err)) from None
         if self.mode == "stacked" and self.online_steps:
             raise SweepError("mode 'stacked' trains offline only; online_steps needs mode 'runs'")
         try:

@@ -261,9 +261,6 @@ class ExpertJob:
                      rng=np.asarray(jax.device_get(self.carry["rng"])))
         prune_segments(self.run_dir / REPLAY_DIR, self.segments)
 
-    def export(self, step: int) -> None:
-        pass
-
     def finish(self, step: int, stop: str) -> dict:
         loop_s = time.perf_counter() - self.t_loop
         last_eval = self.last_eval or {k: float(v) for k, v in self.eval_log.read()[-1].items()}

@@ -250,9 +250,6 @@ class OnlineJob:
         prune_segments(self.run_dir / REPLAY_DIR, self.segments)
         self._untimed("checkpoint_s", tc)
 
-    def export(self, step: int) -> None:
-        pass
-
     def finish(self, step: int, stop: str) -> dict:
         """The summary's "online" entry."""
         buf, recent = self.carry["buffer"], self.recent

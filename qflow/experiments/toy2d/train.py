@@ -130,11 +130,6 @@ class PhaseJob:
     def log(self, step: int, means: dict) -> None:
         self.measure(self.agents, step)
 
-    # never due (absent from ``every``); present because a Job has them
-    def eval(self, step: int) -> None: ...
-    def checkpoint(self, step: int) -> None: ...
-    def export(self, step: int) -> None: ...
-
     def finish(self, step: int, stop: str):
         return self.agents
 
