@@ -26,6 +26,132 @@ def body(md: Path, rel_to: Path) -> str:
     return re.sub(r"\]\(([^)/]+\.png)\)", lambda m: f"]({prefix / m.group(1)})", text)
 
 
+def read_csv(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class Test:
+    """One row of results/reports/section8_tests/tests.csv (`python scripts/section8_tests.py`) in words,
+    for the prose's {id.attribute} fields: means in %, p-values, r."""
+
+    def __init__(self, row: dict):
+        self.row = row
+
+    def _n(self, key: str) -> float:
+        return float(self.row[key])
+
+    a = property(lambda self: f"{100 * self._n('a_mean'):.1f}")  # a success rate (or points) in %
+    b = property(lambda self: f"{100 * self._n('b_mean'):.1f}")
+    diff = property(lambda self: f"{100 * self._n('difference'):+.1f}")
+    diff_abs = property(lambda self: f"{abs(100 * self._n('difference')):.1f}")
+    a_raw = property(lambda self: self.row["a_values"].replace(" ", ", "))
+    b_raw = property(lambda self: self.row["b_values"].replace(" ", ", "))
+    a_seeds = property(lambda self: ", ".join(f"{100 * float(v):.1f}" for v in self.row["a_values"].split()))
+    b_seeds = property(lambda self: ", ".join(f"{100 * float(v):.1f}" for v in self.row["b_values"].split()))
+    pp = property(lambda self: f"{self._n('p_perm'):#.2g}")
+    pw = property(lambda self: f"{self._n('p_welch'):#.2g}")
+    floor = property(lambda self: f"{self._n('p_floor'):#.2g}")
+    rv = property(lambda self: f"{self._n('r'):+.2f}")
+    rw = property(lambda self: f"{self._n('r_without'):+.2f}")
+    r_all = property(lambda self: f"{self._n('r_all'):+.2f}")
+    n_all = property(lambda self: self.row["n_all"])
+    r_mean = property(lambda self: f"{self._n('r'):.2f}")
+    troughs = property(lambda self: self.row["troughs"].replace(" ", ", "))
+
+    @property
+    def p(self) -> str:
+        """The permutation p (noting when it is the smallest the design allows) and Welch's, if any."""
+        text = f"permutation p = {self.pp}" + (", the floor" if self._n("p_perm") <= self._n("p_floor") + 1e-12 else "")
+        return text + (f"; Welch p = {self.pw}" if self.row.get("p_welch") not in (None, "", "nan") else "")
+
+    @property
+    def r(self) -> str:
+        return f"r = {self.rv}, p = {self.pp}"
+
+    @property
+    def wo(self) -> str:
+        return f"without the {int(float(self.row['without_step'])) // 1000}k evaluation r = {self.rw}"
+
+    @property
+    def evaluations(self) -> int:
+        seeds, steps = re.findall(r"\d+", self.row["n"])
+        return int(seeds) * int(steps)
+
+
+def reflow(text: str, width: int = 105) -> str:
+    """Re-wrap Markdown prose whose numbers were filled in: paragraphs and "- " items, blank lines kept."""
+    import textwrap
+
+    out = []
+    for block in text.split("\n\n"):
+        items = re.split(r"\n(?=- )", block)
+        for item in items:
+            bullet = item.startswith("- ")
+            words = " ".join(line.strip() for line in item.splitlines())
+            # glue: no line may start with "- " or "+ " (a list item), nor split "r = -0.5" or "5 %"
+            words = re.sub(r" ([-+=]) ", "\x00\\1\x00", words).replace(" %", "\x00%")
+            out.append(textwrap.fill(words, width, subsequent_indent="  " if bullet else "",
+                                     break_long_words=False, break_on_hyphens=False).replace("\x00", " "))
+        out.append("")
+    return "\n".join(out).rstrip("\n").replace("\n\n\n", "\n\n")
+
+
+def section8_tests() -> dict:
+    """{test id: Test} from the script's CSV, plus the demo report's intervals the demo's reading quotes."""
+    tests = {r["id"]: Test(r) for r in read_csv(RESULTS / "reports/section8_tests/tests.csv")}
+    rows = json.loads((RESULTS / "reports/demo_4seeds_v2/report.json").read_text())["per_task"]
+    ci = lambda r: f"[{100 * r['mean_ci_low']:.1f}, {100 * r['mean_ci_high']:.1f}]"  # noqa: E731
+    by = {("f_tau" if "time_features=f_tau" in r["agent"] else "2pi" if "2pi" in r["agent"] else r["agent"]): r
+          for r in rows}
+    return {**tests, "demo_ftau_ci": ci(by["f_tau"]), "demo_fql_ci": ci(by["fql"]), "demo_2pi_ci": ci(by["2pi"]),
+            "demo_bc_mean": f"{100 * by['flow_bc']['mean']:.1f}"}
+
+
+def demo_comparison() -> str:
+    """The demo report's permutation test of Q-Flow against flow BC (its comparison.csv)."""
+    from math import comb
+
+    (row,) = read_csv(RESULTS / "reports/demo_4seeds/comparison.csv")
+    n_a, n_b, p = int(row["n_a"]), int(row["n_b"]), float(row["p_value"])
+    floor = f", the smallest possible with {n_a} against {n_b} seeds" if abs(p - 2 / comb(n_a + n_b, n_a)) < 1e-9 else ""
+    return f"permutation p = {p:#.2g}{floor}: a lead"
+
+
+def h2h_reading() -> str:
+    """Section 1's reading, its numbers from the report's per_env.csv, report.json and comparison.csv."""
+    from math import comb
+
+    folder = RESULTS / "reports/h2h_gpu_50k"
+    env = {(r["family"], r["agent"]): r for r in read_csv(folder / "per_env.csv")}
+    cmp = {(r["family"], r["tasks"]): r for r in read_csv(folder / "comparison.csv")}
+    task = {(r["family"], r["task"], r["agent"]): r for r in json.loads((folder / "report.json").read_text())["per_task"]}
+    m = lambda f, a: f"{100 * float(env[(f, a)]['mean']):.1f} %"  # noqa: E731
+    ci = lambda f, a: f"[{100 * float(env[(f, a)]['mean_ci_low']):.1f}, {100 * float(env[(f, a)]['mean_ci_high']):.1f}]"  # noqa: E731
+    cube, puzzle = "cube-single-play", "puzzle-3x3-play"
+    c, z, z1 = cmp[(cube, "1 2 3 4 5")], cmp[(puzzle, "1 2 3 4 5")], cmp[(puzzle, "1")]
+    per_task_p = [float(cmp[(cube, t)]["p_value"]) for t in "12345"]
+    n = int(cmp[(cube, "1")]["n_a"])
+    floor = 2 / comb(2 * n, n)  # the exact test's smallest p with n against n seeds
+    seeds = ", ".join(f"{100 * float(v):.0f}" for v in task[(puzzle, "1", "qflow")]["scores"].split())
+    return f"""What it shows, at 1/20 of the paper's budget and a smaller network (3 seeds per task: each task's
+difference is a lead):
+- **cube-single: Q-Flow trails FQL.** Per-environment mean {m(cube, 'qflow')} {ci(cube, 'qflow')} for Q-Flow vs
+  {m(cube, 'fql')} {ci(cube, 'fql')} for FQL (flow BC {m(cube, 'flow_bc')}): {100 * float(c['mean_difference']):+.1f}
+  points, permutation p = {float(c['p_value']):#.2g} with the agents' labels permuted within each task
+  ({int(c['permutations']):,} {'random' if comb(2 * n, n) ** 5 > int(c['permutations']) else 'exact'} relabellings). FQL is ahead on four tasks, level on task 4; no single
+  task's difference can be told apart with {n} against {n} seeds (p = {min(per_task_p):#.2g} to {max(per_task_p):#.2g},
+  the floor being {floor:#.2g}). The paper reports the two level on cube-single at 1M steps (95 vs 96).
+- **puzzle-3x3: only task 1 is solved by anyone at this budget, and the agents are not distinguishable.**
+  Q-Flow {100 * float(task[(puzzle, '1', 'qflow')]['mean']):.1f} % (seeds {seeds} %) vs FQL
+  {100 * float(task[(puzzle, '1', 'fql')]['mean']):.1f} % on task 1 (permutation p = {float(z1['p_value']):#.2g});
+  tasks 2-5 are 0-2 % for every agent. Per environment {m(puzzle, 'qflow')} vs {m(puzzle, 'fql')}: permutation
+  p = {float(z['p_value']):#.2g}, and the IQM is 0 for all.
+- Flow BC stays near 0-6 % everywhere: both value-guided methods add a lot over cloning the play data."""
+
+
 def throughput_table(path: Path) -> str:
     rows = json.loads(path.read_text())
     keys = [("updates_per_s_fused", "updates/s fused"), ("updates_per_s_per_call", "updates/s one call per update"),
@@ -135,16 +261,29 @@ def bandit_table(path: Path, updates=(500, 1000, 1500, 2000, 3000)) -> str:
     return "\n".join(out)
 
 
-DEMO_V2_READING = """- On puzzle-3x3 task 1 at this budget Q-Flow leads FQL about two to one: 16.5 % [11.0, 21.5] with the
-  corrected features (seeds 8.7, 18.0, 23.3, 16.0 %) against FQL's 8.8 % [7.5, 11.0] (7.3, 12.0, 8.0,
-  8.0 %); flow BC 2.0 %. The intervals do not overlap. This is the direction of section 1's task-1
-  result and of the paper's puzzle numbers.
-- The corrected time features score 16.5 % against the old features' 19.3 % [14.8, 24.2]: the intervals
-  overlap widely, so 4 seeds show no effect of the correction here, in line with the bandit and the
-  2-D A/B (section 8)."""
+DEMO_V2_READING = """- On puzzle-3x3 task 1 at this budget Q-Flow with the corrected features leads FQL: {demo_ftau_vs_fql.a} %
+  {demo_ftau_ci} (seeds {demo_ftau_vs_fql.a_seeds} %) against {demo_ftau_vs_fql.b} % {demo_fql_ci}
+  ({demo_ftau_vs_fql.b_seeds} %); flow BC {demo_bc_mean} %. The intervals overlap; {demo_ftau_vs_fql.p}
+  (the permutation test's floor with 4 against 4 seeds is {demo_ftau_vs_fql.floor}): a lead, in the direction of section 1's task-1 result and of the paper's puzzle numbers.
+- The corrected time features score {demo_ftau_vs_2pi.a} % against the old features' {demo_ftau_vs_2pi.b} %
+  {demo_2pi_ci} ({demo_ftau_vs_2pi.p}): 4 seeds show no effect of the correction here, in line with the
+  bandit and the 2-D A/B (section 8)."""
 
 
 LEARNING_SPEED_INTRO = """## 8. Why does Q-Flow trail FQL on cube-single at small budgets?
+
+**How to read this section.** Each study here has 3 seeds per agent and setting (the probe of 8.4 has
+2, the bandit 6), on two tasks of cube-single and at most 36.5k steps, so every difference between
+agents or settings below is a lead, not a finding. A difference between two sets of seeds comes with
+the exact permutation p over seeds, which cannot go below 0.1 with 3 against 3 seeds ("the floor"),
+and Welch's t-test on the same per-seed values (which assumes roughly normal seed-to-seed variation,
+as the tables' t-intervals do). A correlation between success and a diagnostic comes with Pearson r
+over the evaluations, an exact permutation p that moves each evaluation step's seeds together (the
+seeds swing in phase, so a step counts once; with 5 steps p cannot go below 1/120), and r without the
+evaluation step whose removal changes r most. "Per seed" marks an average taken over each seed's own
+value. Every test quoted is computed by `python scripts/section8_tests.py` and listed in 8.8. What
+these leads suggest is to be tested by a pre-registered intervention study:
+[analysis_plan_swings.md](analysis_plan_swings.md).
 
 Section 1 has Q-Flow at 50.1 % and FQL at 72.0 % on cube-single after 50k steps (old time
 features), the largest gap on task 2 (24 vs 65 %), while the paper has them level at 1M steps.
@@ -177,7 +316,8 @@ features, flow BC beside it, 6 seeds. `PYTHONPATH=. python scripts/bandit_where_
 traces where the actions go (`results/bandit/where_actions_go.txt`). Full table:
 `results/bandit/bandit.md`."""
 
-BANDIT_READING = """- The two time features behave alike (1,000 updates: -0.271 with sin/cos(f tau), -0.299 with
+BANDIT_READING = """Rewards below are means over the 6 seeds.
+- The two time features behave alike (1,000 updates: -0.271 with sin/cos(f tau), -0.299 with
   the old ones; 3,000 updates: -0.608 and -0.509, seed spreads overlapping): the correction is a
   fidelity fix, not a cure, as the 2-D A/B had suggested.
 - Q-Flow's reward peaks at 750-1,000 updates (-0.27 against flow BC's -0.65) and then falls back to
@@ -193,38 +333,45 @@ BANDIT_READING = """- The two time features behave alike (1,000 updates: -0.271 
   success curve, not instead of it."""
 
 
-LEARNING_SPEED_READING = """What the curves show (3 seeds and 36k steps, so the intervals are wide):
+LEARNING_SPEED_READING = """What the curves show (3 seeds, 36k steps; each difference is a lead):
 - **Q-Flow is not slower to start.** Its policy improvement (target critic, Qbar(s, pi) -
-  Qbar(s, a_data)) turns positive for good at step 2k-12k, FQL's at 14k-16k; at 15k Q-Flow succeeds
-  in 14.0 % [4, 20] of episodes and FQL in 5.3 % [2, 10]; at 20k they are level (26.7 vs 32.0 %).
+  Qbar(s, a_data)) turns positive for good at step 2k-12k, FQL's at 14k-16k ({t2_onset.p}); at 15k
+  Q-Flow succeeds in {t2_15k.a} % of episodes and FQL in {t2_15k.b} % ({t2_15k.p}); at 20k they are
+  level (26.7 vs 32.0 %).
 - **Q-Flow does not hold its gains.** Its success swings between evaluations, in all three seeds at
-  once: 26.7 % at 20k, 2.7 % [0, 6] at 25k, 50.0 % [30, 66] at 30k, 6.0 % at 35k and 8.7 % at 36k,
-  while FQL climbs steadily (32.0, 27.3, 42.0, 44.0, 43.3 %). Averaged over the five evaluations
-  from 20k to 36k: Q-Flow 18.8 %, FQL 37.7 %. Re-evaluating the 25k, 30k and 35k exports with 100
-  other episodes (table below) gives the same picture: the dips are the policies, not the episodes
-  they were scored on.
-- **The critic's verdict and the guidance are largest when success is lowest.** At the dips V still
-  fits its target (explained variance 0.98-0.997) and the policy is as far from the data actions as
-  FQL's (0.31-0.36), but the critic rates the policy above the data (+0.4 to +0.9) and the guidance is
-  strong: at the 25k and 35k dips its size (norm of grad V / lambda) was 0.24-0.29 in every seed
-  (9.9-12.6 % of the BC velocity), at the 30k peak 0.15-0.20 (6.8-8.9 %). Over the 15 evaluations
-  after Q's lowest point, r(success, the critic's improvement Qbar(s, pi) - Qbar(s, a_data) over the 3k
-  steps before) = -0.62 for Q-Flow and -0.06 for FQL, r(success, guidance size) = -0.56 (table above,
-  added on 2026-11-30 (commit e08feab); the earlier reading of the same day, "the value term is 7-13 % at the peaks and in the dips
-  alike", compared the ranges, not the pairs, and is withdrawn). The bandit below shows the same
-  signature (the critic's estimate of the gain high while the true return falls) together with its
-  cause there: the policy moves to where the critic extrapolates.
-- **The critic swings with them, in step across seeds.** (Table "Does the critic swing" above,
-  found in this round's re-reading of the same files.) After its lowest point (16k-17k) Q-Flow's
-  mean Q(s, a_data) turns at 26k and again at 30k-31k in every seed (seed 1 also at 35k), a period
-  of about 10k steps; FQL's rises steadily from its lowest point at 19k (one turn, seed 1 at 35k).
-  Q-Flow's success tracks it inversely: after Q fell over the 3k steps before the 30k evaluation
-  (by 2.9-3.6) the seeds scored 30, 54 and 66 %; after it rose before 25k and 35k (by 2.8-7.1) they
-  scored 0-8 %. Over the 15 evaluations after Q's lowest point, r(success, Q's rise over the 3k
-  steps before) = -0.66 for Q-Flow and -0.17 for FQL (the 20k evaluation, 24-32 % while Q rose,
-  is the exception). Three seeds in phase point to a deterministic loop between critic and policy,
-  not to noise; 5k-spaced evaluations cannot resolve its shape (plan entry a0 evaluates every 2.5k).
-- The single-seed run of the previous round (old time features, 25 episodes,
+  once: 26.7 % at 20k, 2.7 % at 25k, 50.0 % at 30k, 6.0 % at 35k and 8.7 % at 36k, while FQL climbs
+  (32.0, 27.3, 42.0, 44.0, 43.3 %). Per-seed averages over the five evaluations from 20k to 36k:
+  Q-Flow {t2_20_36k.a} %, FQL {t2_20_36k.b} % ({t2_20_36k.p}). Re-evaluating the 25k, 30k and 35k exports
+  with 100 other episodes (table below) gives the same picture: the dips are the policies, not the
+  episodes they were scored on.
+- **Success was lowest where the critic's verdict and the guidance were largest, but one evaluation
+  carries this.** At the dips V still fits its target (explained variance 0.98-0.997) and the policy is
+  as far from the data actions as FQL's (0.31-0.36), but the critic rates the policy above the data
+  (+0.4 to +0.9) and the guidance is strong: at the 25k and 35k dips its size (norm of grad V / lambda)
+  was 0.24-0.29 in every seed (9.9-12.6 % of the BC velocity), at the 30k peak 0.15-0.20 (6.8-8.9 %).
+  Over the {t2_r_improvement_qflow.evaluations} evaluations after Q's lowest point, success against the
+  critic's improvement Qbar(s, pi) - Qbar(s, a_data) over the 3k steps before gives
+  {t2_r_improvement_qflow.r}, for Q-Flow and {t2_r_improvement_fql.r}, for FQL; against the guidance size
+  {t2_r_guidance_qflow.r}. Both rest on the 30k evaluation, the only peak after Q's lowest point: without
+  it r = {t2_r_improvement_qflow.rw} and {t2_r_guidance_qflow.rw}. A lead for a controlled test, not a
+  relation shown. The
+  bandit below shows the same signature (the critic's estimate of the gain high while the true return
+  falls) together with its cause there: the policy moves to where the critic extrapolates.
+- **The critic turns with them, once.** (Table "Does the critic swing" above.) After its lowest point
+  (16k-17k) Q-Flow's mean Q(s, a_data) turns at 26k and again at 30k-31k in every seed (seed 1 also at
+  35k): one fall and one trough in each seed (troughs per seed: {t2_phase_qflow.troughs}), and one trough
+  gives no period. FQL's rises from
+  its lowest point at 19k with no trough (one turn, seed 1 at 35k). Turns per seed {t2_turns.a_raw}
+  against {t2_turns.b_raw} ({t2_turns.p}). Q-Flow's success moves against Q: after Q fell over the 3k
+  steps before the 30k evaluation (by 2.9-3.6) the seeds scored 30, 54 and 66 %; after it rose before
+  25k and 35k (by 2.8-7.1) they scored 0-8 %; success against Q's rise over the 3k steps before gives
+  {t2_r_q_rise_qflow.r}, for Q-Flow ({t2_r_q_rise_qflow.wo}) and {t2_r_q_rise_fql.r}, for FQL.
+  Being in phase across seeds is not particular to Q-Flow: FQL's three critics reach their lowest point
+  at the same step and their 1k-step changes from 19k on agree across seeds at least as closely
+  (r between seeds {t2_phase_fql.r_mean} on average, Q-Flow's {t2_phase_qflow.r_mean}), so the seeds' common
+  timing does not by itself point to a loop between critic and policy. 5k-spaced evaluations cannot
+  resolve the shape of a swing (plan entry a0 evaluates every 2.5k).
+- An earlier single-seed run (old time features, 25 episodes,
   `results/partial/cube-single-task2__qflow__cpu__seed0`) swung the same way (36, 0, 8, 32, 68 % at
   20k-60k): the corrected features do not remove the swings."""
 
@@ -236,8 +383,10 @@ Euclidean distance between their actions. The return ratio at step t is d(t-5k, 
 d(t, t+5k)): 2 for a policy that moves steadily one way, about 1.4 for a random walk, 1 for jitter around
 a fixed policy, and below 1 when the policy comes back to where it was:"""
 
-DRIFT_READING = """- **Yes: Q-Flow's policy alternates between two policies, FQL's does not.** Up to 20k both agents'
-  ratios are 1.05-1.49. At 25k and 30k Q-Flow's are 0.66-0.85 in all three seeds, FQL's 1.03-1.28:
+DRIFT_READING = """- **Q-Flow's policy comes back, FQL's does not (a lead).** Up to 20k both agents' ratios are
+  1.05-1.49. At 25k and 30k Q-Flow's are 0.66-0.85 in all three seeds, FQL's 1.03-1.28: at each step
+  every Q-Flow seed is below every FQL seed: permutation p = {t2_ratio_25k.pp} at each, its floor; Welch p =
+  {t2_ratio_25k.pw} at 25k and {t2_ratio_30k.pw} at 30k.
   Q-Flow's 25k policy (a dip) is nearer its 35k policy (the next dip) than its 30k policy (the peak
   between them), and its 20k policy nearer its 30k policy than its 25k one. The swings of section 8.1
   are in the actions, not only in the critic's level or in the episodes scored.
@@ -280,60 +429,74 @@ instead of 1,000; both agents stopped together by the 97-minute deadline at 36,5
 logs every 500 steps the "turns" column counts the critic's small wiggles too, so its counts are not
 comparable with 8.1's."""
 
-TASK4_READING = """- **Q-Flow is again the faster starter.** Its policy gains over the data from 8.5k-11k steps (FQL
-  10k-12.5k), its success is ahead at 10k (8.0 vs 2.0 %), 20k (34.7 vs 30.0 %) and 25k (35.3 vs 26.7 %),
-  and its critic reaches its lowest point earlier and higher (-39.8 to -44.7 at 11.5k-14k; FQL -48.4 to
-  -49.0 at 14.5k-15.5k).
+TASK4_READING = """- **Q-Flow starts earlier here too, by margins these seeds cannot separate.** Its policy gains over the
+  data from 8.5k-11k steps (FQL 10k-12.5k; {t4_onset.p}), its success is ahead at 10k ({t4_10k.a} vs
+  {t4_10k.b} %; {t4_10k.p}), 20k ({t4_20k.a} vs {t4_20k.b} %; {t4_20k.p}) and 25k ({t4_25k.a} vs
+  {t4_25k.b} %; {t4_25k.p}), and its critic reaches its lowest point earlier and higher (-39.8 to -44.7
+  at 11.5k-14k; FQL -48.4 to -49.0 at 14.5k-15.5k).
 - **Its success swings again, FQL's climbs.** Q-Flow falls to 12.7 % at 30k (seeds 0, 1, 2: 6, 32 and
   0 %), jumps to 67.3 % at 35k and falls to 32.7 % at the stop, 1,500 steps later (seeds 0 and 2: 56 -> 16
-  and 70 -> 12 %; seed 1: 76 -> 70 %). FQL: 37.3, 40.7, 56.0 %. Averaged over 20k-35k the two are level
-  (Q-Flow 37.5 % [25.5, 57.0], FQL 33.7 % [32.0, 35.0]), but Q-Flow's mean fall between consecutive
-  evaluations is 9.1 points against FQL's 2.0 (task 2: 22.7 against 2.9). A run scored once, as in
-  section 1, draws from this spread: the same instability gives a tie on task 4 and a loss on task 2.
+  and 70 -> 12 %; seed 1: 76 -> 70 %). FQL: 37.3, 40.7, 56.0 %. Per-seed averages over 20k-35k: Q-Flow
+  {t4_20_35k.a} %, FQL {t4_20_35k.b} % ({t4_20_35k.p}), level. Q-Flow's falls between consecutive
+  evaluations average {t4_fall.a} points (per seed, then over seeds) against FQL's {t4_fall.b}
+  ({t4_fall.p}; task 2: {t2_fall.a} against {t2_fall.b}, {t2_fall.p}). A run scored once, as in
+  section 1, draws from this spread: the same instability can give a tie on task 4 and a loss on task 2.
 - **The policy's swing is weaker and faster here.** At the 5k spacing no return ratio falls below 1
-  (Q-Flow 1.08-1.41, FQL 1.00-1.40): task 2's clean two-policy alternation does not repeat. At the stop,
+  (Q-Flow 1.08-1.41, FQL 1.00-1.40): task 2's return of the policy does not repeat. At the stop,
   every Q-Flow seed's 36.5k policy is nearer to its 30k policy than to its 35k policy 1,500 steps before
   (0.091, 0.071, 0.078 against 0.127, 0.081, 0.128), where FQL's 36.5k policies are nearest to their 35k
-  ones in every seed. What marks the two seeds whose success fell (seeds 0 and 2) is the size of that
+  ones in every seed (3 of 3 seeds each way; a sign-flip test over 3 seeds cannot go below
+  p = {t4_nearer_30k_qflow.pp}). What marks the two seeds whose success fell (seeds 0 and 2) is the size of that
   last step: 0.127 and 0.128 in 1,500 steps, more than in the 5,000 before, against 0.081 for seed 1
   (which held its success) and 0.068-0.071 for FQL. One step, found after looking at the curves: a lead,
   not a result.
-- **The critic's verdict and the guidance are weaker predictors here.** r(success, critic's improvement)
-  = -0.35 for Q-Flow (task 2: -0.62), -0.14 for FQL; guidance -0.24 (task 2: -0.56). The guidance
+- **The critic's verdict and the guidance show no relation with success here.** Over Q-Flow's
+  {t4_r_q_rise_qflow.evaluations} evaluations, success against the critic's improvement gives
+  {t4_r_improvement_qflow.r}; against the guidance size {t4_r_guidance_qflow.r}; against Q's rise
+  {t4_r_q_rise_qflow.r}: indistinguishable from 0, as task 2's are once its 30k evaluation is left out.
+  FQL's verdict gives r = {t4_r_improvement_fql.r_all} over all {t4_r_improvement_fql.n_all} evaluations and
+  {t4_r_improvement_fql.r}, over the {t4_r_improvement_fql.evaluations} that all its seeds share. The guidance
   (||grad V|| / lambda, mean over the 3k steps before) is again smallest before the peak, 0.217-0.228 at
   35k against 0.241-0.252 before the 30k dip and 0.240-0.244 before the 36.5k dips of seeds 0 and 2,
   but the difference is about a tenth, against a third on task 2. The distance from the data correlates
-  with success for both agents (r = -0.54 and -0.74): over the 3k steps before each evaluation it falls
-  from about 0.35 at 15k to 0.31-0.33 at the stop in five of the six runs (Q-Flow seed 2 ends where it
-  was), a trend more than a swing."""
+  with success for both agents (Q-Flow {t4_r_distance_qflow.r}; FQL {t4_r_distance_fql.r}, over the
+  evaluations its seeds share): over the 3k steps before each evaluation it falls from about 0.35 at 15k
+  to 0.31-0.33 at the stop in five of the six runs (Q-Flow seed 2 ends where it was) while success
+  rises, a shared trend more than a swing."""
 
 
 CONCLUSIONS = """What explains the small-budget gap on cube-single, as far as these runs measure it (tasks 2 and
-4, 3 seeds each, at most 36.5k steps, CPU):
-- **Not learning speed.** On both tasks Q-Flow's policy starts to gain over the data earlier than FQL's
-  and its success is ahead first (task 2 at 15k; task 4 at 10k, 20k and 25k).
-- **Instability of Q-Flow's policy between evaluations, on both tasks.** Section 1 scores each run once,
-  at 50k. A Q-Flow run scored once draws from a curve that swings between a few per cent and FQL's level
-  or above (task 2: 2.7 to 50.0 % between 25k and 30k; task 4: 12.7 to 67.3 % between 30k and 35k), where
-  FQL's curves climb; Q-Flow's mean fall between consecutive evaluations is 22.7 (task 2) and 9.1 (task 4)
-  points, FQL's 2.9 and 2.0. Averaged over 20k-35k, Q-Flow has 21.3 % against FQL's 36.3 % on task 2 and
-  37.5 % against 33.7 % on task 4: the same instability costs it the task where its peaks are lower and
-  ties it where they are higher, as in section 1 (task 2: 24 vs 65 %; task 4: 77 vs 74 %).
-- **A loop between critic and policy, seen in the actions: clear on task 2, weaker on task 4.** On task 2
-  Q-Flow's policy alternates between two policies from 25k on (return ratios 0.66-0.85 in every seed;
-  FQL 1.03-1.28), differing most in the gripper and the vertical motion; its critic's level turns with a
-  ~10k-step period in phase across seeds; and success is lowest when the critic's verdict on the policy
-  and the guidance are largest (r = -0.62 and -0.56; FQL's verdict -0.06). With the bandit's finding
-  (the guided flow follows the critic where it overrates actions) this points to guidance that chases
-  the critic's errors and a critic that then corrects them, round after round. On task 4 the same signs
-  are fainter: no return ratio below 1 at the 5k spacing, r = -0.35 and -0.24, a guidance about a tenth
-  (not a third) smaller before the peak; at the stop every Q-Flow seed's policy is nearer its 30k (dip)
-  policy than its 35k (peak) one, and the two seeds whose success fell took a large last step (8.6). A
-  consistent picture in 3 seeds of one task and a lead on another, not a proof of cause.
+4, 3 seeds each, at most 36.5k steps, CPU; each difference is a lead):
+- **Not a slower start.** On both tasks Q-Flow's policy starts to gain over the data earlier than FQL's
+  and its success is ahead first (task 2 at 15k; task 4 at 10k, 20k and 25k), though no single one of
+  these differences is distinguishable with 3 seeds (task 2 at 15k: {t2_15k.p}; task 4 at 10k:
+  {t4_10k.p}).
+- **Q-Flow's success is unstable between evaluations, on both tasks.** Section 1 scores each run once,
+  at 50k. A Q-Flow run scored once draws from a curve that swings between a few per cent and FQL's
+  level or above (task 2: 2.7 to 50.0 % between 25k and 30k; task 4: 12.7 to 67.3 % between 30k and
+  35k), where FQL's curves climb; Q-Flow's falls between consecutive evaluations average {t2_fall.a}
+  (task 2) and {t4_fall.a} (task 4) points per seed, FQL's {t2_fall.b} and {t4_fall.b} (Welch p =
+  {t2_fall.pw} and {t4_fall.pw}; permutation p = {t2_fall.pp} and {t4_fall.pp}, the floor). Per-seed averages over 20k-35k:
+  Q-Flow {t2_20_35k.a} % against FQL's {t2_20_35k.b} % on task 2 ({t2_20_35k.p}) and {t4_20_35k.a} % against
+  {t4_20_35k.b} % on task 4 ({t4_20_35k.p}). The same instability may cost it the task where its peaks are
+  lower and tie it where they are higher, as in section 1 (task 2: 24 vs 65 %; task 4: 77 vs 74 %).
+- **A loop between critic and policy: a hypothesis, not shown.** On task 2 Q-Flow's policy comes back
+  between exports from 25k on (return ratios 0.66-0.85 in every seed, FQL's 1.03-1.28), most in the
+  gripper and the vertical motion, and its critic has one trough (30k-31k) in every seed where FQL's
+  has none. Success was lowest when the critic's verdict and the guidance were largest
+  (r = {t2_r_improvement_qflow.rv} and {t2_r_guidance_qflow.rv}, permutation p = {t2_r_improvement_qflow.pp} and
+  {t2_r_guidance_qflow.pp}), but without the 30k evaluation these r are {t2_r_improvement_qflow.rw} and
+  {t2_r_guidance_qflow.rw}, and on task 4 they are {t4_r_improvement_qflow.rv} and {t4_r_guidance_qflow.rv}
+  (p = {t4_r_improvement_qflow.pp} and {t4_r_guidance_qflow.pp}). The seeds' common timing is no evidence
+  for a loop: FQL's critics are as much in phase. With the bandit's finding (the guided flow follows the
+  critic where it overrates actions), guidance that chases the critic's errors remains a candidate
+  explanation, for an intervention study to test ([analysis_plan_swings.md](analysis_plan_swings.md)).
 - **The knob values (task 2).** With the same factor for both (lambda x2, alpha x2) the order over
-  20k-30k flips: Q-Flow 31.6 % [26.7, 36.0], FQL 13.3 % [11.3, 16.7], and Q-Flow shows no swing through
-  31k. Part of the small-budget gap is the choice of lambda = 5 and alpha = 300 (set for 1M steps), not
-  the method alone; but lambda 10 also delays Q-Flow's critic, so the loop may only come later (8.5).
+  20k-30k flips: Q-Flow {knobs_x2.a} %, FQL {knobs_x2.b} % (per-seed averages; {knobs_x2.p}). The flip
+  comes from FQL: doubling alpha costs it {knobs_alpha.diff_abs} points ({knobs_alpha.p}), while doubling
+  lambda changes Q-Flow by {knobs_lambda.diff} ({knobs_lambda.p}). So these runs put no measurable part of
+  the gap on Q-Flow's lambda = 5; what they show is that FQL's small-budget result depends on alpha.
+  Lambda 10 also delays Q-Flow's critic, so a swing may only come later (8.5).
 
 What did not explain it:
 - V's time features: the bandit behaves alike with both, and the cube swings with both.
@@ -348,9 +511,10 @@ run on the device where exports are kept): evaluations every 2.5k and 8 seeds fo
 (a0), which would time the swings that 5k evaluations alias (task 4's fall within 1,500 steps); all
 five tasks at 100k, the first look at tasks 1, 3 and 5 (a1); network size, the paper's 4x512 against the 3x256 used here (a1b); both factors (x0.5, x2)
 of both knobs on all five tasks at 100k steps (d), which also says whether lambda 10 swings later. At the
-paper's knob values Q-Flow learns faster but does not hold its gains, which loses task 2 and ties task 4
-at this budget; with both knobs weakened it wins task 2; why the loop forms at lambda 5 is measured in
-its symptoms, not yet in its cause."""
+paper's knob values Q-Flow starts earlier and its success swings between evaluations, behind FQL on
+task 2 and level on task 4 at this budget (both leads); with both knobs doubled it leads on task 2
+because FQL slows. Whether a loop between critic and policy causes the swings is the question of the
+intervention study."""
 
 
 PROBE_INTRO = """If the swings ride on the critic's optimism, a pessimistic critic should damp them. `AGENTS=qflow
@@ -382,22 +546,27 @@ much); stopped by the 100-minute deadline at 31,000 steps (this CPU also ran tes
 provenance: `results/runs/knobs_x2_cpu_t2/README.md`. The other factor (x0.5) and the other tasks are plan
 entry d."""
 
-KNOBS_READING = """- **With the same factor, the order at 20k-30k flips.** At the paper's settings (8.1) FQL leads over the
-  evaluations at 20k, 25k and 30k (33.8 % [26.0, 40.0] against 26.4 % [18.7, 30.7]); with both knobs
-  doubled Q-Flow leads (31.6 % [26.7, 36.0] against 13.3 % [11.3, 16.7]). Doubling alpha slows FQL down
-  (4.7, 9.3, 26.0 % against 32.0, 27.3, 42.0 %); doubling lambda delays Q-Flow's start (11.3 % at 20k
-  against 26.7 %) and removes its 25k dip (33.3 % against 2.7 %), reaching the same 50 % at 30k and
-  52.0 % [44, 64] at 31k, in every seed above FQL's 31k score of that setting (31.3 % [16, 48]).
-  Which agent is ahead at a small budget on this task depends on the knob values, set for 1M steps.
+KNOBS_READING = """- **With the same factor, the order at 20k-30k flips, and the flip is FQL's.** Per-seed averages over
+  the evaluations at 20k, 25k and 30k: at the paper's settings (8.1) FQL leads, {knobs_paper.b} % against
+  {knobs_paper.a} % ({knobs_paper.p}); with both knobs doubled Q-Flow leads, {knobs_x2.a} % against
+  {knobs_x2.b} % ({knobs_x2.p}). Doubling alpha slows FQL by {knobs_alpha.diff_abs} points ({knobs_alpha.p};
+  per evaluation 4.7, 9.3, 26.0 % against 32.0, 27.3, 42.0 %); doubling lambda changes Q-Flow's average
+  by {knobs_lambda.diff} points ({knobs_lambda.p}), no effect these seeds can tell. Lambda 10 delays
+  Q-Flow's start ({knobs_lambda_20k.a} % at 20k against {knobs_lambda_20k.b} %; {knobs_lambda_20k.p}) and
+  removes its 25k dip ({knobs_lambda_25k.a} % against {knobs_lambda_25k.b} %; {knobs_lambda_25k.p}),
+  reaching the same 50 % at 30k and {knobs_x2_31k.a} % at 31k, against FQL's {knobs_x2_31k.b} % at 31k
+  in that setting ({knobs_x2_31k.p}). Which agent is ahead at a small budget on this task depends on
+  the knob values, set for 1M steps, and here mainly on FQL's alpha.
 - **No swing up to 31k, but the clock is shifted.** With lambda 10 no seed's success drops between its
   5k-spaced evaluations (seed 2 scores 62 % at 30k and 48 % at the stop, 1k steps later), its critic
-  has not turned since its lowest point, the policy does not come back (return ratio 0.97-1.21 at 25k,
-  against 0.66-0.85 with lambda 5), and over its 9 evaluations after that point success rises with the
-  critic's verdict (r = +0.54) and with the guidance (+0.62), all of them climbing together, where with
-  lambda 5 it fell with them (-0.62, -0.56). But the critic's lowest point came later (21.5k-24.5k
-  against 16k-17k), and with lambda 5 the first turn came 9-10k after it. On that clock a swing at
-  lambda 10 would start at about 31k-35k, after this run stopped: weaker guidance delays the loop at
-  least; whether it removes it needs a longer run (plan entry d, 100k steps).
+  has not turned since its lowest point, and the policy does not come back (return ratio 0.97-1.21 at
+  25k, against 0.66-0.85 with lambda 5). Over its {knobs_r_improvement_qflow.evaluations} evaluations
+  after that point, success against the critic's verdict gives {knobs_r_improvement_qflow.r}, and against
+  the guidance {knobs_r_guidance_qflow.r}: with 3 steps the permutation p cannot go below 1/6, so these say
+  nothing either way. The critic's lowest point came later (21.5k-24.5k against 16k-17k), and with
+  lambda 5 the first turn came 9-10k after it. On that clock a swing at lambda 10 would start at about
+  31k-35k, after this run stopped: weaker guidance delays the critic's turn at least; whether it
+  removes the swings needs a longer run (plan entry d, 100k steps).
 - The guidance did not halve: with lambda 10 its size (norm of grad V / lambda) grew to 0.11-0.21 at
   24k-30k, not far below lambda 5's 0.15-0.29 at 8.1's evaluations, because grad V itself grew: the
   critic's values fell further (lowest -61 to -66, against -50 to -52 with lambda 5). Lambda scales the
@@ -440,11 +609,12 @@ def learning_speed_section() -> str:
     speed = RESULTS / "reports/learning_speed_cpu_t2/diagnostics.md"
     toy = RESULTS / "toy2d_rl100"
     drift = RESULTS / "runs/learning_speed_cpu_t2/policy_drift/distances.csv"
-    parts = [LEARNING_SPEED_INTRO, body(speed, ROOT) if speed.exists() else "(not run yet)", LEARNING_SPEED_READING,
-             reevaluation_table()]
+    tests = section8_tests()
+    parts = [LEARNING_SPEED_INTRO, body(speed, ROOT) if speed.exists() else "(not run yet)",
+             reflow(LEARNING_SPEED_READING.format_map(tests)), reevaluation_table()]
     if drift.exists():
         rows = read_distances(drift)
-        parts += [DRIFT_INTRO, ratio_table(rows, 5000), DRIFT_READING,
+        parts += [DRIFT_INTRO, ratio_table(rows, 5000), reflow(DRIFT_READING.format_map(tests)),
                   dims_table(rows, [(20000, 25000), (25000, 30000), (30000, 35000), (20000, 30000),
                                            (25000, 35000)], CUBE_ACTION_DIMS)]
     parts += ["### 8.2 The one-step bandit: what strong guidance does with more updates", BANDIT_INTRO,
@@ -469,7 +639,7 @@ def learning_speed_section() -> str:
                   setting_comparison_table(settings, steps=(20000, 25000, 30000)),
                   "Return ratios of the policies (`qflow policy-drift`, as in 8.1):",
                   ratio_table(read_distances(RESULTS / "runs/knobs_x2_cpu_t2/policy_drift/distances.csv"), 5000),
-                  KNOBS_READING]
+                  reflow(KNOBS_READING.format_map(tests))]
     task4 = RESULTS / "reports/learning_speed_cpu_t4/diagnostics.md"
     if task4.exists():
         rows = read_distances(RESULTS / "runs/learning_speed_cpu_t4/policy_drift/distances.csv")
@@ -485,8 +655,9 @@ def learning_speed_section() -> str:
                   "Distances between exports around the last swing (30k dip, 35k peak, 36.5k stop):",
                   distance_table(rows, [(25000, 30000), (30000, 35000), (35000, 36500), (30000, 36500)]),
                   dims_table(rows, [(30000, 35000), (35000, 36500), (30000, 36500)], CUBE_ACTION_DIMS),
-                  TASK4_READING]
-    parts += ["### 8.7 What explains the cube-single gap, and what did not", CONCLUSIONS]
+                  reflow(TASK4_READING.format_map(tests))]
+    parts += ["### 8.7 What explains the cube-single gap, and what did not", reflow(CONCLUSIONS.format_map(tests)),
+              "### 8.8 The tests quoted in this section", body(RESULTS / "reports/section8_tests/tests.md", ROOT)]
     return "\n\n".join(parts)
 
 
@@ -521,16 +692,7 @@ run. How it was made, the device's data hashes and logs: `results/runs/h2h_gpu_5
 
 {body(RESULTS / "reports/h2h_gpu_50k/results.md", ROOT)}
 
-What it shows, at 1/20 of the paper's budget and a smaller network:
-- **cube-single: Q-Flow loses to FQL.** Per-environment mean 50.1 % [41.2, 58.8] for Q-Flow vs 72.0 %
-  [65.2, 78.8] for FQL (flow BC 3.3 %); FQL is ahead on four tasks, level on task 4. The paper reports
-  the two level on cube-single at 1M steps (95 vs 96).
-- **puzzle-3x3: only task 1 is solved by anyone at this budget.** Q-Flow 57.3 % [28, 90] vs FQL
-  28.7 % [22, 32] on task 1; tasks 2-5 are 0-2 % for every agent. The per-environment mean favours
-  Q-Flow (11.5 % [5.6, 18.0] vs 5.9 % [4.7, 6.7]) but rests on one task and three seeds with a wide
-  spread (Q-Flow's task-1 seeds: 90, 54, 28 %), and the IQM is 0 for all. A direction that matches the
-  paper's largest manipulation gain, not an established one.
-- Flow BC stays near 0-6 % everywhere: both value-guided methods add a lot over cloning the play data.
+{reflow(h2h_reading())}
 
 Training speed on the H200 (15 agents stacked per call; `updates/s per agent` counts stacked
 updates, so agent-updates/s = 15 x that; the first chunk, compilation included, is not timed):
@@ -542,7 +704,7 @@ updates, so agent-updates/s = 15 x that; the first chunk, compilation included, 
 `qflow train` (the demo) and `qflow train --agent flow_bc` for seed 0, `qflow train [--agent flow_bc]
 --seeds 1,2,3` for seeds 1-3: 100 regenerated episodes, `tiny` preset, 20,000 steps, 50 evaluation
 episodes every 5,000 steps. Score: mean success of the last three evaluations. Every Q-Flow seed
-scores above every flow BC seed (per-seed values in the README).
+scores above every flow BC seed (per-seed values in the README; {demo_comparison()}).
 The plain `qflow train` took 10:39 on an idle 2-core machine, data regeneration included
 (`results/demo/puzzle_t1_qflow_quiet/`, same success at every evaluation as the seed-0 run here).
 Run files: `results/demo/puzzle_t1_qflow/`, `results/demo/puzzle_t1_bc/`, `results/demo/seeds/`; the
@@ -562,7 +724,7 @@ arithmetic on a CPU).
 
 {body(RESULTS / "reports/demo_4seeds_v2/results.md", ROOT)}
 
-{DEMO_V2_READING}
+{reflow(DEMO_V2_READING.format_map(section8_tests()))}
 
 ## 3. Offline-to-online on scene-play task 1 (Q-Flow and FQL)
 

@@ -41,22 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="offline training with periodic evaluation (no arguments: the CPU demo)")
-    add_flags(t, _settings("qflow.training.trainer", "TrainArgs"))
+    add_flags(t, _settings("qflow.training.settings", "TrainArgs"))
     e = sub.add_parser("eval", help="evaluate a run's checkpoint on one task or all five")
     e.add_argument("--run-dir", required=True)
     e.add_argument("--episodes", type=POSITIVE, default=50)
     e.add_argument("--task", default=None, help="task number 1-5 or 'all' (default: the run's task)")
     e.add_argument("--seed", type=NONNEGATIVE, default=0)
+    e.add_argument("--no-progress", action="store_true", help="no bar of finished episodes")
     _data_parsers(sub)
     x = sub.add_parser("expert", help="the ant expert that antmaze datasets are generated with")
     xt = x.add_subparsers(dest="expert_command", required=True).add_parser(
         "train", help="SAC on online-ant-xy-v0 (OGBench's recipe: 400k env steps); rerun to resume")
-    add_flags(xt, _settings("qflow.training.expert", "ExpertSettings"))
+    add_flags(xt, _settings("qflow.training.settings", "ExpertSettings"))
     xt.add_argument("--run-dir", required=True, help="checkpoints, logs and DIR/expert.msgpack")
     xt.add_argument("--no-progress", action="store_true")
     _settings_group(sub, "stacked", "every task x seed of one dataset in one jitted call per agent (accelerators)", [
-        ("train", "train a group per agent, in lockstep; rerun to resume", "qflow.experiments.stacked", "GroupSettings"),
-        ("evaluate", "evaluate exported policies into run directories", "qflow.experiments.stacked", "EvalSettings")])
+        ("train", "train a group per agent, in lockstep; rerun to resume", "qflow.experiments.settings", "GroupSettings"),
+        ("evaluate", "evaluate exported policies into run directories", "qflow.experiments.settings", "EvalSettings")])
     _sweep_parser(sub)
     _plan_parser(sub)
     _report_parser(sub)
@@ -93,7 +94,7 @@ def _sweep_parser(sub) -> None:
                        description="Every env x agent x setting x seed as a Ray task; finished cells are skipped, "
                                    "dead workers retried, failures isolated. See qflow/experiments/sweep.py.")
     w.add_argument("spec", nargs="?", default=None, help="a TOML sweep spec (its keys: the flags below)")
-    add_flags(w, _settings("qflow.experiments.sweep", "Spec"), required=False)
+    add_flags(w, _settings("qflow.experiments.settings", "Spec"), required=False)
     w.add_argument("--address", default=None, help="a running Ray cluster (default: $RAY_ADDRESS, else a local one)")
     w.add_argument("--dry-run", action="store_true", help="list the cells and whether each is done; run nothing")
 
@@ -102,7 +103,7 @@ def _plan_parser(sub) -> None:
     p = sub.add_parser("plan", help="the evidence plan: experiments run in order on a machine with a time limit")
     psub = p.add_subparsers(dest="plan_command", required=True)
     for name in ("status", "run"):
-        add_flags(psub.add_parser(name), _settings("qflow.experiments.plan", "PlanSettings"),
+        add_flags(psub.add_parser(name), _settings("qflow.experiments.settings", "PlanSettings"),
                   skip=() if name == "run" else ("minutes", "out", "work", "only"))
 
 
@@ -134,7 +135,8 @@ def _toy2d_parser(sub) -> None:
 
 
 def cmd_train(a) -> int:
-    from qflow.training.trainer import TrainArgs, train
+    from qflow.training.settings import TrainArgs
+    from qflow.training.trainer import train
 
     demo = {} if a.env is not None else {k: v for k, v in DEMO.items() if getattr(a, k) is None}
     for s in train(from_flags(TrainArgs, a, **demo)):
@@ -150,7 +152,7 @@ def cmd_train(a) -> int:
 def cmd_eval(a) -> int:
     from qflow.training.checkpoint_eval import evaluate_run
 
-    evaluate_run(Path(a.run_dir), a.episodes, a.task, a.seed)  # prints each result before writing it
+    evaluate_run(Path(a.run_dir), a.episodes, a.task, a.seed, progress=not a.no_progress)  # prints each result first
     return 0
 
 
@@ -173,7 +175,8 @@ def cmd_data(a) -> int:
 
 
 def cmd_expert(a) -> int:
-    from qflow.training.expert import ExpertSettings, train_expert
+    from qflow.training.expert import train_expert
+    from qflow.training.settings import ExpertSettings
 
     summary = train_expert(a.run_dir, from_flags(ExpertSettings, a), progress=not a.no_progress)
     ev, rnd = summary["final_eval"], summary["random_policy_eval"]
@@ -185,11 +188,12 @@ def cmd_expert(a) -> int:
 
 def cmd_stacked(a) -> int:
     from qflow.experiments import stacked
+    from qflow.experiments.settings import EvalSettings, GroupSettings
 
     if a.stacked_command == "train":
-        stacked.train(from_flags(stacked.GroupSettings, a, command=_command()))
+        stacked.train(from_flags(GroupSettings, a, command=_command()))
     else:
-        stacked.evaluate(from_flags(stacked.EvalSettings, a, command=_command()))
+        stacked.evaluate(from_flags(EvalSettings, a, command=_command()))
     return 0
 
 
@@ -252,7 +256,8 @@ def cmd_sweep(a) -> int:
 
 
 def cmd_plan(a) -> int:
-    from qflow.experiments.plan import PlanSettings, run_command
+    from qflow.experiments.plan import run_command
+    from qflow.experiments.settings import PlanSettings
 
     return run_command(a.plan_command, from_flags(PlanSettings, a))
 

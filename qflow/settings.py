@@ -148,6 +148,8 @@ def add_flags(parser: argparse.ArgumentParser, cls, skip: tuple = (), defaults=N
         if kind is bool:
             negative = default is True
             name = f"--no-{f.name.replace('_', '-')}" if negative and not meta["flag"] else name
+            if negative:  # the comment says what the field turns on; this flag turns it off
+                kwargs["help"] = f"turn off: {kwargs['help']}" if kwargs["help"] else "turn it off"
             parser.add_argument(name, *meta["aliases"], dest=f.name, action="store_const", const=not negative,
                                 default=None, **kwargs)
             continue

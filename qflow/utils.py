@@ -24,10 +24,18 @@ def atomic_writer(path: Path, mode: str = "wb"):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.filename in (None, tmp):
+            raise naming(err, path) from err
         raise
+
+
+def naming(err: OSError, path) -> OSError:
+    """``err`` (a full disk, a quota, an I/O error: a write names no file) as the same error naming ``path``,
+    so the one line the command line prints says which file could not be written."""
+    return OSError(err.errno, err.strerror or str(err), str(path))
 
 
 def _int_at_least(low: int):

@@ -270,3 +270,34 @@ def test_one_directory_one_layout_even_when_two_trainers_start_together(data_dir
     with file_lock(run / RUN_LOCK, "a single-seed trainer", wait=False):  # it holds the directory
         assert main(train_args(data_dir, run, "--seeds", "0,1")) == 2
     assert "is in use by" in capsys.readouterr().err and not (run / "seed0").exists()
+
+
+def test_init_from_continues_a_run_exactly_and_under_an_intervention(data_dir, tmp_path, capsys):
+    """--init-from A with A's settings is A continued (the same metrics as training A on); with
+    --set freeze=critic the critic keeps A's values while the rest trains; the source is only read."""
+    import jax
+
+    from qflow.training.checkpoint_eval import load_agent
+
+    base, straight = tmp_path / "base", tmp_path / "straight"
+    assert main(train_args(data_dir, base, "--steps", "100", "--eval-every", "100")) == 0
+    assert main(train_args(data_dir, straight)) == 0  # the same run, 200 steps without a stop
+    source_bytes = (base / "checkpoint.msgpack").read_bytes()
+
+    same = tmp_path / "same"
+    assert main(train_args(data_dir, same, "--init-from", str(base))) == 0
+    assert "starting from" in capsys.readouterr().out
+    drop = lambda rs: [{k: v for k, v in r.items() if k != "wall_time"} for r in rs]  # noqa: E731
+    assert drop(rows(same / "metrics.csv")) == drop(rows(straight / "metrics.csv"))[2:]  # steps 150, 200
+    assert json.loads((same / "run.json").read_text())["init_from"]["step"] == 100
+
+    frozen = tmp_path / "frozen"
+    assert main(train_args(data_dir, frozen, "--init-from", str(base), "--set", "freeze=critic")) == 0
+    (before, _, _), (after, step, _) = (load_agent(d) for d in (base, frozen))
+    assert step == 200 and (base / "checkpoint.msgpack").read_bytes() == source_bytes
+    leaves = lambda agent, name: [np.asarray(x) for x in jax.tree.leaves(agent.params[name])]  # noqa: E731
+    assert all(np.array_equal(a, b) for a, b in zip(leaves(before, "critic"), leaves(after, "critic")))
+    assert not all(np.array_equal(a, b) for a, b in zip(leaves(before, "actor"), leaves(after, "actor")))
+
+    assert main(train_args(data_dir, tmp_path / "other", "--init-from", str(base), "--agent", "fql")) == 2
+    assert "differs in agent" in capsys.readouterr().err

@@ -172,7 +172,8 @@ def test_next_actions_follow_the_episode_and_stop_at_its_end():
 
 def test_extra_data_errors_name_the_fix(tmp_path):
     from qflow.data.loading import load_single_task
-    from qflow.training.trainer import TrainArgs, train
+    from qflow.training.settings import TrainArgs
+    from qflow.training.trainer import train
 
     with pytest.raises(ValueError, match="unknown extra dataset keys.*available: next_actions"):
         load_single_task("cube-single-play-singletask-task1-v0", 2, 0, tmp_path, extra=("next_obs2",))

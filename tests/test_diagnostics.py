@@ -208,7 +208,7 @@ def test_setting_comparison_averages_each_seed_and_measures_the_drops(tmp_path):
     # Seed averages 0.4 and 0.4; drops (0, 0.2) and (0.2, 0): mean 0.1; per step means 0.3, 0.4, 0.5
     assert [r[1:4] for r in rows] == [["qflow", "lam 5", "2"], ["qflow", "lam 10", "1"], ["fql", "alpha 300", "1"]]
     assert rows[0][4].startswith("40.0 [") and rows[0][5:] == ["10.0", "30.0, 40.0, 50.0 |"]
-    assert rows[1][5:] == ["0.0", "0.0, 20.0, 40.0 |"] and rows[2][4].startswith("50.0 [")
+    assert rows[1][5:] == ["0.0", "0.0, 20.0, 40.0 |"] and rows[2][4] == "50.0"  # one seed: no interval
 
 
 def test_success_correlations_use_the_evaluations_after_q_lowest(tmp_path):
@@ -240,3 +240,18 @@ def test_success_correlations_use_the_evaluations_after_q_lowest(tmp_path):
     # the improvement's mean over (step - 1000, step] is the row at the step itself: 3, 1, 4, 2, 5
     assert row["r_diag_policy_improvement"] == pytest.approx(np.corrcoef([3, 1, 4, 2, 5], success[1:])[0, 1])
     assert "r_diag_guidance_norm" not in row  # not logged by this run
+
+
+def test_success_intervals_are_t_intervals_cut_to_rates(tmp_path):
+    from qflow.reporting.diagnostics import rate_interval, setting_comparison_table
+    from qflow.training.logs import write_rows
+
+    # 0.2, 0.4, 0.6: sd 0.2, se 0.2 / sqrt(3) = 0.11547, t(0.975, 2) = 4.30265: 0.4 -+ 0.49683, cut at 0
+    mean, low, high = rate_interval([0.2, 0.4, 0.6])
+    assert (mean, low, high) == (pytest.approx(0.4), 0.0, pytest.approx(0.89683, abs=1e-5))
+    assert rate_interval([0.9, 1.0, 1.0])[2] == 1.0  # never above 1
+    for seed, (a, b) in enumerate([(0.0, 0.4), (0.4, 0.4), (0.8, 0.4)]):  # seed averages 0.2, 0.4, 0.6
+        write_rows(tmp_path / "env-task2__qflow" / f"seed{seed}" / "eval.csv",
+                   [{"step": 10, "success": a}, {"step": 20, "success": b}])
+    row = setting_comparison_table([({"qflow": "lam 5"}, tmp_path)], steps=(10, 20)).splitlines()[2].split(" | ")
+    assert row[4] == "40.0 [0.0, 89.7]"

@@ -10,7 +10,8 @@ from qflow.agents.base import build_config
 from qflow.agents.sac import SACAgent, SACConfig
 from qflow.data.replay import load_segments
 from qflow.training import expert as expert_mod
-from qflow.training.expert import EXPERT_FILE, STATE, Expert, ExpertSettings, save_expert, train_expert
+from qflow.training.expert import EXPERT_FILE, STATE, Expert, save_expert, train_expert
+from qflow.training.settings import ExpertSettings
 
 pytestmark = pytest.mark.e2e
 

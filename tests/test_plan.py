@@ -7,6 +7,7 @@ import pytest
 
 from qflow.errors import QFlowError
 from qflow.experiments import plan
+from qflow.experiments.settings import PLAN as PLAN_FILE
 
 pytestmark = pytest.mark.e2e
 
@@ -95,7 +96,7 @@ def test_bad_plans_are_refused_with_the_reason(tmp_path):
 
 
 def test_the_repository_plan_loads():
-    entries = plan.load_plan(plan.PLAN)
+    entries = plan.load_plan(PLAN_FILE)
     # the first entry asks the question the plan exists for: Q-Flow against FQL on cube-single
     assert entries[0].group.family == "cube-single-play" and {"qflow", "fql"} <= set(entries[0].group.agents)
     assert all(e.minutes <= 15 for e in entries)

@@ -212,3 +212,14 @@ def test_caption_names_settings_away_from_the_defaults():
     run.config = {**config, "guidance_lambda": 10.0, "time_features": "2pi_f_tau"}
     assert _changed_settings(run) == ["guidance_lambda=10.0"]  # time features have their own caption line
     assert _changed_settings(SimpleNamespace(agent="gone", env=env, preset="cpu", config=config)) == []
+
+
+def test_intervals_of_rates_near_zero_stay_in_range(tmp_path):
+    """Three seeds at 0, 0, 9 %: the t-interval's lower end would be -10.6 points; a rate cannot be below 0."""
+    for seed, s in enumerate((0.0, 0.0, 0.09)):
+        write_run(tmp_path / "runs" / f"s{seed}", TASKS[1], "flow_bc", seed, [s, s, s])
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "r"), "--reps", "50"]) == 0
+    (row,) = rows(tmp_path / "r" / "per_task.csv")
+    assert float(row["mean_ci_low"]) == 0.0 and 0.03 < float(row["mean_ci_high"]) < 0.3
+    (env_row,) = rows(tmp_path / "r" / "per_env.csv")
+    assert float(env_row["mean_ci_low"]) == 0.0

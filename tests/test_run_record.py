@@ -6,7 +6,7 @@ import pytest
 
 from qflow.envs import agent_config
 from qflow.reporting.report import ReportError
-from qflow.training.checkpoint import CheckpointError, RunRecord, check_compatible
+from qflow.training.record import CheckpointError, RunRecord, check_compatible
 
 ENV = "pointmaze-medium-navigate-singletask-task1-v0"
 

@@ -75,7 +75,7 @@ def test_tables_are_checked_key_by_key():
 def test_every_training_setting_is_a_train_flag_and_a_sweep_key_where_it_applies():
     from qflow.cli import build_parser
     from qflow.experiments.sweep import Spec
-    from qflow.training.trainer import TrainArgs
+    from qflow.training.settings import TrainArgs
 
     train = build_parser().parse_args(["train", "--dataset-seed", "5", "--seed", "3"])
     assert from_flags(TrainArgs, train).dataset_seed == 5 and from_flags(TrainArgs, train).seeds == (3,)

@@ -66,3 +66,25 @@ def test_permutation_test_by_hand():
     a, b = [np.arange(5) + 10.0] * 5, [np.arange(5)] * 5
     diff, p, count = stats.permutation_test(a, b, reps=500)
     assert count == 500 and 0 < p < 0.01 and diff == 10.0
+
+
+def test_sign_flip_test_by_hand():
+    # d = 1, 2, 3: the 8 sign patterns give sums 6, 4, 2, 0, 0, -2, -4, -6; |sum| >= 6 twice: p = 2/8
+    mean, p, count = stats.sign_flip_test([1.0, 2.0, 3.0])
+    assert (mean, p, count) == (2.0, 0.25, 8)
+    mean, p, count = stats.sign_flip_test([1.0, -1.0])  # sums 0, 2, -2, 0: all as extreme as 0
+    assert (mean, p) == (0.0, 1.0)
+    mean, p, count = stats.sign_flip_test(np.ones(20), reps=1000)  # 2^20 patterns: sampled, never 0
+    assert count == 1000 and 0 < p < 0.01
+
+
+def test_correlation_permutation_test_by_hand():
+    # x = 1..4, y = 1, 2, 4, 3: r = (sum xy - 25) / 5 = 0.8. Of the 24 orderings of y, |r| >= 0.8 needs
+    # sum xy >= 29 (the identity and its 3 adjacent swaps) or <= 21 (the reversal and its 3): p = 8/24
+    r, p, count = stats.correlation_permutation_test([1, 2, 3, 4], [1, 2, 4, 3])
+    assert (r, p, count) == (pytest.approx(0.8), pytest.approx(1 / 3), 24)
+    # two seeds that share every step: the steps move together, so still 24 orderings and p = 8/24
+    r, p, count = stats.correlation_permutation_test([[1, 2, 3, 4]] * 2, [[1, 2, 4, 3]] * 2)
+    assert (r, p, count) == (pytest.approx(0.8), pytest.approx(1 / 3), 24)
+    with pytest.raises(ValueError):
+        stats.correlation_permutation_test([[1, 2, 3]], [[1, 2]])

@@ -1,18 +1,25 @@
 """`qflow sweep`: cells from a spec, per-agent grids, skipping, and (on a real local Ray) completion,
 isolated failures, a killed worker's retry that resumes, and `qflow report` on the output."""
 
+import contextlib
 import csv
+import dataclasses
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
 from qflow.experiments import sweep
-from qflow.experiments.sweep import Cell, Spec, SweepError, cells_of, is_done, load_spec, result_dirs, settings_of
+from qflow.experiments.sweep import (Cell, Spec, SweepError, cells_of, check_spec, is_done, load_spec, result_dirs,
+                                     settings_of)
 
 
 def test_spec_from_toml_and_flags(tmp_path):
@@ -20,7 +27,7 @@ def test_spec_from_toml_and_flags(tmp_path):
     path.write_text('envs = ["cube-single-play"]\nagents = ["qflow", "fql"]\ntasks = "2,4"\nseeds = "0-2"\n'
                     'steps = 1000\n[grid]\n"qflow.guidance_lambda" = [2.5, 10]\n"fql.alpha" = [150, 300, 600]\n')
     spec = load_spec(path, {"out": str(tmp_path / "out"), "steps": 500, "sets": ["flow_steps=5"]})
-    spec.validate()
+    check_spec(spec)
     assert spec.steps == 500 and spec.sets == ("flow_steps=5",)  # a flag wins over the file
     # each grid key applies to its own agent only: 2 Q-Flow settings and 3 FQL settings, not 6 of each
     assert settings_of(spec, "qflow") == [("guidance_lambda=2.5",), ("guidance_lambda=10",)]
@@ -36,7 +43,7 @@ def test_flag_grid_bare_keys_and_stacked_cells(tmp_path):
     spec = load_spec(None, {"out": str(tmp_path), "envs": "puzzle-3x3-play", "agents": "qflow,fql", "tasks": "1-5",
                             "seeds": "0-7", "sets": ["flow_steps=[5,10]", "qflow.guidance_lambda=20"],
                             "mode": "stacked"})
-    spec.validate()
+    check_spec(spec)
     assert spec.grid == (("flow_steps", ("5", "10")),) and spec.sets == ("qflow.guidance_lambda=20",)
     cells = cells_of(spec)  # a bare grid key applies to every agent that has it; stacked: one cell per family
     assert [(c.agent, c.setting) for c in cells] == [("qflow", ("flow_steps=5",)), ("qflow", ("flow_steps=10",)),
@@ -52,11 +59,13 @@ def test_flag_grid_bare_keys_and_stacked_cells(tmp_path):
     ({"steps": 0}, "steps must be >= 1"),
     ({"mode": "grid"}, "mode must be one of"),
     ({"gpus": -1}, ">= 0"),
+    ({"envs": "puzzle-3x3-ply"}, "envs/tasks: unknown dataset 'puzzle-3x3-ply-v0'"),  # refused here, not in a worker
+    ({"tasks": "1,7"}, "envs/tasks: pass a task in 1-5: puzzle-3x3-play has no task 7"),
 ])
 def test_bad_specs_are_refused_before_anything_runs(tmp_path, flags, message):
     base = {"out": str(tmp_path), "envs": "puzzle-3x3-play", "agents": "qflow,fql", "steps": 100}
     with pytest.raises(SweepError, match=message):
-        load_spec(None, {**base, **flags}).validate()
+        check_spec(load_spec(None, {**base, **flags}))
 
 
 def test_file_and_flags_merge_without_dropping_or_doubling(tmp_path):
@@ -68,13 +77,13 @@ def test_file_and_flags_merge_without_dropping_or_doubling(tmp_path):
     assert spec.sets == ("qflow.flow_steps=5", "fql.alpha=100")  # the file's fixed overrides are kept
     assert spec.grid == (("qflow.guidance_lambda", ("1", "2", "3")),)  # the flag's axis replaces the file's
     with pytest.raises(SweepError, match="a setting of none of the agents"):  # a typo never drops an axis silently
-        load_spec(None, {"out": "o", "envs": "x", "agents": "qflow,fql", "sets": ["guidance_lamda=[1,2]"]}).validate()
+        check_spec(load_spec(None, {"out": "o", "envs": "x", "agents": "qflow,fql", "sets": ["guidance_lamda=[1,2]"]}))
     with pytest.raises(SweepError, match="both a fixed override and a grid axis"):
         load_spec(None, {"out": "o", "envs": "x", "sets": ["lr=1", "lr=[1,2]"]})
 
 
 def test_stacked_calls_end_on_every_export_and_log_row():
-    from qflow.experiments.stacked import GroupSettings
+    from qflow.experiments.settings import GroupSettings
 
     group = GroupSettings(family="cube-single-play", steps=60_000, out="o", export_every=2_500, log_every=1_000)
     assert group.call_length() == 500  # chunk 1000 lowered: 2,500 is not a multiple of it
@@ -244,3 +253,131 @@ def test_a_stacked_cell_killed_with_sigkill_resumes(data_dir, tmp_path):
     assert steps == list(range(1_000, 20_001, 1_000))  # every step logged once across the kill
     summary = json.loads(result["files"]["pointmaze-medium-navigate-singletask-task1-v0__flow_bc/seed0/summary.json"])
     assert summary["eval_steps"] == [5_000, 10_000, 15_000, 20_000]
+
+
+def test_dry_run_counts_cells_and_updates_and_prices_them(tmp_path, monkeypatch):
+    """2 tasks x 2 agents x 3 seeds = 12 cells of 1,000 updates; one cell already done; stacked mode counts members."""
+    measured = []
+    monkeypatch.setattr(sweep, "_measured_rate", lambda spec, cell: measured.append(cell.agent) or 50.0)
+    spec = load_spec(None, {"envs": "pointmaze-medium-navigate", "tasks": "1-2", "agents": "qflow,fql",
+                            "seeds": "0-2", "steps": 1000, "out": str(tmp_path / "out")})
+    first = cells_of(spec)[0]
+    monkeypatch.setattr(sweep, "is_done", lambda spec, cell: cell == first)
+    lines = []
+    result = sweep.dry_run(spec, log=lines.append)
+    assert result == {"cells": 12, "todo": 11, "updates": 11_000, "seconds": 11_000 / 50.0}
+    assert sorted(measured) == ["fql", "qflow"]  # one measurement per agent, family and setting
+    assert lines[-1].startswith("[sweep] 12 cells, 1 done, 11 to run: 11,000 agent updates; about 4 min")
+    stacked = dataclasses.replace(spec, mode="stacked", online_steps=0)
+    assert sweep.dry_run(stacked, log=lines.append)["updates"] == 2 * 6 * 1000  # 2 agent cells x 6 members
+
+
+ENV = "pointmaze-medium-navigate-singletask-task1-v0"
+
+
+def test_a_failed_cell_counts_its_attempts_and_says_what_to_do_in_a_sweep(tmp_path, monkeypatch):
+    from qflow.training.record import CheckpointError
+
+    monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))  # run_cell sets it when unset
+    spec = Spec(out=str(tmp_path / "out"), envs=(ENV,), agents=("fql",), seeds="0", steps=100,
+                runs=str(tmp_path / "runs"))
+    cell = cells_of(spec)[0]
+    work = sweep.work_dir(spec, cell)
+
+    def refuse(spec, cell, work):  # what the trainer says of a run directory holding another run
+        raise CheckpointError(f"{work / 'run'} holds a different run (differs in steps); pass another --run-dir")
+
+    monkeypatch.setattr(sweep, "_train_run", refuse)
+    first, second = sweep.run_cell(spec, cell), sweep.run_cell(spec, cell)
+    assert (first["status"], first["attempts"], second["attempts"]) == ("failed", 1, 2)
+    assert "holds a different run (differs in steps); pass another --run-dir" in second["error"]  # kept
+    assert second["error"].endswith(f"[in this sweep: rerun the sweep to retry the cell; to start it afresh, "
+                                    f"first move {work} away or pass another --runs]")
+
+
+def test_write_files_records_where_the_summary_now_lives(tmp_path):
+    summary = {"run_dir": "/on/a/worker/runs/cell__1234abcd/run", "success": 0.5}
+    sweep.write_files(tmp_path / "out", {"e__fql/seed0/summary.json": json.dumps(summary).encode(),
+                                         "e__fql/seed0/eval.csv": b"step,success\n"})
+    written = json.loads((tmp_path / "out" / "e__fql" / "seed0" / "summary.json").read_text())
+    assert written == {"run_dir": str((tmp_path / "out" / "e__fql" / "seed0").resolve()), "success": 0.5,
+                       "trained_in": "/on/a/worker/runs/cell__1234abcd/run"}
+    assert (tmp_path / "out" / "e__fql" / "seed0" / "eval.csv").read_bytes() == b"step,success\n"
+
+
+@contextlib.contextmanager
+def _deadline(seconds):
+    """Fail a call that would wait forever (a bug this guards against) instead of hanging the test run."""
+    def expire(*_):
+        raise TimeoutError(f"still waiting after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_local_sweep_starts_its_own_ray_and_refuses_a_cell_no_node_holds(tmp_path, monkeypatch):
+    """A `ray start` head's address file (here a leftover one) is not joined: the sweep starts its own instance,
+    which has no node with 64 GPUs: refused at once, not queued forever."""
+    ray_tmp = Path(tempfile.mkdtemp(prefix="qr", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    try:
+        (ray_tmp / "ray").mkdir()
+        (ray_tmp / "ray" / "ray_current_cluster").write_text("127.0.0.1:1")
+        monkeypatch.setenv("RAY_TMPDIR", str(ray_tmp))
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+        spec = Spec(out=str(tmp_path / "out"), envs=(ENV,), agents=("fql",), seeds="0", steps=100, gpus=64,
+                    runs=str(tmp_path / "runs"), progress=False)
+        with _deadline(120), pytest.raises(SweepError, match="--cpus 1 --gpus 64: no node of this machine has that"):
+            sweep.run_sweep(spec, progress=False, log=lambda *_: None)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_address_where_nothing_listens_is_refused_in_seconds(tmp_path):
+    port = _closed_port()
+    cmd = [sys.executable, "-m", "qflow.cli", "sweep", "--envs", ENV, "--agents", "fql", "--seeds", "0",
+           "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs"), "--no-progress"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    started = time.time()
+    done = subprocess.run([*cmd, "--address", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=120,
+                          env=env)
+    assert done.returncode == 2, done.stderr
+    assert f"qflow: error: --address 127.0.0.1:{port}: nothing accepted a connection there within 5 s" in done.stderr
+    assert f"`ray start --head --port {port}`" in done.stderr and time.time() - started < 60
+    bad = subprocess.run([*cmd, "--address", "headnode"], capture_output=True, text=True, timeout=120, env=env)
+    assert bad.returncode == 2 and "--address 'headnode': give the HOST:PORT of a Ray head" in bad.stderr
+
+
+def test_report_lists_the_cells_of_a_sweep_without_results(tmp_path, capsys):
+    from qflow.cli import main
+    from qflow.errors import QFlowError
+    from qflow.reporting import make_report
+    from tests.test_report import TASKS, write_run
+
+    out = tmp_path / "out"
+    write_run(out / f"{TASKS[1]}__fql" / "seed0", TASKS[1], "fql", 0, [0.1, 0.2, 0.3])
+    cells = {f"{TASKS[1]}__fql__seed0": {"status": "done"},
+             f"{TASKS[1]}__fql__seed1": {"status": "failed", "error": "TrainingDiverged: loss is nan"},
+             f"{TASKS[2]}__fql__seed0": {"status": "pending"}}
+    (out / "sweep.json").write_text(json.dumps({"cells": cells}))
+    assert main(["report", str(out), "--out", str(tmp_path / "report"), "--reps", "20"]) == 0
+    err = capsys.readouterr().err
+    assert "2 cell(s) of the sweep failed or did not finish: no results (errors in sweep.json); listed under " \
+           "the tables in results.md" in err
+    text = (tmp_path / "report" / "results.md").read_text()
+    section = text[text.index("## Sweep cells without results"):]
+    assert f"- {out}: {TASKS[1]}__fql__seed1: failed: TrainingDiverged: loss is nan" in section
+    assert f"- {out}: {TASKS[2]}__fql__seed0: pending" in section and "seed0: done" not in section
+    shutil.rmtree(out / f"{TASKS[1]}__fql")  # no run at all: the error says why
+    with pytest.raises(QFlowError, match="no summary.json .*; 2 cell.s. of the sweep failed or did not finish"):
+        make_report([out], tmp_path / "report", reps=20)

@@ -45,6 +45,9 @@ def require(ok: bool, name: str, value, rule: str, example) -> None:
         raise ValueError(f"{name} must be {rule}, got {value!r} (e.g. --set {name}={example})")
 
 
+TARGET_UPDATES = ("pre", "post")  # see AgentConfig.target_update
+
+
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
     preset: str = "paper"  # network-size preset recorded with every result ("paper" or "cpu")
@@ -54,6 +57,10 @@ class AgentConfig:
     batch_size: int = 256  # transitions per update
     discount: float = 0.99  # gamma
     target_update_rate: float = 0.005  # EMA rate of the target critic
+    target_update: str = "pre"  # the EMA moves toward the critic as it was before this update ("pre": the
+    # authors' code and FQL's reference) or after it ("post": this project's runs before 2026-12-01)
+    freeze: str = ""  # comma-separated params held fixed, e.g. "critic" or "actor" (an intervention: the
+    # others train as usual, the target still averages toward the fixed critic)
     matmul_precision: str = "float32"  # float32 | tf32 | bf16 | default: matmul arithmetic (qflow.networks.PRECISIONS)
 
     def validate(self) -> None:
@@ -75,6 +82,7 @@ class AgentConfig:
                 raise ValueError(f"{name} must be one or more widths >= 1, got {dims} (e.g. --set {name}=256,256)")
         if not 0 < self.target_update_rate <= 1:
             raise ValueError(f"target_update_rate must be in (0, 1], got {self.target_update_rate}")
+        require(self.target_update in TARGET_UPDATES, "target_update", self.target_update, "'pre' or 'post'", "pre")
         from qflow.networks import PRECISIONS
 
         if self.matmul_precision not in PRECISIONS:
@@ -83,8 +91,9 @@ class AgentConfig:
     @classmethod
     def legacy_defaults(cls) -> dict:
         """Values of keys that records written before the key existed ran with (see config_from_record):
-        before matmul_precision, every matmul used the platform's default."""
-        return {"matmul_precision": "default"}
+        before matmul_precision, every matmul used the platform's default; before target_update, the target
+        moved toward the updated critic."""
+        return {"matmul_precision": "default", "target_update": "post"}
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -153,7 +162,7 @@ def build_config(config_cls, preset: str = "paper", env_defaults: dict | None = 
 
 def legacy_values(config_cls) -> dict:
     """The values runs recorded before a key of ``config_cls`` existed used for it (``AgentConfig.legacy_defaults``).
-    Whole run records: ``training.checkpoint.RunRecord``."""
+    Whole run records: ``training.record.RunRecord``."""
     return config_cls.legacy_defaults()
 
 
@@ -277,6 +286,7 @@ class TargetCriticAgent(Agent):
         rng, params = init_networks(seed, nets, obs_dim, action_dim)
         params.update(cls.extra_params(config))
         tx = make_optimizer(config)
+        check_frozen(config, params)
         return cls(rng, params, params["critic"], tx.init(params), config, nets, tx)
 
     def update(self, batch):
@@ -344,8 +354,23 @@ def gradient_step(agent, batch):
     grads, info = jax.grad(agent.losses, has_aux=True)(agent.params, batch, noise)
     check_declared_losses(type(agent), info)
     updates, opt_state = agent.tx.update(grads, agent.opt_state, agent.params)
+    for name in frozen(agent.config):  # the update, not the gradient, is zeroed: Adam's momentum would move it
+        updates[name] = jax.tree.map(jnp.zeros_like, updates[name])
     scalars = {k: v for k, v in info.items() if v.ndim == 0}
     return rng, optax.apply_updates(agent.params, updates), opt_state, scalars
+
+
+def frozen(config) -> list[str]:
+    """The params entries ``config.freeze`` holds fixed."""
+    return [name.strip() for name in config.freeze.split(",") if name.strip()]
+
+
+def check_frozen(config, params: dict) -> None:
+    """Refuse a ``freeze`` that names no params entry of the agent (a typo would freeze nothing)."""
+    unknown = [name for name in frozen(config) if name not in params]
+    if unknown:
+        raise ValueError(f"freeze names {unknown}, which this agent does not have; its params are "
+                         f"{', '.join(sorted(params))} (e.g. --set freeze=critic)")
 
 
 def check_declared_losses(agent_cls, info: dict) -> None:
@@ -365,11 +390,17 @@ def ema(target, params, rate):
     return jax.tree.map(lambda t, p: (1 - rate) * t + rate * p, target, params)
 
 
+def ema_source(config, before, after):
+    """What the target networks average toward: the parameters before this update or after it."""
+    return before if config.target_update == "pre" else after
+
+
 def step_with_target_critic(agent, batch):
-    """``gradient_step`` then EMA of ``target_critic`` toward ``params["critic"]``: the whole update of
-    every agent whose only target network is its critic's."""
+    """``gradient_step`` then EMA of ``target_critic`` toward the critic (before or after the step, as
+    ``target_update`` says): the whole update of every agent whose only target network is its critic's."""
     rng, params, opt_state, info = gradient_step(agent, batch)
-    target = ema(agent.target_critic, params["critic"], agent.config.target_update_rate)
+    critic = ema_source(agent.config, agent.params["critic"], params["critic"])
+    target = ema(agent.target_critic, critic, agent.config.target_update_rate)
     return agent.replace(rng=rng, params=params, target_critic=target, opt_state=opt_state), info
 
 

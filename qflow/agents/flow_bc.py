@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from qflow.agents.base import (
-    Agent, AgentConfig, clip_actions, flow_matching_loss, gradient_step, init_networks, make_optimizer, require,
+    Agent, AgentConfig, check_frozen, clip_actions, flow_matching_loss, gradient_step, init_networks, make_optimizer,
+    require,
 )
 from qflow.networks import VelocityField, euler_sample
 
@@ -25,6 +26,12 @@ class FlowBCConfig(AgentConfig):
     def validate(self) -> None:
         super().validate()
         require(self.flow_steps >= 1, "flow_steps", self.flow_steps, ">= 1", 10)
+
+    @classmethod
+    def legacy_defaults(cls) -> dict:
+        """No target network, so target_update changes nothing here: an old record reads as today's value
+        (and an old run resumes as the same run)."""
+        return {**super().legacy_defaults(), "target_update": "pre"}
 
 
 class FlowBCAgent(Agent):
@@ -43,6 +50,7 @@ class FlowBCAgent(Agent):
         nets = {"actor": VelocityField(config.actor_dims, action_dim, config.matmul_precision)}
         rng, params = init_networks(seed, nets, obs_dim, action_dim)
         tx = make_optimizer(config)
+        check_frozen(config, params)
         return cls(rng, params, tx.init(params), config, nets, tx)
 
     def draw_noise(self, rng, batch_size: int, action_dim: int) -> dict:

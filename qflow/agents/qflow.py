@@ -35,6 +35,7 @@ class QFlowConfig(AgentConfig):
     time_embed_dim: int = 64  # Fourier features of tau fed to V (log-spaced frequencies 1..256)
     time_features: str = "f_tau"  # sin/cos(f tau) ("f_tau", METHOD.md) or sin/cos(2 pi f tau) ("2pi_f_tau", old runs)
     stratify_tau: bool = True  # sample tau per step bucket so Psi runs only the steps each row needs
+    shared_draw: bool = True  # L_V and L_pi share one (x0, tau) draw; false: one draw each, as the authors' code
 
     def validate(self) -> None:
         super().validate()
@@ -119,15 +120,21 @@ class QFlowAgent(TargetCriticAgent):
         return lambda obs, x, t: self.nets["actor"].apply(actor_params, obs, x, t)
 
     def draw_noise(self, rng, batch_size: int, action_dim: int) -> dict:
-        """Every random draw of one update: TD-target noise, flow noise x0, flow time tau."""
-        k_next, k_x0, k_tau = jax.random.split(rng, 3)
-        tau, weight = sample_tau(k_tau, batch_size, self.config.flow_steps, self.config.stratify_tau)
-        return {
+        """Every random draw of one update: TD-target noise, flow noise x0, flow time tau (and, without
+        ``shared_draw``, a second x0 and tau for L_pi, suffixed ``_pi``)."""
+        cfg = self.config
+        k_next, k_x0, k_tau, *k_pi = jax.random.split(rng, 3 if cfg.shared_draw else 5)
+        tau, weight = sample_tau(k_tau, batch_size, cfg.flow_steps, cfg.stratify_tau)
+        noise = {
             "x_next": jax.random.normal(k_next, (batch_size, action_dim)),
             "x0": jax.random.normal(k_x0, (batch_size, action_dim)),
             "tau": tau,
             "weight": weight,  # stratification weights (all ones when tau is iid uniform)
         }
+        if k_pi:
+            tau_pi, weight_pi = sample_tau(k_pi[1], batch_size, cfg.flow_steps, cfg.stratify_tau)
+            noise.update(x0_pi=jax.random.normal(k_pi[0], (batch_size, action_dim)), tau_pi=tau_pi, weight_pi=weight_pi)
+        return noise
 
     def losses(self, params, batch, noise):
         """(total, info) with the three losses; gradients flow into each loss's own network only."""
@@ -151,7 +158,11 @@ class QFlowAgent(TargetCriticAgent):
         v = aggregate(self.nets["value"].apply(params["value"], obs, x_tau, tau), cfg.q_agg)
         loss_v = jnp.mean(weight * (v - v_target) ** 2)
 
-        # L_pi: flow matching toward (a - x0) + grad_x mean_heads V / lambda (V frozen).
+        # L_pi: flow matching toward (a - x0) + grad_x mean_heads V / lambda (V frozen), at the same point
+        # as L_V or (without shared_draw) at a second one.
+        if not cfg.shared_draw:
+            x0, tau, weight = noise["x0_pi"], noise["tau_pi"], noise["weight_pi"]
+            x_tau = interpolate(x0, actions, tau)
         value_params = jax.lax.stop_gradient(params["value"])
         mean_v = lambda x: self.nets["value"].apply(value_params, obs, x, tau).mean(0).sum()  # noqa: E731
         grad_v = jax.grad(mean_v)(x_tau)
@@ -164,7 +175,8 @@ class QFlowAgent(TargetCriticAgent):
             "q_mean": q.mean(), "v_mean": v.mean(), "grad_v_norm": jnp.linalg.norm(grad_v, axis=-1).mean(),
             # per-row arrays (dropped from logs by gradient_step; read by tests and diagnostics)
             "td_target": td_target, "v_target": v_target, "velocity_target": velocity_target,
-            "v": v, "grad_v": grad_v, "bc_velocity": actions - x0, "weight": weight,
+            "v": v, "grad_v": grad_v, "bc_velocity": actions - x0,
+            "weight": noise["weight"], "weight_pi": weight,  # the rows' weights in L_V and in L_pi
         }
         return loss_q + loss_v + loss_pi, info
 
@@ -179,15 +191,16 @@ class QFlowAgent(TargetCriticAgent):
         """
         k_noise, k_pi = jax.random.split(rng)
         _, info = self.losses(self.params, batch, self.draw_noise(k_noise, *batch["actions"].shape))
-        w = info["weight"] / info["weight"].sum()
+        w, w_pi = info["weight"] / info["weight"].sum(), info["weight_pi"] / info["weight_pi"].sum()
         wmean = lambda x: jnp.sum(w * x)  # noqa: E731
+        wmean_pi = lambda x: jnp.sum(w_pi * x)  # noqa: E731  (the same as wmean with a shared draw)
         err = info["v_target"] - info["v"]
         target_var = wmean((info["v_target"] - wmean(info["v_target"])) ** 2)
         residual_var = wmean((err - wmean(err)) ** 2)
         return {
             "diag_v_explained_var": 1.0 - residual_var / jnp.maximum(target_var, 1e-12),
-            "diag_guidance_norm": wmean(jnp.linalg.norm(info["grad_v"], axis=-1)) / self.config.guidance_lambda,
-            "diag_bc_velocity_norm": wmean(jnp.linalg.norm(info["bc_velocity"], axis=-1)),
+            "diag_guidance_norm": wmean_pi(jnp.linalg.norm(info["grad_v"], axis=-1)) / self.config.guidance_lambda,
+            "diag_bc_velocity_norm": wmean_pi(jnp.linalg.norm(info["bc_velocity"], axis=-1)),
             **policy_diagnostics(self, batch, k_pi),
         }
 

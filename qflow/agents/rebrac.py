@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from qflow.agents.base import (
-    Agent, AgentConfig, clip_actions, ema, gradient_step, init_networks, make_optimizer, require, td_loss,
+    Agent, AgentConfig, check_frozen, clip_actions, ema, ema_source, gradient_step, init_networks, make_optimizer,
+    require, td_loss,
 )
 from qflow.networks import MLP, Critic
 
@@ -65,6 +66,7 @@ class ReBRACAgent(Agent):
                 "critic": Critic(config.critic_dims, precision=config.matmul_precision)}
         rng, params = init_networks(seed, nets, obs_dim, action_dim)
         tx = make_optimizer(config)
+        check_frozen(config, params)
         return cls(rng, params, params, tx.init(params), jnp.zeros((), jnp.int32), config, nets, tx)
 
     def draw_noise(self, rng, batch_size: int, action_dim: int) -> dict:
@@ -110,11 +112,11 @@ class ReBRACAgent(Agent):
 
     def update(self, batch):
         rng, params, opt_state, scalars = gradient_step(self, batch)
-        rate = self.config.target_update_rate
+        rate, source = self.config.target_update_rate, ema_source(self.config, self.params, params)
         target = {
-            "critic": ema(self.target_params["critic"], params["critic"], rate),
+            "critic": ema(self.target_params["critic"], source["critic"], rate),
             # the actor target only moves on actor steps (rate 0 otherwise)
-            "actor": ema(self.target_params["actor"], params["actor"], rate * self.actor_step()),
+            "actor": ema(self.target_params["actor"], source["actor"], rate * self.actor_step()),
         }
         return self.replace(rng=rng, params=params, target_params=target, opt_state=opt_state,
                             step=self.step + 1), scalars

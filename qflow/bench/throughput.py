@@ -98,6 +98,16 @@ def run_throughput(agent_name: str, preset: str, overrides, obs_dim: int, action
     }
 
 
+def update_rate(agent_name: str, preset: str, overrides, obs_dim: int, action_dim: int, updates: int = 20) -> float:
+    """Updates/s of one agent on this machine, from one short fused call after a warm-up (no compile time):
+    the rate `qflow sweep --dry-run` prices a grid with."""
+    agent_cls, config_cls = get_agent(agent_name)
+    config = build_config(config_cls, preset, overrides=overrides)
+    agents = stack([agent_cls.create(0, obs_dim, action_dim, config)])
+    data = random_data(max(10 * config.batch_size, 1000), obs_dim, action_dim)
+    return _seed_update_rate(make_train_chunk(updates, diagnostics=False), agents, data, updates, 1)
+
+
 def _seed_update_rate(chunk_fn, agents, data: dict, updates: int, calls: int) -> float:
     """Seed-updates per second of ``calls`` calls of ``chunk_fn`` (after one warm-up call); ``updates``:
     the updates per seed that the ``calls`` calls make together."""

@@ -23,14 +23,15 @@ def _jitted_act():
     return jax.jit(lambda agent, obs, rng: agent.sample_actions(obs, rng))
 
 
-def evaluate_policy(evaluator, agent, seed: int, step: int, episodes: int) -> dict:
+def evaluate_policy(evaluator, agent, seed: int, step: int, episodes: int, desc: str | None = None) -> dict:
     """The project's one evaluation convention: episode seeds from ``seed + step``, action noise from
-    ``PRNGKey(seed * 7919 + step)``; the same policy, seed and step always give the same result."""
+    ``PRNGKey(seed * 7919 + step)``; the same policy, seed and step always give the same result.
+    ``desc``: show a bar of finished episodes with this label."""
     import jax
     import jax.numpy as jnp
 
     keys = iter(jax.random.split(jax.random.PRNGKey(seed * 7919 + step), 100_000))
-    return evaluator.run(lambda o: act(agent, jnp.asarray(o), next(keys)), episodes, seed=seed + step)
+    return evaluator.run(lambda o: act(agent, jnp.asarray(o), next(keys)), episodes, seed=seed + step, desc=desc)
 
 
 class Evaluator:
@@ -40,8 +41,12 @@ class Evaluator:
         self.env_id = env_id
         self.envs = [make_env(env_id) for _ in range(num_envs)]
 
-    def run(self, policy, episodes: int, seed: int) -> dict[str, float]:
-        """policy(obs: float32 [num_envs, obs_dim]) -> actions [num_envs, act_dim] (numpy)."""
+    def run(self, policy, episodes: int, seed: int, desc: str | None = None) -> dict[str, float]:
+        """policy(obs: float32 [num_envs, obs_dim]) -> actions [num_envs, act_dim] (numpy). With ``desc``,
+        a bar counts finished episodes (an evaluation can take minutes: the training bar stands still)."""
+        from tqdm import tqdm
+
+        bar = tqdm(total=episodes, desc=desc, unit="ep", leave=False, disable=desc is None, dynamic_ncols=True)
         n = len(self.envs)
         obs = np.zeros((n, self.envs[0].observation_space.shape[0]), np.float32)
         active = [False] * n
@@ -71,8 +76,10 @@ class Evaluator:
                     returns.append(ep_return[i])
                     lengths.append(ep_len[i])
                     active[i] = False
+                    bar.update(1)
                     if started < episodes:
                         start(i)
+        bar.close()
         return {
             "success": float(np.mean(successes)),
             "return": float(np.mean(returns)),

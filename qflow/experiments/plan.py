@@ -29,12 +29,10 @@ from pathlib import Path
 from qflow.errors import QFlowError
 from qflow.data.registry import family_of
 from qflow.experiments import stacked
-from qflow.experiments.stacked import GroupSettings
+from qflow.experiments.settings import PLAN, RESULTS, GroupSettings, PlanSettings
 from qflow.settings import from_table
 from qflow.utils import atomic_write_json, read_toml
 
-PLAN = Path("plans/evidence.toml")
-RESULTS = Path("results/evidence")
 KINDS = ("stacked", "command")
 DRIFT_SECONDS = 60  # the end of a stacked set with `drift`: loading its data and acting with every export
 SMALL_FILES = ("group.json", "metrics.csv", "eval.csv", "run.json", "summary.json", "DONE.json", ".log", ".md",
@@ -235,16 +233,6 @@ def run_plan(entries: list[Entry], out: Path, work: Path, minutes: float, result
     return ran
 
 
-@dataclasses.dataclass(frozen=True)
-class PlanSettings:
-    """`qflow plan status|run`."""
-
-    plan: str = str(PLAN)  # the plan file
-    results: str = str(RESULTS)  # where committed results live
-    minutes: float | None = None  # run: device time for the whole run
-    out: str | None = None  # run: the tars go here
-    work: str = "/tmp/qflow_plan_work"  # run: data, training and evaluation files
-    only: tuple[str, ...] = ()  # run: these entry ids only
 
 
 def run_command(command: str, s: PlanSettings) -> int:

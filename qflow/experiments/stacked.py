@@ -44,10 +44,9 @@ from qflow.data.loading import data_record, load_single_task
 from qflow.data.registry import family_of
 from qflow.envs import agent_config
 from qflow.errors import QFlowError
-from qflow.settings import flag
+from qflow.experiments.settings import EvalSettings, GroupSettings
 from qflow.training import loop
-from qflow.training.checkpoint import RunRecord
-from qflow.training.schedule import Schedule
+from qflow.training.record import RunRecord
 from qflow.training.logs import CSVLog, read_rows, resumed_clock, write_rows, write_summary
 from qflow.training.loop import check_finite, stack
 from qflow.training.steps import make_train_chunk
@@ -122,64 +121,8 @@ def member_policies(group: dict, obs_dim: int, action_dim: int):
     return read
 
 
-@dataclasses.dataclass(frozen=True)
-class GroupSettings:
-    """`qflow stacked train`: every task x seed of one dataset stacked in one jitted call per agent."""
-
-    # flags refuse values below these (every other integer: below 0)
-    AT_LEAST = {"steps": 1, "chunk": 1, "export_every": 1, "log_every": 1, "dataset_episodes": 1, "eval_episodes": 1}
-
-    family: str  # dataset family, e.g. puzzle-3x3-play
-    steps: int  # updates of every member
-    out: str  # where FAMILY__AGENT/ group directories (and the family's checkpoint) go
-    agents: tuple[str, ...] = ("qflow", "fql", "flow_bc")  # agents trained in lockstep, one call each
-    tasks: tuple[int, ...] = (1, 2, 3, 4, 5)  # tasks of the family, e.g. 1-5 or 2,4
-    seeds: tuple[int, ...] = (0, 1, 2)  # agent seeds, e.g. 0-2
-    preset: str = "cpu"  # network sizes: tiny, cpu or paper
-    overrides: tuple[str, ...] = dataclasses.field(default=(), metadata=flag("--set", repeat=True, help=(
-        "config override: KEY=VALUE for every agent, AGENT.KEY=VALUE for one (e.g. fql.alpha=150)")))
-    chunk: int = 1000  # updates per jitted call (at most: lowered to divide the export and log intervals)
-    export_every: int = 5000  # steps between policy exports (and checkpoints)
-    log_every: int | None = None  # steps between metrics rows (default: export_every)
-    keep_exports: bool = False  # also keep every export as exports/step_NNNNNNN.msgpack (for learning curves)
-    deadline: float | None = None  # unix time: stop every agent before it (a rerun resumes)
-    dataset_episodes: int | None = None  # dataset size (default: the official size)
-    dataset_seed: int = 0  # seed of a regenerated dataset
-    data_dir: str | None = None  # dataset directory (default $QFLOW_DATA_DIR, else ~/.ogbench/data)
-    progress: bool = False  # a progress bar (off by default: stacked runs usually log to files)
-    evaluate_into: str | None = None  # also evaluate every kept export as it arrives into run directories here
-    # (processes on the CPU beside the trainer, which then runs in a process of its own; implies keep_exports)
-    eval_episodes: int = 50  # episodes per evaluation of an export (with evaluate_into)
-    command: str | None = dataclasses.field(default=None, metadata=flag(cli=False))  # recorded with the
-    # results; None: this process's command line (a sweep cell passes its own)
-
-    def validate(self) -> None:
-        if self.steps < 1 or self.chunk < 1 or self.export_every < 1 or (self.log_every or 1) < 1:
-            raise ValueError(f"--steps ({self.steps}), --chunk ({self.chunk}), --export-every ({self.export_every}) "
-                             f"and --log-every ({self.log_every}) must be >= 1")
-        if not self.agents:
-            raise ValueError("--agents names no agent; e.g. --agents qflow,fql")
-        if len(set(self.seeds)) != len(self.seeds) or len(set(self.tasks)) != len(self.tasks):
-            raise ValueError(f"--seeds and --tasks must not repeat, got {self.seeds} and {self.tasks}")
-
-    def every(self) -> dict[str, int]:
-        export = self.export_every
-        return {"log": self.log_every or export, "checkpoint": export, "export": export}
-
-    def call_length(self) -> int:
-        """Updates per jitted call: ``chunk``, or less so that every export and log row falls on a call's end."""
-        return Schedule(self.steps, self.every()).chunk(self.chunk)
 
 
-@dataclasses.dataclass(frozen=True)
-class EvalSettings:
-    """`qflow stacked evaluate`: a group's exported policies into run directories `qflow report` reads."""
-
-    group: str = dataclasses.field(metadata=flag(positional=True, help="a FAMILY__AGENT directory written by train"))
-    out: str  # where ENV__AGENT/seedS/ run directories go
-    episodes: int = 50  # evaluation episodes per member and export
-    all_exports: bool = False  # every kept export not yet evaluated, not just the latest
-    command: str | None = dataclasses.field(default=None, metadata=flag(cli=False))  # recorded with the results
 
 
 def checkpoint_path(settings: GroupSettings) -> Path:

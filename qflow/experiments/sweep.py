@@ -17,9 +17,15 @@ run.json) and the driver writes them into ``OUT/[SETTING/]ENV__AGENT/seedS/`` (t
 ``RUNS`` on the worker that trained the cell (a shared filesystem lets a retry on another node
 resume them). ``OUT/sweep.json`` lists every cell's state, error and time, rewritten as cells end.
 
+A cluster: ``ray start --head --port P`` on the head (and ``ray start --address HEAD:P`` on the others), then
+``qflow sweep SPEC --address HEAD:P``. Relative ``runs`` and ``data_dir`` are resolved on the driver, so give
+paths every node has (a shared filesystem); a head that asks for Ray's token gets this machine's
+(~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN: copy the head's there); a cluster where no node
+can hold one cell (``cpus``, ``gpus``) is refused before anything is queued.
+
 Nothing is lost: cells whose summaries exist in OUT are skipped; a worker that dies is retried by
-Ray (``retries``) and the trainer resumes from its last checkpoint (a stacked cell starts again: its
-unfinished attempt is kept aside); a cell that fails for its own
+Ray (``retries``) and the trainer resumes from its last checkpoint (a stacked cell from its group's
+checkpoint, written at every export); a cell that fails for its own
 reason (a bad environment, a diverged run) fails alone, its error in sweep.json, while the rest
 finish; Ctrl-C cancels the running cells and keeps every finished result.
 """
@@ -37,94 +43,71 @@ import time
 from pathlib import Path
 
 from qflow.errors import QFlowError
-from qflow.settings import flag
+from qflow.settings import from_table
 from qflow.data.registry import family_of
-from qflow.training.checkpoint import RunRecord
-from qflow.training.trainer import RunSettings, TrainArgs
+from qflow.training.record import RunRecord
+from qflow.experiments.settings import MODES, EvalSettings, GroupSettings, Spec
+from qflow.training.settings import RunSettings, TrainArgs
 from qflow.utils import LockHeld, atomic_write_json, file_lock, package_versions, parse_int_list, read_toml
 
 SMALL_FILES = ("run.json", "metrics.csv", "eval.csv", "summary.json")  # summary.json last: it marks a cell done
 STAGING = ".sweep-staging"  # OUT/.sweep-staging: result folders are written here, then renamed into place
-MODES = ("runs", "stacked")
 
 
 class SweepError(QFlowError):
     """A spec or flag that cannot describe a sweep."""
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Spec(RunSettings):
-    """A sweep: the grid's axes and where things go, plus every cell's RunSettings (the training settings
-    of `qflow train`, so each is a key of a spec file and a flag of `qflow sweep` with no code of its own)."""
+def check_spec(spec: Spec) -> None:
+    """Refuse a spec that cannot run, here and not minutes later in a worker."""
+    from qflow.agents import AGENTS
+    from qflow.agents.base import overrides_for
 
-    # integers below these are refused (every other: below 0); eval_every 0 means steps / 5
-    AT_LEAST = {**RunSettings.AT_LEAST, "eval_every": 0, "steps": 1}
+    if not spec.envs or not spec.agents:
+        raise SweepError("a sweep needs envs and agents")
+    unknown = [a for a in spec.agents if a not in AGENTS]
+    if unknown:
+        raise SweepError(f"unknown agents {unknown}; choose from {', '.join(sorted(AGENTS))}")
+    if spec.mode not in MODES:
+        raise SweepError(f"mode must be one of {MODES}, got {spec.mode!r}")
+    if spec.eval_every < 0 or spec.retries < 0 or spec.cpus <= 0 or spec.gpus < 0:
+        raise SweepError("eval_every, retries and gpus must be >= 0 and cpus > 0")
+    try:  # every cell's training settings, checked as `qflow train` checks them
+        TrainArgs(**spec.run_settings()).validate()
+    except ValueError as err:
+        raise SweepError(str(err)) from None
+    if spec.mode == "stacked" and spec.online_steps:
+        raise SweepError("mode 'stacked' trains offline only; online_steps needs mode 'runs'")
+    try:
+        parse_int_list(spec.tasks), parse_int_list(spec.seeds)
+    except ValueError as err:
+        raise SweepError(f"tasks/seeds: {err}") from None
+    if spec.mode == "stacked" and any("-singletask-" in e for e in spec.envs):
+        raise SweepError("mode 'stacked' takes families (e.g. cube-single-play), not single-task ids")
+    for key, values in spec.grid:
+        if not values:
+            raise SweepError(f"grid {key!r} has no values")
+        if not any(settings_of(dataclasses.replace(spec, grid=((key, values),)), a) != [()] for a in spec.agents):
+            raise SweepError(f"grid key {key!r} is a setting of none of the agents {', '.join(spec.agents)}")
+    try:  # every override names a key of the agent it applies to (checked here, not in a worker)
+        for agent in spec.agents:
+            for setting in settings_of(spec, agent):
+                _agent_config(agent, spec.preset, overrides_for(agent, (*spec.sets, *setting), spec.agents))
+    except ValueError as err:
+        raise SweepError(str(err)) from None
+    _check_envs(spec)
 
-    out: str  # the small result files of every cell (commit these); `qflow report OUT` reads them
-    envs: tuple[str, ...]  # families ("cube-single-play", expanded by `tasks`) or single-task ids
-    agents: tuple[str, ...] = ("qflow",)  # agents of every cell
-    tasks: str = "1-5"  # tasks of each family, e.g. "1-5" or "2,4"
-    seeds: str = "0-2"  # agent seeds, e.g. "0-7" or "0,2"
-    steps: int = 50_000  # gradient steps of every cell
-    eval_every: int = 0  # steps between evaluations; 0: steps / 5 (mode "stacked": the export interval)
-    sets: tuple[str, ...] = dataclasses.field(default=(), metadata=flag("--set", repeat=True, help=(
-        "[AGENT.]KEY=VALUE: a fixed override of every cell, or with [V1,V2,...] a grid axis; AGENT. limits it "
-        "to that agent")))
-    grid: tuple[tuple[str, tuple], ...] = dataclasses.field(default=(), metadata=flag(cli=False))  # ("AGENT.KEY"
-    # or "KEY", values): one setting per value; from the spec's [grid] table and --set KEY=[V1,V2]
-    mode: str = dataclasses.field(default="runs", metadata=flag(choices=MODES, help=(
-        '"runs": one cell per env x agent x setting x seed; "stacked": one per family x setting (accelerators)')))
-    runs: str = "runs/sweep"  # checkpoints and logs of the cells, on the workers (relative: to the driver's
-    # directory on one machine; on a cluster give a path valid on every node)
-    cpus: float = 1.0  # Ray resources one cell declares (a scheduling label: XLA in a cell may use more cores)
-    gpus: float = 0.0  # a fraction (e.g. 0.25) packs several cells on one GPU
-    retries: int = 2  # Ray re-runs of a cell whose worker died (a cell's own error is not retried)
-    progress: bool = True  # a progress bar of the cells
-    command: str = dataclasses.field(default="", metadata=flag(cli=False))  # the command that started the sweep,
-    # recorded in every cell's summary (set by the CLI)
 
-    def run_settings(self) -> dict:
-        """The RunSettings every cell trains with (eval_every 0 resolved to steps / 5)."""
-        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(RunSettings)}
-        return {**shared, "eval_every": self.eval_every or max(1, self.steps // 5),
-                "dataset_episodes": self.dataset_episodes or None, "data_dir": self.data_dir or None}
-
-    def validate(self) -> None:
-        from qflow.agents import AGENTS
-        from qflow.agents.base import overrides_for
-
-        if not self.envs or not self.agents:
-            raise SweepError("a sweep needs envs and agents")
-        unknown = [a for a in self.agents if a not in AGENTS]
-        if unknown:
-            raise SweepError(f"unknown agents {unknown}; choose from {', '.join(sorted(AGENTS))}")
-        if self.mode not in MODES:
-            raise SweepError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.eval_every < 0 or self.retries < 0 or self.cpus <= 0 or self.gpus < 0:
-            raise SweepError("eval_every, retries and gpus must be >= 0 and cpus > 0")
-        try:  # every cell's training settings, checked as `qflow train` checks them
-            TrainArgs(**self.run_settings()).validate()
-        except ValueError as err:
-            raise SweepError(str(err)) from None
-        if self.mode == "stacked" and self.online_steps:
-            raise SweepError("mode 'stacked' trains offline only; online_steps needs mode 'runs'")
-        try:
-            parse_int_list(self.tasks), parse_int_list(self.seeds)
-        except ValueError as err:
-            raise SweepError(f"tasks/seeds: {err}") from None
-        if self.mode == "stacked" and any("-singletask-" in e for e in self.envs):
-            raise SweepError("mode 'stacked' takes families (e.g. cube-single-play), not single-task ids")
-        for key, values in self.grid:
-            if not values:
-                raise SweepError(f"grid {key!r} has no values")
-            if not any(settings_of(dataclasses.replace(self, grid=((key, values),)), a) != [()] for a in self.agents):
-                raise SweepError(f"grid key {key!r} is a setting of none of the agents {', '.join(self.agents)}")
-        try:  # every override names a key of the agent it applies to (checked here, not in a worker)
-            for agent in self.agents:
-                for setting in settings_of(self, agent):
-                    _agent_config(agent, self.preset, overrides_for(agent, (*self.sets, *setting), self.agents))
-        except ValueError as err:
-            raise SweepError(str(err)) from None
+def _check_envs(spec: Spec) -> None:
+    """Every env a family, dataset or single-task id the registry knows, and every task one its family has."""
+    try:
+        for env in spec.envs:
+            family = family_of(env)
+            if "-singletask" not in env:
+                for task in parse_int_list(spec.tasks):
+                    family.env_id(task)
+    except QFlowError as err:
+        raise SweepError(f"envs/tasks: {err}") from None
 
 
 def _agent_config(agent: str, preset: str, overrides):
@@ -253,23 +236,49 @@ def work_dir(spec: Spec, cell: Cell) -> Path:
 
 def run_cell(spec: Spec, cell: Cell) -> dict:
     """Train (or resume) one cell; returns {"status": "done", "files": {relative path: bytes}, ...} or
-    {"status": "failed", "error": ...} for an error of the cell's own (not retried)."""
+    {"status": "failed", "error": ...} for an error of the cell's own (not retried). Both carry
+    ``attempts``: how many times the cell has started in its work directory, this time included (Ray's
+    retries of a dead worker and reruns of the sweep alike)."""
     if spec.gpus == 0:
         os.environ.setdefault("JAX_PLATFORMS", "cpu")  # a CPU cell on a GPU node stays off the GPU
     else:
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # cells sharing a GPU each take what they use
     work = work_dir(spec, cell)
     work.mkdir(parents=True, exist_ok=True)
+    attempts = _count_attempt(work)
     started = time.time()
     log = work / "cell.log"
     try:
         with open(log, "a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
-            print(f"[sweep] {cell.name} on pid {os.getpid()} at {time.ctime()}")
+            print(f"[sweep] {cell.name} on pid {os.getpid()} at {time.ctime()} (attempt {attempts})")
             files = _train_stacked(spec, cell, work) if spec.mode == "stacked" else _train_run(spec, cell, work)
     except (QFlowError, ValueError, OSError) as err:
-        return {"status": "failed", "error": f"{type(err).__name__}: {err}".splitlines()[0],
-                "seconds": round(time.time() - started, 1), "log_tail": log.read_text()[-2000:]}
-    return {"status": "done", "files": files, "seconds": round(time.time() - started, 1)}
+        # the trainer's advice names `qflow train` flags (--run-dir, ...): what to do in a sweep follows it
+        error = f"{type(err).__name__}: {err}".splitlines()[0]
+        return {"status": "failed", "error": f"{error} [in this sweep: rerun the sweep to retry the cell; to start "
+                                             f"it afresh, first move {work} away or pass another --runs]",
+                "seconds": round(time.time() - started, 1), "attempts": attempts, "log_tail": log.read_text()[-2000:]}
+    return {"status": "done", "files": files, "seconds": round(time.time() - started, 1), "attempts": attempts}
+
+
+ATTEMPTS = "attempts"  # WORK/attempts: how many times the cell has started there
+
+
+def _count_attempt(work: Path) -> int:
+    """One more start of the cell in ``work``; returns the count, this one included."""
+    path = work / ATTEMPTS
+    attempts = (_attempts_in(work) or 0) + 1
+    tmp = path.with_suffix(f".{os.getpid()}")
+    tmp.write_text(f"{attempts}\n")
+    tmp.replace(path)
+    return attempts
+
+
+def _attempts_in(work: Path) -> int | None:
+    try:
+        return int((work / ATTEMPTS).read_text())
+    except (OSError, ValueError):  # none yet (or on another node's disk)
+        return None
 
 
 def _small_files(src: Path, rel: Path) -> dict[str, bytes]:
@@ -298,7 +307,7 @@ def _train_stacked(spec: Spec, cell: Cell, work: Path) -> dict[str, bytes]:
     from qflow.experiments import stacked
 
     invocation = f"{spec.command} [cell {cell.name}]"
-    stacked.train(stacked.GroupSettings(
+    stacked.train(GroupSettings(
         family=cell.env, steps=spec.steps, out=str(work / "train"), agents=(cell.agent,),
         tasks=tuple(parse_int_list(spec.tasks)), seeds=tuple(parse_int_list(spec.seeds)), preset=spec.preset,
         overrides=tuple(_own(spec, cell.agent, (*spec.sets, *cell.setting))), chunk=spec.chunk,
@@ -307,7 +316,7 @@ def _train_stacked(spec: Spec, cell: Cell, work: Path) -> dict[str, bytes]:
         data_dir=spec.data_dir or None, command=invocation))
     evaluated = work / "evaluated"
     for group in sorted((work / "train").glob(f"{cell.env}__*")):
-        stacked.evaluate(stacked.EvalSettings(group=str(group), out=str(evaluated), episodes=spec.eval_episodes,
+        stacked.evaluate(EvalSettings(group=str(group), out=str(evaluated), episodes=spec.eval_episodes,
                                               all_exports=True, command=invocation))
     files = {}
     for d in result_dirs(spec, cell):
@@ -332,7 +341,7 @@ def write_files(out: Path, files: dict[str, bytes]) -> None:
         tmp = staging / uuid.uuid4().hex
         tmp.mkdir(parents=True)
         for name, data in named.items():
-            (tmp / name).write_bytes(data)
+            (tmp / name).write_bytes(_located(data, dst) if name == "summary.json" else data)
         dst.parent.mkdir(parents=True, exist_ok=True)
         if dst.exists():  # an older copy of the same cell (e.g. its summary.json lost by hand): replaced whole
             old = staging / uuid.uuid4().hex
@@ -343,13 +352,25 @@ def write_files(out: Path, files: dict[str, bytes]) -> None:
             tmp.rename(dst)
 
 
+def _located(summary: bytes, dst: Path) -> bytes:
+    """A summary names the directory it lives in: OUT's on the driver; the worker's moves to ``trained_in``."""
+    try:
+        record = json.loads(summary)
+    except ValueError:
+        return summary
+    if not isinstance(record, dict) or "run_dir" not in record:
+        return summary
+    record = {**record, "run_dir": str(dst.resolve()), "trained_in": record["run_dir"]}
+    return (json.dumps(record, indent=2, sort_keys=True, default=str) + "\n").encode()
+
+
 # ----------------------------------------------------------------------------------------------
 # The driver.
 
 
 def run_sweep(spec: Spec, address: str | None = None, progress: bool = True, log=print) -> dict:
     """Run every unfinished cell on Ray and return the sweep's record (also OUT/sweep.json)."""
-    spec.validate()
+    check_spec(spec)
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -362,13 +383,16 @@ def run_sweep(spec: Spec, address: str | None = None, progress: bool = True, log
 def _run_locked(spec: Spec, address, progress, log) -> dict:
     out = Path(spec.out)
     shutil.rmtree(out / STAGING, ignore_errors=True)  # our own leftovers from a killed driver (we hold the lock)
-    if not (address or os.environ.get("RAY_ADDRESS")):  # one machine: paths as the user typed them, from here
-        spec = dataclasses.replace(spec, runs=str(Path(spec.runs).resolve()),
-                                   data_dir=str(Path(spec.data_dir).resolve()) if spec.data_dir else None)
+    # Relative paths are resolved here, on the driver, with or without a cluster: a worker of a `ray start` head
+    # would read them from the directory `ray start` was typed in (and regenerate a dataset there unasked).
+    # Resolved, they mean what was typed: on one machine, on a cluster started on it, and on nodes that share
+    # the driver's filesystem; a node without the path makes it (RUNS) or fails visibly.
+    spec = dataclasses.replace(spec, runs=str(Path(spec.runs).resolve()),
+                               data_dir=str(Path(spec.data_dir).resolve()) if spec.data_dir else None)
     cells = cells_of(spec)
     old = _read_record(out)
     record = {"spec": dataclasses.asdict(spec), "versions": package_versions(), "command": spec.command,
-              "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "cells": {}}
+              "started": _now(), "cells": {}}
     todo = []
     for cell in cells:
         if is_done(spec, cell):  # keeps what an earlier run of the sweep recorded about it
@@ -380,29 +404,104 @@ def _run_locked(spec: Spec, address, progress, log) -> dict:
         _save(out, record)
         return record
 
-    try:
-        import ray
-    except ImportError:
-        raise SweepError("qflow sweep runs on Ray, which is not installed: pip install 'qflow[sweep]'") from None
-    if address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=address or os.environ["RAY_ADDRESS"], log_to_driver=False, logging_level="WARNING")
-    else:  # a private local instance sized to this machine
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-    record["ray"] = {"address": address or os.environ.get("RAY_ADDRESS") or "local",
-                     "resources": {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}}
+    record["ray"] = _connect(spec, address)
+    import ray
+
     remote = ray.remote(num_cpus=spec.cpus, num_gpus=spec.gpus, max_retries=spec.retries, retry_exceptions=False,
                         max_calls=1)(run_cell)  # a fresh process per cell: no JAX state carried between cells
-    pending = {remote.remote(spec, cell): cell for cell in todo}
+    pending = {}
     for cell in todo:
-        record["cells"][cell.name] = {"status": "pending"}
+        pending[remote.remote(spec, cell)] = cell
+        record["cells"][cell.name] = {"status": "pending", "started": _now()}  # when submitted
     _save(out, record)
     try:
         _collect(spec, pending, record, progress, log)
     finally:
         ray.shutdown()
-    record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    record["finished"] = _now()
     _save(out, record)
     return record
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _connect(spec: Spec, address: str | None) -> dict:
+    """Start a private Ray instance here, or join the cluster at ``address`` (else $RAY_ADDRESS); refuse a
+    cluster where no node can run one cell. Returns what sweep.json records of it."""
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("qflow sweep runs on Ray, which is not installed: pip install 'qflow[sweep]'") from None
+    flag = "--address" if address else "RAY_ADDRESS"
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    if address == "local":  # explicitly: plain ray.init() would join a `ray start` head on this machine (or
+        # fail on the address file it left in /tmp/ray) instead of starting the instance sized here
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                 logging_level="WARNING")
+    else:
+        _check_listening(flag, address)
+        _send_token_if_any()
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+        except Exception as err:  # Ray's ConnectionError, AuthenticationError, RuntimeError, ValueError
+            ray.shutdown()
+            raise SweepError(
+                f"{flag} {address}: Ray could not join the cluster there ({_last_line(err)[:300]}); "
+                f"if its head uses token authentication, set RAY_AUTH_MODE=token and put the head's token "
+                f"(`ray get-auth-token` on the head) in ~/.ray/auth_token or RAY_AUTH_TOKEN here") from None
+    resources = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+    try:
+        _check_fits(spec, [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")], resources,
+                    "this machine" if address == "local" else f"the cluster at {address}")
+    except SweepError:
+        ray.shutdown()
+        raise
+    return {"address": address, "resources": resources}
+
+
+def _check_listening(flag: str, address: str, seconds: float = 5.0) -> None:
+    """A Ray driver waits forever for a head that is not there: ask for a TCP connection first."""
+    import socket
+
+    if address == "auto":  # Ray finds a head started on this machine itself
+        return
+    host, _, port = address.split("://")[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise SweepError(f"{flag} {address!r}: give the HOST:PORT of a Ray head (`ray start --head --port PORT` "
+                         f"on HOST prints it)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=seconds).close()
+    except OSError as err:
+        raise SweepError(f"{flag} {address}: nothing accepted a connection there within {seconds:g} s "
+                         f"({err.strerror or err}); start the head with `ray start --head --port {port}` on {host} "
+                         f"or pass the address it printed") from None
+
+
+def _send_token_if_any() -> None:
+    """A `ray start` head of Ray 2.60 turns token authentication on when its machine has a token (e.g.
+    ~/.ray/auth_token, which any local ray.init writes), yet a driver given an address sends no token unless
+    RAY_AUTH_MODE=token. Turned on here when RAY_AUTH_MODE is unset and this machine has a token: a head
+    without authentication takes a driver that sends one as well. An explicit RAY_AUTH_MODE is kept."""
+    files = [Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token").expanduser()]  # Ray's order
+    has_token = bool(os.environ.get("RAY_AUTH_TOKEN")) or any(f.is_file() and f.stat().st_size for f in files)
+    if os.environ.get("RAY_AUTH_MODE") is not None or not has_token:
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+    except ImportError:  # a Ray without token authentication: nothing to send
+        return
+    _enable_token_auth()  # RAY_AUTH_MODE=token, and Ray's cached config read again (it is read once, at import)
+
+
+def _check_fits(spec: Spec, nodes: list[dict], total: dict, where: str) -> None:
+    """A cell that no node can hold would wait forever: refuse it, naming what there is."""
+    if any(n.get("CPU", 0) >= spec.cpus and n.get("GPU", 0) >= spec.gpus for n in nodes):
+        return
+    raise SweepError(f"--cpus {spec.cpus:g} --gpus {spec.gpus:g}: no node of {where} has that for one cell (its "
+                     f"{len(nodes)} node(s) have {total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} GPUs in "
+                     f"all); pass smaller --cpus/--gpus (--gpus 0 where there is no GPU) or add such a node")
 
 
 def _collect(spec: Spec, pending: dict, record: dict, progress: bool, log) -> None:
@@ -421,24 +520,28 @@ def _collect(spec: Spec, pending: dict, record: dict, progress: bool, log) -> No
                 try:
                     result = ray.get(ref)
                 except Exception as err:  # the worker died more than `retries` times, or an unexpected error
-                    result = {"status": "failed", "error": _last_line(err)}
+                    result = {"status": "failed", "error": f"{_last_line(err)} [in this sweep: rerun the sweep; "
+                                                           f"the cell resumes from its last checkpoint]"}
+                    attempts = _attempts_in(work_dir(spec, cell))  # readable here on one machine or shared disks
+                    result.update({} if attempts is None else {"attempts": attempts})
                 if result["status"] == "done":
                     try:
                         write_files(out, result.pop("files"))
                     except OSError as err:  # e.g. a full disk: this cell fails, the others go on
-                        result = {"status": "failed", "error": f"writing its results: {err}"}
+                        result = {**result, "status": "failed", "error": f"writing its results: {err}"}
                 if result["status"] != "done":
                     failed += 1
                     log(f"[sweep] {cell.name} failed: {result['error']}")
-                record["cells"][cell.name] = result
+                record["cells"][cell.name] = {**record["cells"][cell.name], **result}  # keeps "started"
                 _save(out, record)
                 bar.update(1)
             bar.set_postfix(running=min(len(pending), slots), queued=max(0, len(pending) - slots), failed=failed)
     except KeyboardInterrupt:
         for ref, cell in pending.items():
             ray.cancel(ref, force=True)
-            record["cells"][cell.name] = {"status": "cancelled (rerun to resume from its checkpoint)"}
-        record["interrupted"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+            record["cells"][cell.name] = {**record["cells"][cell.name],
+                                          "status": "cancelled (rerun to resume from its checkpoint)"}
+        record["interrupted"] = _now()
         _save(out, record)
         raise
     finally:
@@ -511,10 +614,12 @@ def load_spec(path: Path | None, flags: dict) -> Spec:
     for key in ("tasks", "seeds"):
         if key in raw:
             raw[key] = str(raw[key])
+    grid = raw.pop("grid")  # built above; every other key is checked as its flag would be (type, minimum)
     try:
-        return Spec(**raw)
-    except TypeError as err:
-        raise SweepError(f"bad sweep spec: {err}") from None
+        spec = from_table(Spec, raw, f"sweep spec {path}" if path else "sweep flags")
+    except QFlowError as err:
+        raise SweepError(str(err)) from None
+    return dataclasses.replace(spec, grid=grid)
 
 
 def _dotted(table: dict, prefix: str = ""):
@@ -525,15 +630,57 @@ def _dotted(table: dict, prefix: str = ""):
             yield f"{prefix}{key}", value
 
 
+def cell_updates(spec: Spec, cell: Cell) -> int:
+    """Agent updates a cell makes: offline steps plus online ones, times the members it stacks."""
+    members = 1 if cell.seed is not None else len(parse_int_list(spec.tasks)) * len(parse_int_list(spec.seeds))
+    return members * (spec.steps + spec.online_steps * spec.updates_per_step)
+
+
+def dry_run(spec: Spec, log=print) -> dict:
+    """List the cells and whether each is done; end with the updates left and what they cost here, priced
+    by a short measured update rate of each agent on this machine (training only, one cell at a time)."""
+    todo = []
+    for cell in cells_of(spec):
+        done = is_done(spec, cell)
+        todo += [] if done else [cell]
+        log(f"{'done' if done else 'todo':5s} {cell.name}")
+    updates = {c.name: cell_updates(spec, c) for c in todo}
+    seconds, rates = 0.0, {}
+    for cell in todo:
+        key = (cell.agent, family_of(cell.env).name, cell.setting)
+        if key not in rates:
+            rates[key] = _measured_rate(spec, cell)
+        seconds += updates[cell.name] / rates[key]
+    total = len(cells_of(spec))
+    log(f"[sweep] {total} cells, {total - len(todo)} done, {len(todo)} to run: {sum(updates.values()):,} agent "
+        f"updates; about {_duration(seconds)} of training one cell at a time on this machine at its measured "
+        f"rates ({', '.join(f'{a} {r:.1f}/s' for (a, _, _), r in rates.items())}); evaluations and data come on top, "
+        f"and Ray runs cells side by side")
+    return {"cells": total, "todo": len(todo), "updates": sum(updates.values()), "seconds": seconds}
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h" if seconds < 172_800 \
+        else f"{seconds / 86400:.1f} days"
+
+
+def _measured_rate(spec: Spec, cell: Cell) -> float:
+    from qflow.bench.throughput import update_rate
+    from qflow.data.loading import make_env
+
+    env = make_env(family_of(cell.env).env_id(None) if cell.seed is None else cell.env)
+    overrides = _own(spec, cell.agent, (*spec.sets, *cell.setting))
+    return update_rate(cell.agent, spec.preset, overrides, env.observation_space.shape[0], env.action_space.shape[0])
+
+
 def main_from_args(a, command: str) -> int:
     """`qflow sweep`: the spec file (if any) with every flag given on top (flags: Spec's fields)."""
     flags = {f.name: getattr(a, f.name, None) for f in dataclasses.fields(Spec)}
     flags["command"] = command
     spec = load_spec(Path(a.spec) if a.spec else None, flags)
-    spec.validate()
+    check_spec(spec)
     if a.dry_run:
-        for cell in cells_of(spec):
-            print(f"{'done' if is_done(spec, cell) else 'todo':5s} {cell.name}")
+        dry_run(spec)
         return 0
     try:
         record = run_sweep(spec, a.address, progress=spec.progress)

@@ -7,7 +7,7 @@ Reads finished or unfinished runs (summary.json or run.json, eval.csv, metrics.c
 - ``diagnostics.png``: per task, success at each evaluation and every logged diagnostic against
   gradient steps (mean over seeds, band = min-max);
 - ``success_by_step.csv`` / the Markdown table: success at each evaluated step, mean with a 95 %
-  bootstrap interval over seeds (the same rliable estimator as ``qflow report``);
+  t-interval over seeds cut to [0, 1] (the interval ``qflow report`` gives; ``reporting.stats``);
 - ``improvement_onset.csv``: per run, the first logged step from which the policy improvement
   (Qbar(s, pi(s)) - Qbar(s, a_data)) stays positive for every later log row, and its last value;
 - ``critic_swings.csv``: per run, where its mean Q(s, a_data) turns after its lowest point (a critic
@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from qflow.reporting.report import bootstrap_interval, caption_lines, find_runs
+from qflow.reporting import stats
+from qflow.reporting.report import caption_lines, find_runs
 from qflow.training.logs import read_rows, write_rows
 from qflow.utils import atomic_writer
 
@@ -152,7 +153,7 @@ def make_diagnostics_report(paths, out, reps: int = 2000, window: int = 3000) ->
     by_group = defaultdict(list)
     for r in runs:
         by_group[(r.env, r.agent)].append(r)
-    success_rows, onset_rows = _success_rows(by_group, reps), _onset_rows(by_group)
+    success_rows, onset_rows = _success_rows(by_group), _onset_rows(by_group)
     write_rows(out / "success_by_step.csv", success_rows)
     write_rows(out / "improvement_onset.csv", onset_rows)
     swing_rows, swing_corr = critic_swings(runs, window)
@@ -160,8 +161,8 @@ def make_diagnostics_report(paths, out, reps: int = 2000, window: int = 3000) ->
     write_rows(out / "success_correlations.csv", swing_corr)
     figure = _plot(runs, out / "diagnostics.png")
     lines = caption_lines(runs, "success", reps)
-    lines[0] = (f"Score: success rate of the evaluation at that step, in %; mean over seeds with a 95 % bootstrap "
-                f"confidence interval (rliable, {reps:,} resamples, percentile).")
+    lines[0] = ("Score: success rate of the evaluation at that step, in %; mean over seeds with a 95 % t-interval "
+                "over seeds, cut to [0, 100].")
     md = ["# Learning curves and guidance diagnostics", "", f"Made from: {', '.join(map(str, paths))}.", ""]
     md += _success_markdown(success_rows, " ".join(lines)) + _onset_markdown(onset_rows)
     md += _swings_markdown(swing_rows, swing_corr, window)
@@ -174,16 +175,20 @@ def make_diagnostics_report(paths, out, reps: int = 2000, window: int = 3000) ->
             "critic_swings": swing_rows, "critic_correlation": swing_corr}
 
 
-def _success_rows(by_group: dict, reps: int) -> list[dict]:
+def rate_interval(scores) -> tuple[float, float, float]:
+    """(mean, low, high) of per-seed success rates: the 95 % t-interval cut to [0, 1] (no rate lies outside)."""
+    mean, low, high = stats.t_interval(scores)
+    return mean, float(np.clip(low, 0.0, 1.0)), float(np.clip(high, 0.0, 1.0))
+
+
+def _success_rows(by_group: dict) -> list[dict]:
     """Per (task, agent) and evaluated step that all its seeds reached: the mean success and its 95 % interval."""
     rows = []
     for (env, agent), rs in sorted(by_group.items()):
         steps = sorted(set.intersection(*[set(r.curve[0].tolist()) for r in rs]))
         for step in steps:
-            scores = np.array([[dict(zip(r.curve[0].tolist(), r.curve[1]))[step]] for r in rs])
-            point, ci = bootstrap_interval(scores, reps)
-            rows.append(dict(env=env, agent=agent, step=int(step), seeds=len(rs), mean=float(point[0]),
-                             ci_low=float(ci[0, 0]), ci_high=float(ci[1, 0])))
+            mean, low, high = rate_interval([dict(zip(r.curve[0].tolist(), r.curve[1]))[step] for r in rs])
+            rows.append(dict(env=env, agent=agent, step=int(step), seeds=len(rs), mean=mean, ci_low=low, ci_high=high))
     return rows
 
 
@@ -204,8 +209,8 @@ def _onset_rows(by_group: dict) -> list[dict]:
 def _success_markdown(success_rows: list[dict], caption: str) -> list[str]:
     md = ["## Success at each evaluation (%)", "", "| task | agent | step | seeds | mean [95 % CI] |",
           "|---|---|---|---|---|"]
-    md += [f"| {r['env']} | {r['agent']} | {r['step']:,} | {r['seeds']} | {100 * r['mean']:.1f} "
-           f"[{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] |" for r in success_rows]
+    md += [f"| {r['env']} | {r['agent']} | {r['step']:,} | {r['seeds']} | {100 * r['mean']:.1f}"
+           f"{_ci(r['ci_low'], r['ci_high'])} |" for r in success_rows]
     return md + ["", f"*{caption}*", ""]
 
 
@@ -240,13 +245,15 @@ def _swings_markdown(swing_rows: list[dict], swing_corr: list[dict], window: int
 
 def setting_comparison_table(settings, steps, reps: int = 2000) -> str:
     """Agents under different settings, per environment: success averaged over the evaluations at ``steps``
-    (95 % bootstrap interval over seeds of each seed's average; seeds missing one of them are left out)
+    (95 % t-interval over seeds of each seed's average, cut to [0, 1]; seeds missing one of them are left
+    out; ``reps`` is unused, kept for callers of the bootstrap version)
     and how far the curve falls back: the mean over seeds and consecutive evaluations of
     max(0, success(previous) - success(next)), 0 for a curve that never drops. ``settings``: a list of
     ({agent: label}, folder holding ENV__AGENT/seedS runs); only the agents a label names are shown."""
     steps = sorted(steps)
     out = ["| environment | agent | setting | seeds | mean success over " + ", ".join(f"{t // 1000}k" for t in steps)
-           + " [95 % CI] | mean drop between consecutive evaluations | success at each, mean over seeds |",
+           + " [95 % CI] | drop between consecutive evaluations, mean over seeds and pairs | "
+           "success at each, mean over seeds |",
            "|---|---|---|---|---|---|---|"]
     table = []
     for order, (labels, folder) in enumerate(settings):
@@ -258,11 +265,11 @@ def setting_comparison_table(settings, steps, reps: int = 2000) -> str:
                     per_env[run.parent.name.rsplit("__", 1)[0]].append([at[t] for t in steps])
             for env, per_seed in per_env.items():
                 curve = np.array(per_seed)
-                point, ci = bootstrap_interval(curve.mean(axis=1, keepdims=True), reps)
+                mean, low, high = rate_interval(curve.mean(axis=1))
                 drop = np.maximum(0.0, -np.diff(curve, axis=1)).mean() if len(steps) > 1 else 0.0
                 table.append(((env, agent != "qflow", agent, order),
-                              f"| {env} | {agent} | {label} | {len(per_seed)} | {100 * point[0]:.1f} "
-                              f"[{100 * ci[0, 0]:.1f}, {100 * ci[1, 0]:.1f}] | {100 * drop:.1f} | "
+                              f"| {env} | {agent} | {label} | {len(per_seed)} | {100 * mean:.1f}"
+                              f"{_ci(low, high)} | {100 * drop:.1f} | "
                               + ", ".join(f"{100 * v:.1f}" for v in curve.mean(axis=0)) + " |"))
     return "\n".join(out + [line for _, line in sorted(table)])
 
@@ -270,6 +277,11 @@ def setting_comparison_table(settings, steps, reps: int = 2000) -> str:
 CORRELATED_LABELS = {"diag_policy_improvement": "critic's improvement", "diag_guidance_norm": "norm of grad V / lambda",
                      "diag_guidance_ratio": "guidance / BC velocity", "diag_action_distance": "distance from data",
                      "diag_v_explained_var": "V explained var."}
+
+
+def _ci(low: float, high: float) -> str:
+    """" [low, high]" in %, or nothing where one seed gives no interval."""
+    return "" if np.isnan(low) else f" [{100 * low:.1f}, {100 * high:.1f}]"
 
 
 def _r(value) -> str:
@@ -322,7 +334,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--out", required=True)
-    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--reps", type=int, default=2000, help="unused (the success intervals are t-intervals); kept "
+                   "so that older command lines still run")
     p.add_argument("--window", type=int, default=3000, help="steps before an evaluation over which Q's rise and each diagnostic's mean are taken")
     a = p.parse_args(argv)
     result = make_diagnostics_report(a.run_dirs, a.out, a.reps, a.window)

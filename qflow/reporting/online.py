@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from qflow.reporting.report import ReportError, bootstrap_interval
-from qflow.training.checkpoint import RunRecord
+from qflow.training.record import RunRecord
 from qflow.utils import atomic_writer
 
 REPS = 2_000

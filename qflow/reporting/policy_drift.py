@@ -24,13 +24,9 @@ import json
 import sys
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from qflow.data.loading import load_single_task
 from qflow.data.registry import family_of
-from qflow.experiments.stacked import export_path, kept_exports, member_policies
 from qflow.reporting.diagnostics import return_ratios
 from qflow.training.logs import write_rows
 from qflow.utils import atomic_writer
@@ -38,6 +34,11 @@ from qflow.utils import atomic_writer
 
 def member_actions(group_dir: Path, group: dict, obs: dict[int, np.ndarray], action_dim: int, key) -> dict:
     """{(task, seed): {step: actions}} for every kept export of the group."""
+    import jax  # JAX and the agents load only here and in main, so `--help` answers at once
+    import jax.numpy as jnp
+
+    from qflow.experiments.stacked import export_path, kept_exports, member_policies
+
     read = member_policies(group, next(iter(obs.values())).shape[1], action_dim)
     act = jax.jit(lambda agent, o: agent.sample_actions(o, key))
     out = {}
@@ -58,6 +59,10 @@ def main(argv=None) -> int:
     p.add_argument("--dataset-episodes", type=int, default=None, help="the training episodes the runs used")
     p.add_argument("--out", required=True, help="folder for distances.csv and policy_drift.md")
     a = p.parse_args(argv)
+    import jax
+
+    from qflow.data.loading import load_single_task
+
     rng = np.random.default_rng(a.seed)
     key = jax.random.PRNGKey(a.seed)
     data_cache, rows = {}, []

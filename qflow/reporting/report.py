@@ -22,7 +22,7 @@ import numpy as np
 from qflow.data.registry import env_family, parse_env_id
 from qflow.errors import QFlowError
 from qflow.reporting import stats
-from qflow.training.checkpoint import RunRecord
+from qflow.training.record import RunRecord
 from qflow.utils import atomic_write_json, atomic_writer
 
 METRICS = {"success_last3": "mean success rate of each run's last three evaluations",
@@ -231,7 +231,7 @@ def caption_lines(runs, metric: str, reps: int) -> list[str]:
     counts = sorted({len(s) for s in per_group.values()})
     budgets = dict.fromkeys(r.budget for r in sorted(runs, key=lambda r: (r.steps, r.online_steps)))
     lines = [
-        f"Score: {metric} = {METRICS[metric]}, in %. Mean: 95 % t-interval over seeds (per environment: tasks "
+        f"Score: {metric} = {METRICS[metric]}, in %. Mean: 95 % t-interval over seeds, cut to [0, 100] (per environment: tasks "
         f"as strata, Welch-Satterthwaite degrees of freedom). IQM = interquartile mean, with a 95 % stratified-"
         f"bootstrap interval (rliable, {reps:,} resamples, percentile), which is too narrow below about 10 runs.",
         f"Budget: {'; '.join(budgets)}.",
@@ -278,6 +278,11 @@ def _changed_settings(run) -> list[str]:
             if k in default and k not in ("preset", "time_features") and v != default[k]]
 
 
+def _rate_bounds(low: float, high: float) -> tuple[float, float]:
+    """A t-interval of success rates cut to [0, 1]: no rate lies outside, so coverage only grows."""
+    return float(np.clip(low, 0.0, 1.0)), float(np.clip(high, 0.0, 1.0))
+
+
 def _per_task(runs, reps):
     groups = defaultdict(list)
     for r in runs:
@@ -287,7 +292,7 @@ def _per_task(runs, reps):
         rs.sort(key=lambda r: r.seed)
         scores = np.array([r.score for r in rs])
         point, ci = bootstrap_interval(scores[:, None], reps)
-        _, low, high = stats.t_interval(scores)
+        low, high = _rate_bounds(*stats.t_interval(scores)[1:])
         rows.append(dict(env=env, family=family, task=rs[0].task, agent=label, n_seeds=len(rs),
                          seeds=" ".join(str(r.seed) for r in rs), mean=float(np.mean(scores)),
                          mean_ci_low=low, mean_ci_high=high, iqm=float(point[1]),
@@ -311,7 +316,7 @@ def _per_env(runs, reps):
         used += [r for rs in kept for r in rs]
         matrix = np.array([[rs[i].score for rs in kept] for i in range(k)])  # (runs, tasks)
         point, ci = bootstrap_interval(matrix, reps)
-        _, low, high = stats.stratified_t_interval(matrix.T)
+        low, high = _rate_bounds(*stats.stratified_t_interval(matrix.T)[1:])
         rows.append(dict(family=family, agent=label, tasks=" ".join(tasks), runs_per_task=k,
                          mean=float(point[0]), mean_ci_low=low, mean_ci_high=high,
                          iqm=float(point[1]), iqm_ci_low=float(ci[0, 1]), iqm_ci_high=float(ci[1, 1])))
@@ -419,7 +424,7 @@ def make_report(paths, out, metric: str = "success_last3", reps: int = 2000, inc
         raise ReportError(f"--reps must be >= 1, got {reps}")
     _rliable()  # fail before reading anything if the optional dependency is missing
     out = Path(out)
-    runs, notes = find_runs(paths, metric, include_partial)
+    runs, notes, missing = _runs_and_sweep_cells(paths, metric, include_partial)
     per_task = _per_task(runs, reps)
     per_env, used, env_notes = _per_env(runs, reps)
     captions = {"per_task": caption_lines(runs, metric, reps), "per_env": caption_lines(used, metric, reps) + env_notes}
@@ -430,21 +435,18 @@ def make_report(paths, out, metric: str = "success_last3", reps: int = 2000, inc
         figures[family] = f"curves_{family}.png"
         _plot(family, [r for r in runs if r.family == family], labels, out / figures[family])
 
-    def caption(lines, title):
-        body = " ".join(line for line in lines if not line.startswith("WARNING"))
-        return [f"*{title}* {body}"] + [f"\n**{line}**" for line in lines if line.startswith("WARNING")]
-
     md = [f"# Results ({len(runs)} runs)", "",
           f"Made by `qflow report` from: {', '.join(map(str, paths))}. Success rates in %; "
           "per_task.csv and per_env.csv hold the same numbers as fractions.", "", "## Per task", ""]
     md += _markdown_table(["Task", "Agent", "Seeds", "Mean [95 % CI]", "IQM [95 % CI]"],
                           [[r["env"], r["agent"], r["n_seeds"], _pct(r, "mean"), _pct(r, "iqm")] for r in per_task])
-    md += [""] + caption(captions["per_task"], "Table 1: success per task.") + ["", "## Per environment", ""]
+    md += [""] + _caption(captions["per_task"], "Table 1: success per task.") + ["", "## Per environment", ""]
     md += _markdown_table(["Environment", "Agent", "Task numbers", "Runs per task", "Mean [95 % CI]", "IQM [95 % CI]"],
                           [[r["family"], r["agent"], r["tasks"], r["runs_per_task"], _pct(r, "mean"), _pct(r, "iqm")]
                            for r in per_env])
-    md += [""] + caption(captions["per_env"], "Table 2: success per environment (a runs x tasks score matrix per "
-                                              "agent; the bootstrap resamples runs within each task).")
+    md += [""] + _caption(captions["per_env"], "Table 2: success per environment (a runs x tasks score matrix per "
+                                               "agent; the bootstrap resamples runs within each task).")
+    md += ["", "## Sweep cells without results", "", *[f"- {m}" for m in missing]] if missing else []
     md += [""] + (_comparison_md(comparison) if comparison else []) + ["## Learning curves", ""]
     for family, name in figures.items():
         md += [f"![{family}]({name})", "", f"*{family}*: success at each evaluation, mean over seeds (line) and "
@@ -466,4 +468,37 @@ def make_report(paths, out, metric: str = "success_last3", reps: int = 2000, inc
                                                 per_task=per_task, per_env=per_env, comparison=comparison,
                                                 figures=figures))
     return dict(out=str(out), runs=len(runs), skipped=notes, figures=list(figures.values()),
-                per_task=per_task, per_env=per_env, captions=captions, comparison=comparison)
+                per_task=per_task, per_env=per_env, captions=captions, comparison=comparison, sweep_cells=missing)
+
+
+def _runs_and_sweep_cells(paths, metric, include_partial):
+    """find_runs, plus the cells of a sweep in ``paths`` that left no run (noted, and named in an error)."""
+    missing, note = sweep_cells_without_results(paths)
+    try:
+        runs, notes = find_runs(paths, metric, include_partial)
+    except ReportError as err:
+        raise ReportError(f"{err}{'; ' + note if note else ''}") from None
+    return runs, notes + ([f"{note}; listed under the tables in results.md"] if note else []), missing
+
+
+def _caption(lines, title):
+    body = " ".join(line for line in lines if not line.startswith("WARNING"))
+    return [f"*{title}* {body}"] + [f"\n**{line}**" for line in lines if line.startswith("WARNING")]
+
+
+def sweep_cells_without_results(paths) -> tuple[list[str], str]:
+    """The cells a sweep.json directly in one of ``paths`` lists as failed, cancelled or never finished (they
+    have no row in the tables), one line each, and a note saying how many; ([], "") without any."""
+    missing = []
+    for p in map(Path, paths):
+        try:
+            cells = json.loads((p / "sweep.json").read_text())["cells"]
+        except (OSError, ValueError, KeyError, TypeError):  # not a sweep's output (or no readable record)
+            continue
+        for name, cell in sorted(cells.items()):
+            cell = cell if isinstance(cell, dict) else {}
+            if not str(cell.get("status", "")).startswith("done"):
+                error = f": {cell['error']}" if cell.get("error") else ""
+                missing.append(f"{p}: {name}: {cell.get('status', 'unknown')}{error}")
+    note = f"{len(missing)} cell(s) of the sweep failed or did not finish: no results (errors in sweep.json)"
+    return missing, note if missing else ""

@@ -1,5 +1,6 @@
 """Small-sample statistics for a handful of seeds: intervals that keep their coverage at n = 3-10, the
-probability of improvement, and a permutation test between two agents.
+probability of improvement, a permutation test between two agents, a sign-flip test for paired
+differences, and a permutation test of a correlation whose steps are shared by several seeds.
 
 Why not the percentile bootstrap for the mean: resampling 3 scores can never give an interval wider
 than their range, so its nominal 95 % covers far less (about 73 % at n = 3, measured). The t-interval
@@ -14,6 +15,7 @@ standard error from each task's variance, degrees of freedom by Welch-Satterthwa
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 from scipy import stats as st
@@ -93,3 +95,44 @@ def permutation_test(a_groups, b_groups, reps: int = 20_000, seed: int = 0) -> t
 
 def _difference(a_groups, b_groups) -> float:
     return float(np.mean([a.mean() - b.mean() for a, b in zip(a_groups, b_groups)]))
+
+
+def sign_flip_test(differences, reps: int = 20_000, seed: int = 0) -> tuple[float, float, int]:
+    """(mean difference, two-sided p-value, sign patterns used) for paired data: under no effect each pair's
+    difference is as likely negative as positive. Exact (all 2^n sign patterns) when 2^n <= ``reps``, so
+    the smallest p is 2 / 2^n (0.25 at n = 3); else ``reps`` random patterns with the +1 correction."""
+    d = np.asarray(differences, np.float64)
+    observed = float(d.mean())
+    if 2 ** len(d) <= reps:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))
+        exact = True
+    else:
+        signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(reps, len(d)))
+        exact = False
+    extreme = int(np.sum(np.abs(signs @ d / len(d)) >= abs(observed) - 1e-12))
+    p = extreme / len(signs) if exact else (extreme + 1) / (len(signs) + 1)
+    return observed, float(p), len(signs)
+
+
+def correlation_permutation_test(x, y, reps: int = 20_000, seed: int = 0) -> tuple[float, float, int]:
+    """(Pearson r, two-sided p-value, orderings used) of x and y given as (units, steps) arrays, e.g. seeds x
+    evaluation steps: the steps of y are permuted with each step's units kept together, so a step effect
+    that all seeds share counts once, not once per seed. One row is the ordinary permutation test. Exact
+    (every ordering) when steps! <= ``reps``: the smallest p is then 1 / steps! at best (1/120 for 5
+    steps); else ``reps`` random orderings with the +1 correction."""
+    x, y = np.atleast_2d(np.asarray(x, np.float64)), np.atleast_2d(np.asarray(y, np.float64))
+    if x.shape != y.shape:
+        raise ValueError(f"x and y must have the same shape, got {x.shape} and {y.shape}")
+    r = float(np.corrcoef(x.ravel(), y.ravel())[0, 1])
+    k = x.shape[1]
+    if math.factorial(k) <= reps:
+        orders, exact = itertools.permutations(range(k)), True
+    else:
+        rng = np.random.default_rng(seed)
+        orders, exact = (rng.permutation(k) for _ in range(reps)), False
+    extreme = count = 0
+    for order in orders:
+        extreme += abs(np.corrcoef(x.ravel(), y[:, list(order)].ravel())[0, 1]) >= abs(r) - 1e-12
+        count += 1
+    p = extreme / count if exact else (extreme + 1) / (count + 1)
+    return r, float(p), count

@@ -1,133 +1,20 @@
-"""Checkpoints as flax msgpack (no pickle), written atomically; one file per seed directory."""
+"""Checkpoints as flax msgpack (no pickle), written atomically; one file per seed directory (and the one
+before it, when several seeds train together: see ``save_all``)."""
 
 from __future__ import annotations
 
-import json
-import shlex
-import sys
+import os
 from pathlib import Path
 
 import flax.serialization
 import jax
 import jax.numpy as jnp
 
-from qflow.errors import QFlowError
-from qflow.utils import atomic_write_json, atomic_writer
+from qflow.training.record import CheckpointError
+from qflow.utils import atomic_writer
 
 CHECKPOINT = "checkpoint.msgpack"
-RUN_INFO = "run.json"
-# What must agree for a directory to be resumed by the same run: what is trained and how it is scored.
-IDENTITY_KEYS = ("env", "agent", "seed", "config", "preset", "eval_every", "eval_episodes", "updates_per_step")
-# Keys added after the first runs were recorded: a run.json without one is not refused for it.
-LATER_KEYS = ("updates_per_step",)
-# The flag that sets each key, for the message that says how to resume.
-FLAGS = {"env": "--env", "agent": "--agent", "seed": "--seed", "preset": "--preset", "eval_every": "--eval-every",
-         "eval_episodes": "--eval-episodes", "updates_per_step": "--updates-per-step"}
-
-
-class CheckpointError(QFlowError, RuntimeError):
-    pass
-
-
-def command_line() -> str:
-    return " ".join(shlex.quote(a) for a in ["qflow", *sys.argv[1:]]) if sys.argv else "qflow"
-
-
-class RunRecord:
-    """What a run records about itself (run.json, summary.json), read and compared one way everywhere.
-
-    A config key a record lacks because it did not exist when the record was written takes the value that
-    run used (its agent's ``legacy_defaults``), never today's default: an old run is never taken for a new one.
-    """
-
-    @staticmethod
-    def read(path: Path, fix: str = "move it away", error: type[Exception] = CheckpointError) -> dict:
-        """The record at ``path`` with its legacy config values filled in. Raises ``error`` (one line naming
-        the file, then ``fix``) when it is unreadable: missing, truncated, or not a JSON object."""
-        try:
-            record = json.loads(Path(path).read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as err:
-            raise error(f"{path} is unreadable ({err}); {fix}") from None
-        if not isinstance(record, dict):
-            raise error(f"{path} is unreadable (a JSON {type(record).__name__}, not an object); {fix}")
-        return RunRecord.with_legacy(record)
-
-    @staticmethod
-    def legacy(agent) -> dict:
-        """The config values runs of ``agent`` used for keys added since; {} for an agent this version lacks."""
-        from qflow.agents import AGENTS
-        from qflow.agents.base import legacy_values
-
-        return legacy_values(AGENTS[agent][1]) if isinstance(agent, str) and agent in AGENTS else {}
-
-    @staticmethod
-    def with_legacy(record: dict) -> dict:
-        """``record`` with its agent's legacy values under the config keys it lacks (a copy; no config: as is)."""
-        if not isinstance(record.get("config"), dict):
-            return record
-        return {**record, "config": {**RunRecord.legacy(record.get("agent")), **record["config"]}}
-
-    @staticmethod
-    def differences(old: dict, new: dict, keys: tuple[str, ...] = IDENTITY_KEYS) -> list[str]:
-        """Which of ``keys`` differ between two records, in the order of ``keys``, both compared as stored
-        in JSON after the legacy merge. The config is compared key by key (``config.KEY`` for each key either
-        side has); a dotted key (``data.sha256``) names a nested value; a key of LATER_KEYS that ``old``
-        lacks is not a difference (it was written before the key existed)."""
-        old, new = (json.loads(json.dumps(RunRecord.with_legacy(r))) for r in (old, new))
-        diff = []
-        for key in keys:
-            a, b = _lookup(old, key), _lookup(new, key)
-            if key in LATER_KEYS and a is _ABSENT:
-                continue
-            if key == "config" and isinstance(a, dict) and isinstance(b, dict):
-                diff += [f"config.{k}" for k in sorted({*a, *b}) if a.get(k, _ABSENT) != b.get(k, _ABSENT)]
-            elif a != b:
-                diff.append(key)
-        return diff
-
-
-_ABSENT = object()  # a key a record does not have (unequal to every value, None included)
-
-
-def _lookup(record: dict, key: str):
-    value = record
-    for part in key.split("."):
-        value = value.get(part, _ABSENT) if isinstance(value, dict) else _ABSENT
-    return value
-
-
-def check_compatible(run_dir: Path, info: dict) -> None:
-    """First use of a directory records the run; a later run must be the same run."""
-    path = run_dir / RUN_INFO
-    if not path.exists():
-        atomic_write_json(path, info)
-        return
-    old = RunRecord.read(path, fix="move the directory away or pass another --run-dir")
-    diff = RunRecord.differences(old, info, (*IDENTITY_KEYS, "data.sha256"))
-    if not diff:
-        return
-    differ = list(dict.fromkeys(d.split(".")[0] for d in diff))  # config.alpha -> config, data.sha256 -> data
-    flags = [f"{FLAGS[k]} {old[k]}" for k in differ if k in FLAGS and k in old]
-    # config keys the run was started with (e.g. a key that did not exist then): the --set that restores each
-    config_keys = [d.partition(".")[2] for d in diff if d.startswith("config.")]
-    flags += [f"--set {k}={_flag_value(old['config'][k])}" for k in config_keys if k in old["config"]]
-    how = f"to resume it pass {' '.join(flags)} (the values it was started with), or " if flags else ""
-    raise CheckpointError(
-        f"{run_dir} holds a different run (differs in {', '.join(differ)}); {how}pass another --run-dir")
-
-
-def _flag_value(value) -> str:
-    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
-
-
-def check_layout(run_dir: Path, seeds) -> None:
-    """A single-seed run and a several-seed run (seedS/ subdirectories) never share a directory."""
-    if len(seeds) > 1 and (run_dir / RUN_INFO).exists():
-        raise CheckpointError(f"{run_dir} holds a single-seed run; pass another --run-dir for --seeds")
-    nested = sorted(p.parent.name for p in run_dir.glob(f"seed*/{RUN_INFO}"))
-    if len(seeds) == 1 and nested and not (run_dir / RUN_INFO).exists():
-        raise CheckpointError(f"{run_dir} holds the runs of several seeds ({', '.join(nested)}); resume them with "
-                              f"--seeds and this --run-dir, or pass another --run-dir")
+PREVIOUS = "checkpoint.prev.msgpack"  # a seed's checkpoint before the last save of several seeds (see save_all)
 
 
 def save(run_dir: Path, agent, step: int) -> None:
@@ -136,8 +23,8 @@ def save(run_dir: Path, agent, step: int) -> None:
         f.write(payload)
 
 
-def load(run_dir: Path, template):
-    path = run_dir / CHECKPOINT
+def load(run_dir: Path, template, name: str = CHECKPOINT):
+    path = run_dir / name
     try:
         state = flax.serialization.from_bytes({"step": 0, "agent": template}, path.read_bytes())
     except Exception as err:  # msgpack and shape errors alike
@@ -148,21 +35,70 @@ def load(run_dir: Path, template):
 
 
 def save_all(dirs, stacked_agents, step: int) -> None:
+    """Every seed's checkpoint at ``step``, one file after the other.
+
+    Several seeds' files cannot be replaced at once: a kill between two of them leaves the seeds one save
+    apart (seed0 at this step, seed1 at the one before). So with several seeds each seed's checkpoint is
+    first renamed to PREVIOUS: whenever the kill comes, every seed still holds the step of the last full
+    save in one of its two files, and ``restore_all`` resumes them all from it.
+    """
     for i, d in enumerate(dirs):
+        if len(dirs) > 1 and (d / CHECKPOINT).exists():
+            os.replace(d / CHECKPOINT, d / PREVIOUS)
         save(d, jax.tree.map(lambda x: x[i], stacked_agents), step)
 
 
 def restore_all(dirs, stacked_template):
-    """(stacked agents, step) from every seed's checkpoint, or None when none exists yet."""
-    present = [(d / CHECKPOINT).exists() for d in dirs]
-    if not any(present):
+    """(stacked agents, step) to resume every seed from, or None to start them all afresh.
+
+    The step is the latest one every seed holds (see ``save_all``). A seed without a PREVIOUS file has saved
+    at most once, so it also holds step 0: its fresh agent, the member of ``stacked_template``. Seeds ahead
+    of that step go back to it, and each seed's files are set back to it, so that the next save keeps it.
+    """
+    members = [jax.tree.map(lambda x: x[i], stacked_template) for i in range(len(dirs))]
+    held = [_held_steps(d, member) for d, member in zip(dirs, members)]
+    if not any(name for steps in held for name, _ in steps.values()):
+        return None  # nothing saved yet
+    common = set.intersection(*(set(steps) for steps in held))
+    if not common:
+        have = "; ".join(f"{d.name}: {', '.join(str(s) for s, (name, _) in sorted(steps.items()) if name) or 'none'}"
+                         for d, steps in zip(dirs, held))
+        raise CheckpointError(f"the seeds' checkpoints share no step ({have}), so they cannot resume together; "
+                              f"move the checkpoint files of {Path(dirs[0]).parent} away to start again, or pass "
+                              f"another --run-dir")
+    step = max(common)
+    if step == 0 and all((Path(d) / CHECKPOINT).exists() for d in dirs):
+        # every seed saved, none kept an earlier save (files written before PREVIOUS existed): going back to
+        # step 0 would throw trained steps away, which is the user's call, not ours
+        have = ", ".join(f"{Path(d).name} at {max(steps)}" for d, steps in zip(dirs, held))
+        raise CheckpointError(f"the seeds' checkpoints are at different steps ({have}) and keep no common one; "
+                              f"move the checkpoint files of {Path(dirs[0]).parent} away to restart from step 0, "
+                              f"or pass another --run-dir")
+    ahead = [d.name for d, steps in zip(dirs, held) if max(steps) > step]
+    if ahead:
+        print(f"[qflow] {', '.join(ahead)} saved a later step than the other seeds before the run stopped; every "
+              f"seed resumes from step {step}, the latest all of them hold", flush=True)
+    for d, steps in zip(dirs, held):
+        _set_back(d, steps[step][0])
+    if step == 0:
         return None
-    if not all(present):
-        missing = [str(d) for d, p in zip(dirs, present) if not p]
-        raise CheckpointError(f"checkpoints missing in {missing}; resume needs all seeds (or a new --run-dir)")
-    loaded = [load(d, jax.tree.map(lambda x: x[i], stacked_template)) for i, d in enumerate(dirs)]
-    steps = {s for _, s in loaded}
-    if len(steps) != 1:
-        raise CheckpointError(f"seed checkpoints disagree on the step ({sorted(steps)}); use one --run-dir per seed")
-    agents = jax.tree.map(lambda *xs: jnp.stack(xs), *[a for a, _ in loaded])
-    return agents, steps.pop()
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *[steps[step][1] for steps in held]), step
+
+
+def _held_steps(run_dir: Path, template) -> dict:
+    """step -> (file name, agent) for each step a seed can resume from; (None, ``template``) for a fresh start."""
+    held = {} if (run_dir / PREVIOUS).exists() else {0: (None, template)}
+    for name in (PREVIOUS, CHECKPOINT):  # the current file last: it wins a tie
+        if (run_dir / name).exists():
+            agent, step = load(run_dir, template, name)
+            held[step] = (name, agent)
+    return held
+
+
+def _set_back(run_dir: Path, name: str | None) -> None:
+    """Make ``name`` the seed's checkpoint (None: the seed starts afresh, its files go)."""
+    if name == PREVIOUS:
+        os.replace(run_dir / PREVIOUS, run_dir / CHECKPOINT)
+    elif name is None:
+        for stale in (CHECKPOINT, PREVIOUS):
+            (run_dir / stale).unlink(missing_ok=True)

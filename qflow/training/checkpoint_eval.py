@@ -12,19 +12,19 @@ from qflow.agents import get_agent
 from qflow.agents.base import config_from_record
 from qflow.data.registry import family_of
 from qflow.evaluation.evaluate import Evaluator, act
-from qflow.training import checkpoint
-from qflow.training.checkpoint import RunRecord
+from qflow.training import checkpoint, record
+from qflow.training.record import RunRecord
 from qflow.utils import atomic_write_json
 
 
 def load_agent(run_dir: Path):
-    info_path = run_dir / checkpoint.RUN_INFO
+    info_path = run_dir / record.RUN_INFO
     if not info_path.exists():
         raise FileNotFoundError(f"{info_path} not found: is {run_dir} a single-seed run directory of qflow train?")
     info = RunRecord.read(info_path, fix="it records what the run is, so the checkpoint beside it cannot be "
                                          "evaluated without it")
     if not (run_dir / checkpoint.CHECKPOINT).exists():
-        raise checkpoint.CheckpointError(f"{run_dir} has no checkpoint yet (training writes one every "
+        raise record.CheckpointError(f"{run_dir} has no checkpoint yet (training writes one every "
                                          f"--checkpoint-every steps); evaluate it after the first one")
     agent_cls, config_cls = get_agent(info["agent"])
     config = config_from_record(config_cls, info["config"])
@@ -47,10 +47,11 @@ def _task_ids(env_id: str, task: str | None) -> list[str]:
     raise ValueError(f"--task must be {family.tasks[0]}-{family.tasks[-1]} or 'all', got {task!r}")
 
 
-def evaluate_run(run_dir: Path, episodes: int, task: str | None, seed: int, report=print) -> dict:
+def evaluate_run(run_dir: Path, episodes: int, task: str | None, seed: int, report=print,
+                 progress: bool = True) -> dict:
     """Evaluate a run's checkpoint; each result is reported (printed) before it is written to
     RUN_DIR/eval_tasks.json, so a run directory that cannot be written loses nothing."""
-    info_path = run_dir / checkpoint.RUN_INFO
+    info_path = run_dir / record.RUN_INFO
     if info_path.exists():  # a bad --task is refused before anything is loaded
         _task_ids(RunRecord.read(info_path)["env"], task)
     agent, step, info = load_agent(run_dir)
@@ -59,7 +60,8 @@ def evaluate_run(run_dir: Path, episodes: int, task: str | None, seed: int, repo
     results = {}
     for env_id in env_ids:
         evaluator = Evaluator(env_id, min(10, episodes))
-        results[env_id] = {**evaluator.run(lambda o: act(agent, jnp.asarray(o), next(keys)), episodes, seed),
+        results[env_id] = {**evaluator.run(lambda o: act(agent, jnp.asarray(o), next(keys)), episodes, seed,
+                                           desc=env_id.replace("-singletask", "") if progress else None),
                            "checkpoint_step": step}
         r = results[env_id]
         report(f"{env_id}: success {r['success']:.3f} over {r['episodes']} episodes (checkpoint step {step})")

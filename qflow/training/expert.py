@@ -38,12 +38,12 @@ import numpy as np
 from qflow.agents.base import build_config
 from qflow.agents.expert_policy import EXPERT_FILE, Expert, save_expert  # noqa: F401  (re-exported)
 from qflow.agents.sac import SACAgent, SACConfig
-from qflow.settings import flag
 from qflow.data.replay import KEYS, ReplayBuffer, load_segments, prune_segments, save_segment
 from qflow.errors import TrainingDiverged
 from qflow.training import loop
-from qflow.training.checkpoint import RunRecord
+from qflow.training.record import RunRecord
 from qflow.training.logs import CSVLog
+from qflow.training.settings import ExpertSettings
 from qflow.training.steps import make_online_step, unpack_transition, zero_sums
 from qflow.utils import atomic_write_json, atomic_writer, package_versions
 
@@ -53,31 +53,6 @@ REPLAY_DIR = "replay"
 DIRECTION_RESAMPLE = 100  # steps between direction redraws (OGBench's GymXYWrapper setting for the ant)
 
 
-@dataclasses.dataclass(frozen=True)
-class ExpertSettings:
-    """`qflow expert train`'s flags (with --run-dir and --no-progress)."""
-
-    # flags refuse values below these (every other integer: below 0)
-    AT_LEAST = {"steps": 1, "eval_every": 1, "eval_episodes": 1, "log_every": 1, "checkpoint_every": 1}
-
-    steps: int = 400_000  # env steps, one SAC update each after the random phase (OGBench: 400k)
-    random_steps: int = 10_000  # uniform random actions first (OGBench's seed_steps)
-    seed: int = 0  # agent, action and environment seed
-    preset: str = "tiny"  # 2x256 actor and critics: trains on a CPU in about an hour
-    overrides: tuple = dataclasses.field(default=("target_entropy_scale=-0.5",), metadata=flag(
-        "--set", repeat=True, help="SAC config override KEY=VALUE (default target_entropy_scale=-0.5: a target "
-                                   "entropy of -0.5|A|, as OGBench's SACs)"))
-    eval_every: int = 50_000  # env steps between evaluations of the deterministic policy
-    eval_episodes: int = 10  # deterministic-policy episodes per evaluation (1,000 steps each)
-    log_every: int = 5_000  # env steps between rows of metrics.csv
-    checkpoint_every: int = 25_000  # env steps between checkpoints (a rerun resumes from the last)
-
-    def validate(self) -> None:
-        if self.steps < 1 or self.random_steps < 0:
-            raise ValueError(f"--steps must be >= 1 and --random-steps >= 0, got {self.steps}, {self.random_steps}")
-        for name in ("eval_every", "eval_episodes", "log_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
 
 
 def make_ant_xy_env():

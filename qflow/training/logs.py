@@ -7,7 +7,7 @@ import csv
 from pathlib import Path
 
 from qflow.errors import QFlowError
-from qflow.utils import atomic_writer
+from qflow.utils import atomic_writer, naming
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -54,12 +54,17 @@ class CSVLog:
             if header != list(row):  # a new column: rewrite with the union of columns
                 write_rows(self.path, self.read() + [row])
                 return
-        with open(self.path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-            f.flush()
+        try:
+            with open(self.path, "a", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(row))
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+                f.flush()
+        except OSError as err:  # a full disk: the error names no file unless told
+            if err.filename is not None:
+                raise
+            raise naming(err, self.path) from err
 
 
 def resumed_clock(logs: list[CSVLog]) -> float:

@@ -48,7 +48,7 @@ import numpy as np
 from qflow.data.loading import make_env
 from qflow.data.replay import ReplayBuffer, load_segments, prune_segments, save_segment
 from qflow.evaluation.evaluate import Evaluator, act, evaluate_policy
-from qflow.training import checkpoint
+from qflow.training import checkpoint, record
 from qflow.training.logs import CSVLog, drop_stale_summaries, resumed_clock
 from qflow.training.loop import check_finite
 from qflow.training.steps import make_online_step, zero_sums
@@ -99,7 +99,7 @@ class OnlineJob:
         else:
             rng = jax.random.fold_in(jax.random.PRNGKey(self.seed), 0x0511E)
         if self.env_step > self.args.online_steps:  # never relabel a longer run as a shorter one
-            raise checkpoint.CheckpointError(
+            raise record.CheckpointError(
                 f"{self.run_dir} already holds {self.env_step:,} online env steps, more than --online-steps "
                 f"{self.args.online_steps:,}; pass --online-steps {self.env_step:,} or more, or another --run-dir")
         if self.state and step < self.total:
@@ -115,7 +115,7 @@ class OnlineJob:
         try:
             return flax.serialization.from_bytes(jax.tree.map(lambda x: x[0], self.agents), self.state["agent"])
         except Exception as err:
-            raise checkpoint.CheckpointError(
+            raise record.CheckpointError(
                 f"unreadable agent in {self.run_dir / STATE} ({type(err).__name__}: {err}); move it away to "
                 f"restart the online phase") from err
 
@@ -129,7 +129,7 @@ class OnlineJob:
         buffer = ReplayBuffer.create(self.data, self.args.buffer_size, self.args.online_steps)
         self.data.clear()
         if meta and meta["offline_size"] != buffer.offline_size:
-            raise checkpoint.CheckpointError(
+            raise record.CheckpointError(
                 f"{self.run_dir} was fine-tuned on a dataset of {meta['offline_size']} transitions, this one has "
                 f"{buffer.offline_size}; pass the same --dataset-episodes or another --run-dir")
         return buffer
@@ -218,7 +218,8 @@ class OnlineJob:
         te = time.perf_counter()
         args = self.args
         self.evaluator = self.evaluator or Evaluator(args.env, min(args.eval_envs, args.eval_episodes))
-        result = evaluate_policy(self.evaluator, self.carry["agent"], self.seed, step, args.eval_episodes)
+        result = evaluate_policy(self.evaluator, self.carry["agent"], self.seed, step, args.eval_episodes,
+                                 desc=f"evaluating at step {step}" if args.progress else None)
         self.eval_log.write({"step": step, **result, "wall_time": round(time.time() - self.started, 2)})
         if self.sinks:
             self.sinks[0].add_scalar("eval/success", result["success"], step)
@@ -282,11 +283,11 @@ def read_state(run_dir: Path, offline_steps: int) -> dict | None:
             meta = json.loads(bytes(z["meta"]).decode())
             state = {"meta": meta, "agent": bytes(z["agent"]), "rng": np.array(z["rng"])}
     except Exception as err:
-        raise checkpoint.CheckpointError(
+        raise record.CheckpointError(
             f"unreadable online checkpoint {path} ({type(err).__name__}: {err}); move it away to restart "
             f"the online phase") from err
     if meta["offline_steps"] != offline_steps:
-        raise checkpoint.CheckpointError(
+        raise record.CheckpointError(
             f"{run_dir} went online after {meta['offline_steps']} offline steps; pass --steps "
             f"{meta['offline_steps']} to resume it (or another --run-dir)")
     return state
