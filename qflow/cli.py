@@ -230,7 +230,7 @@ def cmd_bench(a) -> int:
 def cmd_report(a) -> int:
     from qflow.reporting import make_report
 
-    pair = tuple(x.strip() for x in a.compare.split(",")) if a.compare else None
+    pair = tuple(x.strip() for x in _split_outside_parentheses(a.compare)) if a.compare else None
     if pair is not None and (len(pair) != 2 or not all(pair)):
         raise ValueError(f"--compare takes two agents, e.g. --compare qflow,fql; got {a.compare!r}")
     result = make_report(a.run_dirs, a.out, metric=a.metric, reps=a.reps, include_partial=a.include_partial,
@@ -247,6 +247,18 @@ def cmd_report(a) -> int:
     print(f"[qflow] report of {result['runs']} runs in {result['out']}: results.md, per_task.csv, per_env.csv, "
           f"report.json, {', '.join(result['figures'])}")
     return 0
+
+
+def _split_outside_parentheses(text: str) -> list[str]:
+    """"A,B" -> [A, B], where a label's own commas sit inside parentheses: "qflow (x=1, y=2),fql"."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts, current = [*parts, current], ""
+        else:
+            current += char
+    return [*parts, current]
 
 
 def cmd_sweep(a) -> int:

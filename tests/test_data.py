@@ -69,6 +69,7 @@ def test_metadata_sidecars(data_root):
     meta = json.loads(sidecar(files["cube-single-play-v0"].train).read_text())
     assert meta["origin"] == "regenerated" and meta["seed"] == 3 and meta["episodes"] == 2
     assert meta["recipe"]["noise"] == 0.1 and meta["versions"]["ogbench"]
+    assert meta["machine"]["cpu"] and meta["machine"]["arch"]  # bytes can differ between CPUs: say which made it
     assert meta["sha256"] == prep.sha256(files["cube-single-play-v0"].train)
     assert json.loads(sidecar(files["cube-single-play-v0"].val).read_text())["episodes"] == 1
 

@@ -100,3 +100,28 @@ def test_the_repository_plan_loads():
     # the first entry asks the question the plan exists for: Q-Flow against FQL on cube-single
     assert entries[0].group.family == "cube-single-play" and {"qflow", "fql"} <= set(entries[0].group.agents)
     assert all(e.minutes <= 15 for e in entries)
+
+
+def test_a_timed_out_command_is_stopped_with_its_children(tmp_path):
+    """The deadline stops the whole process group: a shell's background child too, not only the shell."""
+    import time
+    from pathlib import Path
+
+    pid_file = tmp_path / "child.pid"
+    started = time.time()
+    rc, _ = plan.run_until(f"sleep 300 & echo $! > {pid_file}; wait", time.time() + 2, shell=True)
+    assert rc == "timeout" and time.time() - started < 30
+    child = int(pid_file.read_text())
+    def alive(pid):  # a zombie (killed, not yet reaped by whoever inherited it) counts as stopped
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    for _ in range(50):  # the group got SIGTERM; give it a moment
+        if not alive(child):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the background child {child} outlived the deadline")
+    assert plan.run_until(["true"], time.time() + 10) == (0, "")

@@ -223,3 +223,11 @@ def test_intervals_of_rates_near_zero_stay_in_range(tmp_path):
     assert float(row["mean_ci_low"]) == 0.0 and 0.03 < float(row["mean_ci_high"]) < 0.3
     (env_row,) = rows(tmp_path / "r" / "per_env.csv")
     assert float(env_row["mean_ci_low"]) == 0.0
+
+
+def test_compare_takes_labels_with_their_own_commas():
+    from qflow.cli import _split_outside_parentheses
+
+    assert _split_outside_parentheses("qflow (lr=0.001, q_agg=min),fql") == ["qflow (lr=0.001, q_agg=min)", "fql"]
+    assert _split_outside_parentheses("qflow,fql") == ["qflow", "fql"]
+    assert len(_split_outside_parentheses("a,b,c")) == 3  # refused by the caller: two labels, not three

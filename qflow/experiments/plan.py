@@ -16,10 +16,12 @@ and commit it: the next run continues with the next entry.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tarfile
@@ -129,6 +131,27 @@ def entry_state(entry: Entry, results: Path = RESULTS) -> tuple[str, str]:
     return "todo", ""
 
 
+def run_until(cmd, deadline: float, **popen) -> tuple[int | str, str]:
+    """(exit status or "timeout", stderr if piped) of ``cmd`` run in a process group of its own: at the
+    deadline the whole group is stopped (a shell's children and a preparer's workers too), not only the child."""
+    popen.setdefault("stderr", subprocess.PIPE)
+    proc = subprocess.Popen(cmd, start_new_session=True, text=True, **popen)
+    try:
+        _, err = proc.communicate(timeout=max(1.0, deadline - time.time()))
+        return proc.returncode, err or ""
+    except subprocess.TimeoutExpired:
+        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, None)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=grace)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        proc.wait()
+        return "timeout", ""
+
+
 def _prepare_data(entry: Entry, deadline: float, log) -> bool:
     dataset = family_of(entry.group.family).dataset
     cmd = [sys.executable, "-m", "qflow.cli", "data", "prepare", dataset, "--no-download"]
@@ -137,14 +160,13 @@ def _prepare_data(entry: Entry, deadline: float, log) -> bool:
         if value:
             cmd += [flag_name, str(value)]
     log(f"preparing {dataset} with {os.cpu_count()} workers")
-    try:
-        done = subprocess.run(cmd, timeout=max(1, deadline - time.time()), capture_output=True, text=True)
-    except subprocess.TimeoutExpired:
+    with open(os.devnull, "w") as quiet:
+        rc, err = run_until(cmd, deadline, stdout=quiet)
+    if rc == "timeout":
         log(f"{dataset}: data preparation ran out of time (a rerun resumes from its shards)")
-        return False
-    if done.returncode:
-        log(f"{dataset}: data preparation failed: {done.stderr.strip().splitlines()[-1:]}")
-    return done.returncode == 0
+    elif rc:
+        log(f"{dataset}: data preparation failed: {err.strip().splitlines()[-1:]}")
+    return rc == 0
 
 
 def _run_stacked(entry: Entry, work: Path, deadline: float, log) -> None:
@@ -177,10 +199,7 @@ def _policy_drift(entry: Entry, train_dir: Path, dest: Path, deadline: float, lo
             cmd += [flag_name, str(value)]
     dest.mkdir(parents=True, exist_ok=True)
     with open(dest / "policy_drift.log", "w") as f:
-        try:
-            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=max(1, deadline - time.time())).returncode
-        except subprocess.TimeoutExpired:
-            rc = "timeout"
+        rc, _ = run_until(cmd, deadline, stdout=f, stderr=subprocess.STDOUT)
     log(f"{entry.id}: policy drift of {len(groups)} groups: exit {rc}")
 
 
@@ -221,11 +240,7 @@ def run_plan(entries: list[Entry], out: Path, work: Path, minutes: float, result
             cmd = entry.command.replace("OUT", shlex.quote(str(entry_work)))
             log(f"running {cmd}")
             with open(entry_work / "command.log", "w") as f:
-                try:
-                    rc = subprocess.run(cmd, shell=True, stdout=f, stderr=subprocess.STDOUT,
-                                        timeout=max(1, deadline - time.time())).returncode
-                except subprocess.TimeoutExpired:
-                    rc = "timeout"
+                rc, _ = run_until(cmd, deadline, shell=True, stdout=f, stderr=subprocess.STDOUT)
             if rc == 0:
                 atomic_write_json(entry_work / "DONE.json", {"command": cmd, "finished": time.ctime()})
             log(f"{entry.id}: exit {rc}")
