@@ -669,7 +669,13 @@ def main() -> None:
 
 **Time features.** Sections 1-4 were measured before the correction of V's time features: their
 Q-Flow runs fed V sin/cos(2 pi f tau) (`time_features=2pi_f_tau`), not the sin/cos(f tau) of
-METHOD.md and the authors' code that is now the default. Section 8 uses the corrected features.
+the authors' code that is now the default. Section 8 uses the corrected features.
+
+**Target update.** Every run on this page was made before 2026-12-01, when the target critic
+averaged toward the critic as it was after each update (`target_update=post`; the reports' captions
+say so). Today's default averages toward the critic before the update, as the authors' code and FQL's
+reference do. `--set target_update=post` (`qflow toy2d --target-update post`, `qflow bandit
+--target-update post`) reproduces these runs.
 
 Everything below was measured by this project: on a 2-core CPU (no GPU), jax {bench[0]['jax']}, except
 the head-to-head's training, which ran on one NVIDIA H200 (jax 0.11.2) and was evaluated on

@@ -216,8 +216,14 @@ def cmd_bench(a) -> int:
 
     s = from_flags(bench.ThroughputSettings, a)
     precisions = [[f"matmul_precision={p}"] for p in s.precisions] or [[]]
+    grid = s.grid_values()  # checked before anything is timed
     results = [run_throughput(name, s.preset, [*s.overrides, *p], s.obs_dim, s.action_dim, s.updates, s.members)
                for name in s.agent for p in precisions]
+    if grid:
+        from qflow.bench.throughput import grid_comparison
+
+        results += [grid_comparison(name, s.preset, s.overrides, *grid, s.grid_seeds, s.obs_dim, s.action_dim,
+                                    s.updates) for name in s.agent]
     result = results[0] if len(results) == 1 else results
     if s.out:
         from qflow.utils import atomic_write_json

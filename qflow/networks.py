@@ -85,7 +85,7 @@ class Ensemble(nn.Module):
 def fourier_features(tau: jax.Array, dim: int, scale: float = 1.0) -> jax.Array:
     """[sin(scale f tau), cos(scale f tau)] for dim/2 log-spaced frequencies f in [1, 256].
 
-    scale = 1 is METHOD.md and the authors' code; scale = 2 pi is what this project used before
+    scale = 1 is the paper and the authors' code; scale = 2 pi is what this project used before
     2026-11-30 (only 4 of 32 features then vary slowly in tau, against 15 of 32 with scale = 1).
     """
     freqs = jnp.logspace(0.0, 8.0, dim // 2, base=2.0)

@@ -159,6 +159,7 @@ def test_sweep_on_local_ray_grid_failure_rerun_and_report(data_dir, tmp_path):
     assert failed == [f"pointmaze-medium-navigate-singletask-task1-v0__fql__lr=1e30__seed{s}" for s in (0, 1)]
     assert sum(s == "done" for s in states.values()) == 4
     assert "TrainingDiverged" in record["cells"][failed[0]]["error"]
+    assert all(c["attempts"] == 1 and c["started"] >= record["started"] for c in record["cells"].values())
     summaries = sorted(out.rglob("summary.json"))
     assert len(summaries) == 4
     first = json.loads(summaries[0].read_text())
@@ -175,6 +176,9 @@ def test_sweep_on_local_ray_grid_failure_rerun_and_report(data_dir, tmp_path):
 
     report = make_report([out], tmp_path / "report", reps=50)
     assert report["runs"] == 4
+    assert [line.split(": ")[1:3] for line in report["sweep_cells"]] == [[name, "failed"] for name in failed]
+    again = json.loads((out / "sweep.json").read_text())["cells"]
+    assert [again[name]["attempts"] for name in failed] == [2, 2]  # counted in the cells' work directories
     text = (tmp_path / "report" / "results.md").read_text()
     assert "| fql |" in text and "| flow_bc |" in text  # one FQL setting finished: no lr in its label
 

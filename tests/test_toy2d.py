@@ -65,7 +65,9 @@ def test_knob_agent_equals_agent_with_the_knob_in_its_config(method):
     knob = 7.5
     plain = agent_cls.create(0, 1, 2, toy2d.method_config(method, settings, knob))
     inner = agent_cls.create(0, 1, 2, toy2d.method_config(method, settings, 1.0))
-    wrapped = toy2d.knob_agent_class()(jnp.copy(inner.rng), inner, jnp.float32(knob), toy2d.KNOBS[method])
+    from qflow.agents.knobs import knobbed_class
+
+    wrapped = knobbed_class(agent_cls)(jnp.copy(inner.rng), inner, {toy2d.KNOBS[method]: jnp.float32(knob)})
     batch = jax.tree.map(lambda x: x[:32], toy2d.bandit_batch("moons", generate("moons", 32)))
     update = jax.jit(lambda ag, b: ag.update(b))
     a, _ = update(plain, batch)
@@ -74,7 +76,7 @@ def test_knob_agent_equals_agent_with_the_knob_in_its_config(method):
         np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
     assert b.inner.config == inner.config  # the placeholder is restored after the update
     # and the knob matters: another value gives another update
-    other = wrapped.replace(knob=jnp.float32(0.5))
+    other = wrapped.replace(knobs={toy2d.KNOBS[method]: jnp.float32(0.5)})
     c, _ = update(other, batch)  # same structure as ``wrapped``: no recompilation
     assert any(not np.allclose(x, y) for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(c.params)))
 

@@ -50,6 +50,10 @@ TARGET_UPDATES = ("pre", "post")  # see AgentConfig.target_update
 
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
+    # settings that members of one stacked call may hold different values of (see agents/knobs.py): used in
+    # arithmetic only, never in control flow, a shape or the optimiser
+    TRACEABLE = ("discount", "target_update_rate")
+
     preset: str = "paper"  # network-size preset recorded with every result ("paper" or "cpu")
     actor_dims: tuple = (512, 512, 512, 512)  # hidden widths of the policy network
     critic_dims: tuple = (512, 512, 512, 512)  # hidden widths of critic / value ensembles (LayerNorm)

@@ -1,6 +1,6 @@
 """FBRAC: a flow policy trained by back-propagating Q through the unrolled Euler solver (BPTT).
 
-The route Q-Flow avoids (shared/docs/BASELINES.md). One velocity field v(s, x, t) is both the
+The route Q-Flow avoids (see docs/method.md). One velocity field v(s, x, t) is both the
 behaviour-cloning flow and the policy:
   L_pi = alpha * ||v(s, x_tau, tau) - (a - x0)||^2  -  Q(s, clip(Euler_K(v)(s, z)))
 where the -Q term differentiates through every one of the K Euler steps (no stop_gradient inside
@@ -23,6 +23,8 @@ from qflow.networks import Critic, VelocityField, euler_sample
 
 @dataclasses.dataclass(frozen=True)
 class FBRACConfig(AgentConfig):
+    TRACEABLE = (*AgentConfig.TRACEABLE, "alpha")
+
     alpha: float = 10.0  # weight of the flow-matching BC loss against -Q (larger = closer to the data)
     flow_steps: int = 10  # K: Euler steps for acting, for the TD target action and for the BPTT policy term
     q_agg: str = "mean"  # aggregation of target-critic heads in the TD target: "mean" or "min"

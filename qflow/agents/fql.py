@@ -23,6 +23,8 @@ from qflow.networks import MLP, Critic, VelocityField, euler_sample
 
 @dataclasses.dataclass(frozen=True)
 class FQLConfig(AgentConfig):
+    TRACEABLE = (*AgentConfig.TRACEABLE, "alpha")
+
     alpha: float = 10.0  # distillation weight: larger keeps mu closer to the BC flow
     flow_steps: int = 10  # K: Euler steps of the BC flow whose output mu is distilled onto
     q_agg: str = "mean"  # aggregation of target-critic heads in the TD target: "mean" or "min"

@@ -24,6 +24,8 @@ from qflow.networks import VelocityField, euler_sample
 
 @dataclasses.dataclass(frozen=True)
 class IFQLConfig(AgentConfig):
+    TRACEABLE = (*AgentConfig.TRACEABLE, "expectile")
+
     expectile: float = 0.9  # tau of the expectile loss for V (0.5 = SARSA, -> 1 = max over dataset actions)
     num_samples: int = 32  # N: flow samples per state when acting; the argmax-Q one is executed
     flow_steps: int = 10  # K: Euler steps of the BC flow when acting

@@ -23,6 +23,8 @@ from qflow.networks import GaussianActor, gaussian_log_prob
 
 @dataclasses.dataclass(frozen=True)
 class IQLConfig(AgentConfig):
+    TRACEABLE = (*AgentConfig.TRACEABLE, "expectile", "alpha", "max_weight")
+
     expectile: float = 0.9  # tau of the expectile loss for V: 0.5 = mean (SARSA), -> 1 = max over dataset actions
     alpha: float = 10.0  # AWR inverse temperature: larger follows the advantage more greedily
     max_weight: float = 100.0  # upper clip of the AWR weights exp(alpha * A), keeps a few rows from dominating

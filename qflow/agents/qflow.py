@@ -1,6 +1,6 @@
 """Q-Flow (Doo et al., ICML 2026): flow policy steered by the gradient of an inner value.
 
-Three networks (shared/docs/METHOD.md):
+Three networks (docs/method.md):
   Q(s, a)            outer critic ensemble with EMA target, TD-trained;
   V(s, x_tau, tau)   inner value, regressed onto Q_target(s, Psi(x_tau)) where Psi finishes the
                      flow from tau with the current actor (no gradient);
@@ -22,18 +22,20 @@ from qflow.agents.base import (
 )
 from qflow.networks import Critic, FlowValue, VelocityField, euler_sample
 
-# V's time features: angle = scale * f * tau. "f_tau" is METHOD.md and the authors' code; "2pi_f_tau"
+# V's time features: angle = scale * f * tau. "f_tau" is the paper and the authors' code; "2pi_f_tau"
 # is what this project used until 2026-11-30 (kept so those runs can be reloaded and re-run).
 TIME_FEATURE_SCALES = {"f_tau": 1.0, "2pi_f_tau": 2.0 * math.pi}
 
 
 @dataclasses.dataclass(frozen=True)
 class QFlowConfig(AgentConfig):
+    TRACEABLE = (*AgentConfig.TRACEABLE, "guidance_lambda")
+
     guidance_lambda: float = 5.0  # lambda: behaviour-regularisation strength (smaller = stronger value guidance)
     flow_steps: int = 10  # K: Euler steps for acting, for the TD target action and for Psi
     q_agg: str = "mean"  # how target-critic heads (and V heads in L_V) are aggregated: "mean" or "min"
     time_embed_dim: int = 64  # Fourier features of tau fed to V (log-spaced frequencies 1..256)
-    time_features: str = "f_tau"  # sin/cos(f tau) ("f_tau", METHOD.md) or sin/cos(2 pi f tau) ("2pi_f_tau", old runs)
+    time_features: str = "f_tau"  # sin/cos(f tau) ("f_tau", the paper) or sin/cos(2 pi f tau) ("2pi_f_tau", old runs)
     stratify_tau: bool = True  # sample tau per step bucket so Psi runs only the steps each row needs
     shared_draw: bool = True  # L_V and L_pi share one (x0, tau) draw; false: one draw each, as the authors' code
 

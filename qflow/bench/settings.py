@@ -14,7 +14,7 @@ class ThroughputSettings:
     """Updates/s, FLOPs and GFLOP/s of agents' updates."""
 
     # flags refuse values below these (every other integer: below 0)
-    AT_LEAST = {"obs_dim": 1, "action_dim": 1, "updates": 1, "members": 1}
+    AT_LEAST = {"obs_dim": 1, "action_dim": 1, "updates": 1, "members": 1, "grid_seeds": 1}
 
     agent: tuple[str, ...] = ("qflow",)  # agents measured one after the other, e.g. qflow,fql
     preset: str = "paper"  # network sizes: tiny, cpu or paper
@@ -23,9 +23,22 @@ class ThroughputSettings:
     action_dim: int = 5  # action size of the synthetic batch
     updates: int = 30  # timed updates per loop
     members: tuple[int, ...] = ()  # also time N agents stacked in one jitted call, for each N listed (e.g. 1,15,40)
+    grid: str | None = None  # KEY=V1,V2,...: also time that grid x grid_seeds agents as one call (the values as
+    # traced settings) against one call per value, compile seconds included (e.g. guidance_lambda=2.5,5,10)
+    grid_seeds: int = 4  # seeds per value of --grid
     precisions: tuple[str, ...] = ()  # matmul arithmetic measured one after the other (float32, tf32, bf16,
     # default); the reference matmul uses the same (default: the config's, float32)
     out: str | None = None  # also write the numbers as JSON here
+
+    def grid_values(self) -> tuple[str, list[str]] | None:
+        """(key, values) of --grid, refused unless it names a key and two or more values."""
+        if self.grid is None:
+            return None
+        key, _, raw = self.grid.partition("=")
+        values = [v.strip() for v in raw.split(",") if v.strip()]
+        if not key.strip() or len(values) < 2:
+            raise ValueError(f"--grid takes KEY=V1,V2,... with two or more values, got {self.grid!r}")
+        return key.strip(), values
 
 
 @dataclasses.dataclass(frozen=True)

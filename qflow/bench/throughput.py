@@ -66,7 +66,10 @@ def run_throughput(agent_name: str, preset: str, overrides, obs_dim: int, action
     fused_rate = rate(updates, [0], 1)
     single_rate = rate(1, [0], updates)
     pair_rate = rate(updates, [0, 1], 1)  # seed-updates/s, 2 seeds/call
-    # what a GPU grid does: every task x seed x setting of a family in one call
+    # what a GPU grid does: every task x seed x setting of a family in one call; and what it costs to compile
+    # (measured first, before any call of that shape has run)
+    compile_s = {str(n): round(compile_seconds(agent_cls, config, n, obs_dim, action_dim, data, updates), 2)
+                 for n in members}
     stacked = {str(n): round(rate(updates, range(n), 1), 2) for n in members}
 
     batch = jax.tree.map(lambda x: x[: config.batch_size], data)
@@ -90,12 +93,56 @@ def run_throughput(agent_name: str, preset: str, overrides, obs_dim: int, action
         f"matmul_{config.batch_size}x{width}@{width}x{width}_gflop_s": round(mm, 1),
         "fraction_of_matmul_rate": round(achieved / mm, 3),
         **diagnostics,
-        **({"stacked_agent_updates_per_s": stacked,
+        **({"stacked_agent_updates_per_s": stacked, "stacked_compile_s": compile_s,
             "stacked_tflop_s": {n: round(r * flops / 1e12, 3) for n, r in stacked.items()},
             "stacked_fraction_of_matmul_rate": {n: round(r * flops / 1e9 / mm, 3) for n, r in stacked.items()}}
            if stacked else {}),
         "peak_rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
     }
+
+
+def compile_seconds(agent_cls, config, members: int, obs_dim: int, action_dim: int, data: dict, updates: int) -> float:
+    """Seconds XLA takes to compile one training call of ``members`` stacked agents (lowering included)."""
+    agents = stack([agent_cls.create(s, obs_dim, action_dim, config) for s in range(members)])
+    chunk = make_train_chunk(updates, diagnostics=False)  # a jitted function of its own
+    start = time.perf_counter()
+    chunk.lower(agents, data).compile()
+    return time.perf_counter() - start
+
+
+def grid_comparison(agent_name: str, preset: str, overrides, key: str, values: list[str], seeds: int, obs_dim: int,
+                    action_dim: int, updates: int) -> dict:
+    """A grid of one setting's values x ``seeds``, trained as one call (the values traced, agents/knobs.py)
+    and as one call per value: compile seconds and agent-updates/s of each way."""
+    from qflow.agents.knobs import with_knobs
+
+    agent_cls, config_cls = get_agent(agent_name)
+    configs = [build_config(config_cls, preset, overrides=[*overrides, f"{key}={v}"]) for v in values]
+    data = random_data(100_000, obs_dim, action_dim)
+
+    def measure(groups) -> dict:
+        """Compile seconds and agent-updates/s of one call per group (a group: a list of agents)."""
+        compile_s, seconds = 0.0, 0.0
+        for agents in groups:
+            chunk = make_train_chunk(updates, diagnostics=False)
+            start = time.perf_counter()
+            compiled = chunk.lower(stack(agents), data).compile()
+            compile_s += time.perf_counter() - start
+            state = compiled(stack(agents), data)[0]  # a warm-up call (the agents are donated to it)
+            jax.block_until_ready(state)
+            seconds += _timed(lambda: compiled(state, data)[0], 1)
+        return {"calls": len(groups), "compile_s": round(compile_s, 2),
+                "agent_updates_per_s": round(len(values) * seeds * updates / seconds, 1)}
+
+    def members(config, offset=0):
+        return [agent_cls.create(offset + s, obs_dim, action_dim, config) for s in range(seeds)]
+
+    one = with_knobs([a for i, c in enumerate(configs) for a in members(c, i * seeds)],
+                     [c for c in configs for _ in range(seeds)])
+    return {"agent": agent_name, "preset": preset, "grid": {key: values}, "seeds_per_value": seeds,
+            "updates_per_call": updates, "device": jax.devices()[0].device_kind, "jax": jax.__version__,
+            "one_call": measure([one]),
+            "one_call_per_value": measure([members(c, i * seeds) for i, c in enumerate(configs)])}
 
 
 def update_rate(agent_name: str, preset: str, overrides, obs_dim: int, action_dim: int, updates: int = 20) -> float:

@@ -151,6 +151,9 @@ def main(argv=None) -> int:
     p.add_argument("--every", type=int, default=250)
     p.add_argument("--seeds", default="0-5", help="e.g. 0-5 or 0,1,2")
     p.add_argument("--lambda", dest="lam", type=float, default=0.3, help="Q-Flow's guidance_lambda")
+    p.add_argument("--target-update", choices=("pre", "post"), default="pre",
+                   help="the target critic averages toward the critic before (pre) or after (post, the order of "
+                        "results made before 2026-12-01) each update")
     p.add_argument("--summarize", action="store_true", help="only rebuild OUT/bandit.md from OUT/bandit.csv")
     a = p.parse_args(argv)
     if a.summarize:
@@ -161,14 +164,15 @@ def main(argv=None) -> int:
         raise SystemExit("qflow bandit: need --updates >= --every >= 1")
     started, rows = time.time(), []
     for features in ("f_tau", "2pi_f_tau"):
-        rows += run("qflow", {"guidance_lambda": a.lam, "time_features": features}, seeds, a.updates, a.every)
+        rows += run("qflow", {"guidance_lambda": a.lam, "time_features": features, "target_update": a.target_update},
+                    seeds, a.updates, a.every)
     rows += run("flow_bc", {}, seeds, a.updates, a.every)
     out = Path(a.out)
     write_rows(out / "bandit.csv", rows)
     atomic_write_json(out / "bandit.json", {
         "command": " ".join(["qflow bandit", *(argv if argv is not None else sys.argv[1:])]),
         "seeds": seeds, "updates": a.updates, "every": a.every, "guidance_lambda": a.lam,
-        "nets": "64x64", "batch_size": 128, "versions": package_versions(),
+        "target_update": a.target_update, "nets": "64x64", "batch_size": 128, "versions": package_versions(),
         "wall_time_s": round(time.time() - started, 1)})
     write_summary(out)
     print(f"[qflow] bandit: {len(rows)} rows in {out / 'bandit.csv'}, table in {out / 'bandit.md'} "

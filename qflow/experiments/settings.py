@@ -116,7 +116,7 @@ class Spec(RunSettings):
     # driver's directory, with --address too; on a cluster give a path every node has, e.g. /shared/runs)
     cpus: float = 1.0  # Ray resources one cell declares (a scheduling label: XLA in a cell may use more cores);
     # a sweep is refused where no node has this many
-    gpus: float = 0.0  # a fraction (e.g. 0.25) packs several cells on one GPU; refused where no node has a GPU
+    gpus: float = 0.0  # a fraction (e.g. 0.25) packs several cells on one GPU; refused where no node has that much
     retries: int = 2  # Ray re-runs of a cell whose worker died (a cell's own error is not retried)
     progress: bool = True  # a progress bar of the cells
     command: str = dataclasses.field(default="", metadata=flag(cli=False))  # the command that started the sweep,

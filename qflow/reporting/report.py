@@ -95,7 +95,7 @@ def _read_curve(path: Path):
         raise ReportError(f"{path}: malformed eval.csv, expected columns step,success,... ({err!r})") from None
 
 
-TIME_FEATURES = {"f_tau": "sin/cos(f tau), as METHOD.md and the authors' code",
+TIME_FEATURES = {"f_tau": "sin/cos(f tau), as the paper and the authors' code",
                  "2pi_f_tau": "sin/cos(2 pi f tau), the features this project used before 2026-11-30"}
 
 

@@ -1,6 +1,6 @@
 """`qflow toy2d`: the paper's 2-D bandit illustration of the BC-versus-value dilemma.
 
-Setting (shared/docs/METHOD.md, "2-D illustration"): a one-step bandit whose actions are 2-D points.
+Setting (the paper's 2-D illustration): a one-step bandit whose actions are 2-D points.
 The data are 10k points of a 2-D shape in [-4, 4]^2 with a reward r(a) per point; every method first
 clones the data (BC epochs), then trains with its own value term (RL epochs) at four
 behaviour-regularisation strengths. We reuse the project's agents unchanged: a constant dummy
@@ -29,8 +29,8 @@ from qflow.experiments.toy2d.data import bandit_batch, generate, reward, support
 from qflow.experiments.toy2d.run import run_toy2d
 from qflow.experiments.toy2d.settings import (DATASETS, KNOBS, LABELS, METHODS, PAPER, SCALE, ToySettings,
                                               caption_for)
-from qflow.experiments.toy2d.train import knob_agent_class, method_config
+from qflow.experiments.toy2d.train import method_config
 
 __all__ = ["DATASETS", "KNOBS", "LABELS", "METHODS", "PAPER", "SCALE", "ToySettings", "bandit_batch",
-           "caption_for", "generate", "knob_agent_class", "method_config", "reward", "run_toy2d",
+           "caption_for", "generate", "method_config", "reward", "run_toy2d",
            "support_fraction"]

@@ -6,7 +6,7 @@
   eight gaussians: centres at radius 4 / 1.414, std 0.5 / 1.414), clipped to [-4, 4]^2.
 - Rewards. Swiss roll r = |a|^2 / 9 and two spirals r = clip(1 - n / 10, 0, 1) are the paper's; for
   two spirals r must be defined everywhere, so n is read from the radius (n = 3 |a|, exact on the
-  noiseless spiral up to the generator's small offset) for data and samples alike. METHOD.md gives
+  noiseless spiral up to the generator's small offset) for data and samples alike. The paper gives
   no reward for moons and eight gaussians; ours are linear with slope 0.5 per unit, about the swiss
   roll's |grad r| = 2 |a| / 9 on its data: moons r = a_x / 2 (right tip best), eight gaussians
   r = (a_x + a_y) / (2 sqrt 2) (north-east mode best). Swiss roll, moons and eight gaussians keep

@@ -38,6 +38,8 @@ class ToySettings:
     curve_points: int = 0  # measure reward / support this many times during the RL phase (0: at the end only)
     data_seed: int = 0  # seed of the data generators
     evolution_strength: float = 1.0  # strength shown in the flow-evolution figure
+    target_update: str = "pre"  # the target critic averages toward the critic before ("pre") or after ("post",
+    # the order of results made before 2026-12-01) each update
     paper: bool = False  # True when these are the paper's settings (recorded in the outputs)
 
     @property

@@ -7,8 +7,8 @@ the methods' own losses could afford on a CPU. (2) BC phase (the paper's 2000 ep
 runs its own losses with the knob at ``bc_knob`` = 1e6, i.e. the value term off in effect, while the
 critic (and Q-Flow's inner value, FQL's one-step policy) learn. (3) RL phase (the paper's 100
 epochs): Adam re-initialised, knob = strength * knob_scale. Flow BC trains through all three phases.
-All strengths x seeds of one method train as one vmapped stack (``KnobAgent`` makes the knob a
-traced leaf), so a method compiles once per phase and the compiled chunks are reused by every dataset.
+All strengths x seeds of one method train as one stack (``agents.knobs`` makes the knob a traced
+leaf), so a method compiles once per phase and the compiled chunks are reused by every dataset.
 """
 
 from __future__ import annotations
@@ -31,58 +31,13 @@ def method_config(method: str, settings: ToySettings, knob: float | None):
 
     _, config_cls = get_agent(method)
     overrides = {"actor_dims": tuple(settings.hidden_dims), "critic_dims": tuple(settings.hidden_dims),
-                 "batch_size": settings.batch_size, "lr": settings.lr, "flow_steps": settings.flow_steps}
+                 "batch_size": settings.batch_size, "lr": settings.lr, "flow_steps": settings.flow_steps,
+                 "target_update": settings.target_update}
     if knob is not None:
         overrides[KNOBS[method]] = knob
     config = dataclasses.replace(build_config(config_cls, "paper"), **overrides)
     config.validate()
     return config
-
-
-@functools.lru_cache(maxsize=None)
-def knob_agent_class():
-    """The ``KnobAgent`` class (built on first use, so this module imports without jax)."""
-    from typing import Any
-
-    import flax
-
-    class KnobAgent(flax.struct.PyTreeNode):
-        """An agent whose strength knob is a traced leaf, so agents with different strengths stack in one vmap.
-
-        The project's configs are static (hashed by jit), so agents with different knobs could not share a
-        vmapped call. The wrapper keeps the knob as an array and swaps it into the inner agent's config only
-        for the duration of ``update``; the agents use the knob in arithmetic only, so the result equals
-        that of an agent built with the same knob in its config (tested in tests/test_toy2d.py).
-        """
-
-        HAS_DIAGNOSTICS = False  # the training step asks (see agents.base.Agent); the study logs none
-
-        rng: Any
-        inner: Any  # the project's agent; its config holds a placeholder knob
-        knob: Any  # scalar array: the value of config.<knob_name> used by update
-        knob_name: str = flax.struct.field(pytree_node=False)
-
-        @property
-        def config(self):
-            return self.inner.config
-
-        def update(self, batch):
-            config = dataclasses.replace(self.inner.config, **{self.knob_name: self.knob})
-            new, info = self.inner.replace(rng=self.rng, config=config).update(batch)
-            return self.replace(rng=new.rng, inner=new.replace(config=self.inner.config)), info
-
-        def sample_actions(self, obs, rng):
-            return self.inner.sample_actions(obs, rng)
-
-        @property
-        def params(self):
-            return self.inner.params
-
-        @property
-        def nets(self):
-            return self.inner.nets
-
-    return KnobAgent
 
 
 class ChunkRunner:
@@ -92,7 +47,8 @@ class ChunkRunner:
     def __init__(self, length: int, bar):
         from qflow.training.steps import make_train_chunk
 
-        self.length, self.bar, self.fn = length, bar, make_train_chunk(length)
+        # the study logs no diagnostics, so none are traced
+        self.length, self.bar, self.fn = length, bar, make_train_chunk(length, diagnostics=False)
         self.nonfinite: list[str] = []
 
     def run(self, agents, data, steps: int, tag: str, every: int = 0, measure=None):
@@ -176,15 +132,16 @@ def train_method(method: str, data: dict, settings: ToySettings, runner: ChunkRu
         on_curve = measure and (lambda agents, done: measure({None: agents}, done))  # noqa: E731
         return {None: runner.run(agents, data, rl_steps, tag, every, on_curve)}
 
-    KnobAgent = knob_agent_class()
+    from qflow.agents.knobs import knobbed_class
+
     agent_cls, _ = get_agent(method)
     config = method_config(method, settings, 1.0)  # placeholder knob; the real one is the traced leaf
     inner = stack([agent_cls.create(seed, 1, 2, config) for seed in settings.seeds])
     if pre_steps:
         inner = inner.replace(params={**inner.params, ACTOR_KEY[method]: copy(pretrained.params["actor"])})
         inner = inner.replace(opt_state=jax.vmap(inner.tx.init)(inner.params))
-    wrap = lambda inner, knobs: KnobAgent(jnp.copy(inner.rng), inner, jnp.asarray(knobs, jnp.float32),  # noqa: E731
-                                          KNOBS[method])
+    wrap = lambda inner, knobs: knobbed_class(agent_cls)(  # noqa: E731  (a stack: one knob per member)
+        jnp.copy(inner.rng), inner, {KNOBS[method]: jnp.asarray(knobs, jnp.float32)})
     agents = runner.run(wrap(inner, [settings.bc_knob] * n_seeds), data, bc_steps, f"{tag} BC phase")
 
     strengths = list(settings.strengths)
