@@ -216,7 +216,13 @@ def cmd_bench(a) -> int:
 
     s = from_flags(bench.ThroughputSettings, a)
     precisions = [[f"matmul_precision={p}"] for p in s.precisions] or [[]]
-    grid = s.grid_values()  # checked before anything is timed
+    grid = s.grid_values()  # checked before anything is timed, with every agent's config
+    if grid:
+        from qflow.agents import get_agent
+        from qflow.agents.base import build_config
+
+        for name in s.agent:
+            build_config(get_agent(name)[1], s.preset, overrides=[*s.overrides, *(f"{grid[0]}={v}" for v in grid[1])])
     results = [run_throughput(name, s.preset, [*s.overrides, *p], s.obs_dim, s.action_dim, s.updates, s.members)
                for name in s.agent for p in precisions]
     if grid:

@@ -385,3 +385,22 @@ def test_report_lists_the_cells_of_a_sweep_without_results(tmp_path, capsys):
     shutil.rmtree(out / f"{TASKS[1]}__fql")  # no run at all: the error says why
     with pytest.raises(QFlowError, match="no summary.json .*; 2 cell.s. of the sweep failed or did not finish"):
         make_report([out], tmp_path / "report", reps=20)
+
+
+def test_running_cells_say_each_new_evaluation_once(tmp_path):
+    spec = load_spec(None, {"envs": "pointmaze-medium-navigate", "tasks": "1", "agents": "qflow", "seeds": "0",
+                            "steps": 3000, "out": str(tmp_path / "out"), "runs": str(tmp_path / "runs")})
+    (cell,) = cells_of(spec)
+    lines, seen = [], {}
+    sweep._say_evaluations(spec, [cell], seen, lines.append)
+    assert lines == []  # not started: nothing to say
+    run = sweep.work_dir(spec, cell) / "run"
+    run.mkdir(parents=True)
+    (run / "eval.csv").write_text("step,success,return\n1000,0.25,-10\n")
+    sweep._say_evaluations(spec, [cell], seen, lines.append)
+    sweep._say_evaluations(spec, [cell], seen, lines.append)
+    with open(run / "eval.csv", "a") as f:
+        f.write("2000,0.5,-8\n")
+    sweep._say_evaluations(spec, [cell], seen, lines.append)
+    assert lines == [f"[sweep] {cell.name}: step 1,000 of 3,000, success 0.25",
+                     f"[sweep] {cell.name}: step 2,000 of 3,000, success 0.50"]

@@ -511,10 +511,11 @@ def _collect(spec: Spec, pending: dict, record: dict, progress: bool, log) -> No
 
     out = Path(spec.out)
     bar = tqdm(total=len(pending), unit="cell", disable=not progress, dynamic_ncols=True, desc="sweep")
-    failed, slots = 0, _slots(spec)
+    failed, slots, seen = 0, _slots(spec), {}
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=5.0)
+            _say_evaluations(spec, pending.values(), seen, bar.write if progress else log)
             for ref in ready:
                 cell = pending.pop(ref)
                 try:
@@ -546,6 +547,21 @@ def _collect(spec: Spec, pending: dict, record: dict, progress: bool, log) -> No
         raise
     finally:
         bar.close()
+
+
+def _say_evaluations(spec: Spec, cells, seen: dict, say) -> None:
+    """One line per new evaluation of a running cell, read from its work directory where the driver can see
+    it (one machine, or a filesystem the nodes share); stacked cells evaluate only at their end."""
+    from qflow.training.logs import read_rows
+
+    for cell in cells:
+        if cell.seed is None:
+            continue
+        rows = read_rows(work_dir(spec, cell) / "run" / "eval.csv")
+        if rows and rows[-1]["step"] != seen.get(cell.name):
+            seen[cell.name] = rows[-1]["step"]
+            say(f"[sweep] {cell.name}: step {int(rows[-1]['step']):,} of {spec.steps:,}, success "
+                f"{float(rows[-1]['success']):.2f}")
 
 
 def _slots(spec: Spec) -> int:
