@@ -222,7 +222,12 @@ def cmd_bench(a) -> int:
         from qflow.agents.base import build_config
 
         for name in s.agent:
-            build_config(get_agent(name)[1], s.preset, overrides=[*s.overrides, *(f"{grid[0]}={v}" for v in grid[1])])
+            config_cls = get_agent(name)[1]
+            for value in grid[1]:  # each value as the grid will build it: a bad value fails here
+                build_config(config_cls, s.preset, overrides=[*s.overrides, f"{grid[0]}={value}"])
+            if grid[0] not in config_cls.TRACEABLE:
+                raise ValueError(f"--grid {grid[0]} shapes {name}'s program and cannot vary within one call; settings "
+                                 f"that can: {', '.join(config_cls.TRACEABLE)}")
     results = [run_throughput(name, s.preset, [*s.overrides, *p], s.obs_dim, s.action_dim, s.updates, s.members)
                for name in s.agent for p in precisions]
     if grid:

@@ -3,7 +3,7 @@ names exists, and every relative link resolves.
 
     python scripts/check_docs.py [FILE.md ...]     # default: README.md and docs/*.md
 
-A command is read from fenced code blocks and from inline code spans that start with `qflow`. Its
+A link's anchor (``page.md#a-heading``) must name a heading of that page. A command is read from fenced code blocks and from inline code spans that start with `qflow`. Its
 subcommand words must name a subcommand, and each `--flag` must be a flag of that subcommand (values
 and placeholders such as ENV or N are not checked: they are the reader's to fill in). Exit 1 with one
 line per problem, each naming the file and line.
@@ -76,6 +76,29 @@ def command_problem(command: str, parser: argparse.ArgumentParser, passthrough) 
     return None
 
 
+def anchors(page: Path) -> set[str]:
+    """The anchors of a Markdown page's headings, as GitHub makes them."""
+    slugs = set()
+    for line in page.read_text().splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            slugs.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return slugs
+
+
+def link_problem(page: Path, target: str) -> str | None:
+    """What is wrong with a link from ``page``: a missing file or a heading its anchor names; None if fine."""
+    if "://" in target or target.startswith("mailto:"):
+        return None
+    file, _, anchor = target.partition("#")
+    dest = page if not file else page.parent / file
+    if not dest.exists():
+        return f"broken link {target}"
+    if anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+        return f"broken anchor {target}"
+    return None
+
+
 def check(paths) -> list[str]:
     from qflow.cli import PASSTHROUGH, build_parser
 
@@ -89,9 +112,9 @@ def check(paths) -> list[str]:
                 problems.append(f"{name}:{number}: {problem}")
         for number, line in enumerate(text.splitlines(), 1):
             for target in LINK.findall(line):
-                target = target.split("#", 1)[0]
-                if target and "://" not in target and not (path.parent / target).exists():
-                    problems.append(f"{name}:{number}: broken link {target}")
+                problem = link_problem(path, target)
+                if problem:
+                    problems.append(f"{name}:{number}: {problem}")
             for script in SCRIPT.findall(line):
                 if not (ROOT / script).exists():
                     problems.append(f"{name}:{number}: no file {script}")

@@ -297,7 +297,7 @@ def test_seeds_killed_one_save_apart_resume_from_the_step_all_hold(tmp_path, mon
     assert held == [2000, 1000, 1000]  # what the kill left: seed0 at 2000 (and 1000 before it), seed1 at 1000
     agents, step = checkpoint.restore_all(dirs, fresh)
     assert step == 1000 and all(np.array_equal(a, b) for a, b in zip(leaves(agents), leaves(at[1000])))
-    assert "seed0 saved a later step than the other seeds" in capsys.readouterr().out
+    assert "the save at step 2000" in capsys.readouterr().out and not (tmp_path / checkpoint.SAVING).exists()
     assert [checkpoint.load(d, None)[1] for d in dirs] == [1000, 1000]  # the files agree again
 
     checkpoint.save_all(dirs, at[2000], 2000)  # the resumed run goes on, and is killed the same way again
@@ -326,8 +326,26 @@ def test_seeds_killed_in_their_first_save_start_again(tmp_path, monkeypatch):
         checkpoint.save_all(dirs, stack([tiny_agent(), tiny_agent()]), step)
     (dirs[1] / checkpoint.CHECKPOINT).unlink()  # files removed by hand are no kill's doing: refused
     (dirs[1] / checkpoint.PREVIOUS).unlink()
-    with pytest.raises(checkpoint.CheckpointError, match=r"share no step \(seed0: 2000, 3000; seed1: none\)"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"seed1 of .* have no checkpoint while the other seeds do"):
         checkpoint.restore_all(dirs, stack([tiny_agent(), tiny_agent()]))
+    assert (dirs[0] / checkpoint.CHECKPOINT).exists() and (dirs[0] / checkpoint.PREVIOUS).exists()  # kept
+
+
+def test_a_finished_run_with_one_save_resumes_and_a_seed_added_later_is_refused(tmp_path):
+    """No PREVIOUS file (one save, finished) is no sign of a kill: the run resumes at its step; a seed added
+    to its directory afterwards has nothing to resume from, and the others' checkpoints are kept."""
+    from qflow.training import checkpoint
+    from qflow.training.loop import stack
+    from tests.helpers import tiny_agent
+
+    dirs = [tmp_path / f"seed{s}" for s in range(3)]
+    for d in dirs:
+        d.mkdir()
+    checkpoint.save_all(dirs[:2], stack([tiny_agent(), tiny_agent()]), 5000)
+    assert checkpoint.restore_all(dirs[:2], stack([tiny_agent(), tiny_agent()]))[1] == 5000
+    with pytest.raises(checkpoint.CheckpointError, match="seed2 of .* have no checkpoint"):
+        checkpoint.restore_all(dirs, stack([tiny_agent(), tiny_agent(), tiny_agent()]))
+    assert all((d / checkpoint.CHECKPOINT).exists() for d in dirs[:2])
 
 
 def test_seeds_apart_without_an_earlier_save_are_refused_not_restarted(tmp_path):

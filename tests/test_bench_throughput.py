@@ -41,4 +41,5 @@ def test_a_grid_as_one_call_against_one_call_per_value(tmp_path):
     assert grid["one_call"]["calls"] == 1 and grid["one_call_per_value"]["calls"] == 3
     for way in ("one_call", "one_call_per_value"):
         assert grid[way]["compile_s"] > 0 and grid[way]["agent_updates_per_s"] > 0
-    assert main(["bench", "throughput", "--grid", "guidance_lambda=2", "--updates", "1"]) == 2  # one value: no grid
+    for bad in ("guidance_lambda=2", "flow_steps=5,10", "guidance_lambda=-1,5"):  # refused before any timing
+        assert main(["bench", "throughput", "--grid", bad, "--updates", "1"]) == 2

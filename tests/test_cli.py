@@ -301,3 +301,11 @@ def test_init_from_continues_a_run_exactly_and_under_an_intervention(data_dir, t
 
     assert main(train_args(data_dir, tmp_path / "other", "--init-from", str(base), "--agent", "fql")) == 2
     assert "differs in agent" in capsys.readouterr().err
+    assert main(train_args(data_dir, tmp_path / "seed1", "--init-from", str(base), "--seed", "1")) == 2
+    assert "differs in seed" in capsys.readouterr().err
+    # the branch resumes from its own checkpoints, whatever its source has done since
+    assert main(train_args(data_dir, base, "--steps", "300")) == 0
+    assert main(train_args(data_dir, frozen, "--init-from", str(base), "--set", "freeze=critic")) == 0
+    assert "starting from" not in capsys.readouterr().out
+    assert main(train_args(data_dir, straight, "--init-from", str(base))) == 2  # a plain run is no branch
+    assert "did not start from --init-from" in capsys.readouterr().err

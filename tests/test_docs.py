@@ -25,7 +25,9 @@ def test_broken_commands_and_links_are_named(tmp_path):
         "qflow (guidance_lambda=5) is a label, not a command\n"
         "python scripts/no_such_script.py\n"                                                    # 7
         "```\n"
-        "See [the method](method.md) and [usage](https://example.org/usage) and `qflow bench`.\n")  # 9
+        "See [the method](method.md) and [usage](https://example.org/usage) and `qflow bench`.\n"  # 9
+        "## A heading\n"
+        "[here](#a-heading) and [there](#no-such-heading)\n")  # 11
     problems = check_docs.check([page])
     assert problems == [
         f"{page}:1: `qflow train` has no flag --stepz",
@@ -33,9 +35,10 @@ def test_broken_commands_and_links_are_named(tmp_path):
         f"{page}:5: `qflow` needs a subcommand (" + ", ".join(check_docs._subparsers(_parser())) + "), got ['trian']",
         f"{page}:7: no file scripts/no_such_script.py",
         f"{page}:9: broken link method.md",
+        f"{page}:11: broken anchor #no-such-heading",
     ]
     (tmp_path / "method.md").write_text("# method\n")
-    assert len(check_docs.check([page])) == 4
+    assert len(check_docs.check([page])) == 5
 
 
 def _parser():

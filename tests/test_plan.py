@@ -102,26 +102,49 @@ def test_the_repository_plan_loads():
     assert all(e.minutes <= 15 for e in entries)
 
 
+def stopped(pid: int, wait: float = 5.0) -> bool:
+    """Whether process ``pid`` has ended within ``wait`` seconds (a zombie, killed but not yet reaped by
+    whoever inherited it, counts as ended)."""
+    import time
+    from pathlib import Path
+
+    for _ in range(int(wait * 10)):
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_a_timed_out_command_is_stopped_with_its_children(tmp_path):
     """The deadline stops the whole process group: a shell's background child too, not only the shell."""
     import time
-    from pathlib import Path
 
     pid_file = tmp_path / "child.pid"
     started = time.time()
     rc, _ = plan.run_until(f"sleep 300 & echo $! > {pid_file}; wait", time.time() + 2, shell=True)
     assert rc == "timeout" and time.time() - started < 30
-    child = int(pid_file.read_text())
-    def alive(pid):  # a zombie (killed, not yet reaped by whoever inherited it) counts as stopped
-        try:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except FileNotFoundError:
-            return False
-
-    for _ in range(50):  # the group got SIGTERM; give it a moment
-        if not alive(child):
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError(f"the background child {child} outlived the deadline")
+    assert stopped(int(pid_file.read_text())), "the background child outlived the deadline"
     assert plan.run_until(["true"], time.time() + 10) == (0, "")
+
+
+def test_ctrl_c_stops_the_command_group_too(tmp_path, monkeypatch):
+    """The command runs in a session of its own, which a terminal's Ctrl-C does not reach: run_until stops it."""
+    import subprocess
+    import time
+
+    real = subprocess.Popen.communicate
+
+    def interrupted(self, *args, **kwargs):  # Ctrl-C arrives while waiting
+        try:
+            real(self, timeout=1)
+        except subprocess.TimeoutExpired:
+            raise KeyboardInterrupt from None
+
+    monkeypatch.setattr(subprocess.Popen, "communicate", interrupted)
+    pid_file = tmp_path / "child.pid"
+    with pytest.raises(KeyboardInterrupt):
+        plan.run_until(f"sleep 300 & echo $! > {pid_file}; wait", time.time() + 600, shell=True)
+    assert stopped(int(pid_file.read_text())), "the background child outlived Ctrl-C"

@@ -400,7 +400,10 @@ def test_running_cells_say_each_new_evaluation_once(tmp_path):
     sweep._say_evaluations(spec, [cell], seen, lines.append)
     sweep._say_evaluations(spec, [cell], seen, lines.append)
     with open(run / "eval.csv", "a") as f:
-        f.write("2000,0.5,-8\n")
+        f.write("2000,")  # half a row, as a reader may see it while the worker writes
+    sweep._say_evaluations(spec, [cell], seen, lines.append)
+    with open(run / "eval.csv", "a") as f:
+        f.write("0.5,-8\n")
     sweep._say_evaluations(spec, [cell], seen, lines.append)
     assert lines == [f"[sweep] {cell.name}: step 1,000 of 3,000, success 0.25",
                      f"[sweep] {cell.name}: step 2,000 of 3,000, success 0.50"]

@@ -61,11 +61,17 @@ def test_rebrac_targets_follow_the_same_order():
 
 
 def test_records_without_the_key_ran_with_the_post_update_order():
+    from qflow.training.record import RunRecord
+
     for name in ("qflow", "fql", "rebrac", "sac"):
         config_cls = get_agent(name)[1]
-        old = {k: v for k, v in dataclasses.asdict(config_cls()).items() if k != "target_update"}
+        old = {k: v for k, v in dataclasses.asdict(config_cls()).items()
+               if k not in ("target_update", "freeze", "shared_draw")}
         assert config_from_record(config_cls, old).target_update == "post"
         assert config_cls().target_update == "pre"
+        # an old run is the same run as today's config with the old order: it resumes with --set target_update=post
+        today = dataclasses.asdict(dataclasses.replace(config_cls(), target_update="post"))
+        assert RunRecord.differences({"agent": name, "config": old}, {"agent": name, "config": today}, ("config",)) == []
     flow_bc = get_agent("flow_bc")[1]  # no target network: nothing to relabel
     assert config_from_record(flow_bc, {"flow_steps": 10}).target_update == "pre"
     with pytest.raises(ValueError, match="target_update must be 'pre' or 'post'"):

@@ -97,7 +97,7 @@ class AgentConfig:
         """Values of keys that records written before the key existed ran with (see config_from_record):
         before matmul_precision, every matmul used the platform's default; before target_update, the target
         moved toward the updated critic."""
-        return {"matmul_precision": "default", "target_update": "post"}
+        return {"matmul_precision": "default", "target_update": "post", "freeze": ""}
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -57,6 +57,7 @@ def knobbed_class(agent_cls):
         LOSSES = agent_cls.LOSSES
         HAS_DIAGNOSTICS = agent_cls.HAS_DIAGNOSTICS
         ACTING_PARAMS = agent_cls.ACTING_PARAMS
+        ACTING_FIELDS = agent_cls.ACTING_FIELDS
 
         rng: Any  # the training step replaces the rng of what it steps: the inner agent's, while inside
         inner: Any  # the agent; its static config holds the first member's values
@@ -70,9 +71,10 @@ def knobbed_class(agent_cls):
         def params(self):
             return self.inner.params
 
-        @property
-        def nets(self):
-            return self.inner.nets
+        def __getattr__(self, name):  # the agent's other state (target_critic, opt_state, nets...), read-only
+            if name == "inner":  # not set yet (while being built): no recursion
+                raise AttributeError(name)
+            return getattr(self.inner, name)
 
         def tuned(self):
             """The inner agent with this member's values in its config (traced inside a jitted call)."""

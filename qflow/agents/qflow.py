@@ -52,7 +52,7 @@ class QFlowConfig(AgentConfig):
     @classmethod
     def legacy_defaults(cls) -> dict:
         """Values of keys that records written before the key existed ran with (see config_from_record)."""
-        return {**super().legacy_defaults(), "time_features": "2pi_f_tau"}
+        return {**super().legacy_defaults(), "time_features": "2pi_f_tau", "shared_draw": True}
 
 
 def bucket_sizes(batch: int, steps: int) -> list[int]:

@@ -140,16 +140,23 @@ def run_until(cmd, deadline: float, **popen) -> tuple[int | str, str]:
         _, err = proc.communicate(timeout=max(1.0, deadline - time.time()))
         return proc.returncode, err or ""
     except subprocess.TimeoutExpired:
-        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, None)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout=grace)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        proc.wait()
+        _stop_group(proc)
         return "timeout", ""
+    except BaseException:  # Ctrl-C or an error here: the group has its own session, so nothing else stops it
+        _stop_group(proc)
+        raise
+
+
+def _stop_group(proc) -> None:
+    """SIGTERM to the process group, then SIGKILL if it has not ended within 10 s."""
+    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _prepare_data(entry: Entry, deadline: float, log) -> bool:

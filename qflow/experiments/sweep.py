@@ -557,11 +557,14 @@ def _say_evaluations(spec: Spec, cells, seen: dict, say) -> None:
     for cell in cells:
         if cell.seed is None:
             continue
-        rows = read_rows(work_dir(spec, cell) / "run" / "eval.csv")
-        if rows and rows[-1]["step"] != seen.get(cell.name):
-            seen[cell.name] = rows[-1]["step"]
-            say(f"[sweep] {cell.name}: step {int(rows[-1]['step']):,} of {spec.steps:,}, success "
-                f"{float(rows[-1]['success']):.2f}")
+        try:  # a worker may be appending the row this reads (half a line on a shared filesystem): skip it
+            last = read_rows(work_dir(spec, cell) / "run" / "eval.csv")[-1]
+            step, success = int(last["step"]), float(last["success"])
+        except (OSError, IndexError, KeyError, TypeError, ValueError):
+            continue
+        if step != seen.get(cell.name):
+            seen[cell.name] = step
+            say(f"[sweep] {cell.name}: step {step:,} of {spec.steps:,}, success {success:.2f}")
 
 
 def _slots(spec: Spec) -> int:

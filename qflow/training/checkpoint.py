@@ -3,6 +3,7 @@ before it, when several seeds train together: see ``save_all``)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -11,10 +12,11 @@ import jax
 import jax.numpy as jnp
 
 from qflow.training.record import CheckpointError
-from qflow.utils import atomic_writer
+from qflow.utils import atomic_write_json, atomic_writer
 
 CHECKPOINT = "checkpoint.msgpack"
 PREVIOUS = "checkpoint.prev.msgpack"  # a seed's checkpoint before the last save of several seeds (see save_all)
+SAVING = ".saving.json"  # in the parent of several seeds' directories while a save of them is unfinished
 
 
 def save(run_dir: Path, agent, step: int) -> None:
@@ -35,70 +37,68 @@ def load(run_dir: Path, template, name: str = CHECKPOINT):
 
 
 def save_all(dirs, stacked_agents, step: int) -> None:
-    """Every seed's checkpoint at ``step``, one file after the other.
+    """Every seed's checkpoint at ``step``, as one commit.
 
-    Several seeds' files cannot be replaced at once: a kill between two of them leaves the seeds one save
-    apart (seed0 at this step, seed1 at the one before). So with several seeds each seed's checkpoint is
-    first renamed to PREVIOUS: whenever the kill comes, every seed still holds the step of the last full
-    save in one of its two files, and ``restore_all`` resumes them all from it.
+    Several seeds' files cannot be replaced at once, so a save of several seeds is bracketed by a marker in
+    their parent directory (SAVING, naming the step): while it exists the save is unfinished. Each seed's
+    checkpoint is first renamed to PREVIOUS, so that ``restore_all`` can take back an unfinished save
+    exactly: the seeds it reached return to PREVIOUS, and the files of an unfinished first save go.
     """
+    if len(dirs) == 1:
+        save(dirs[0], jax.tree.map(lambda x: x[0], stacked_agents), step)
+        return
+    marker = Path(dirs[0]).parent / SAVING
+    atomic_write_json(marker, {"step": step})
     for i, d in enumerate(dirs):
-        if len(dirs) > 1 and (d / CHECKPOINT).exists():
+        if (d / CHECKPOINT).exists():
             os.replace(d / CHECKPOINT, d / PREVIOUS)
         save(d, jax.tree.map(lambda x: x[i], stacked_agents), step)
+    marker.unlink()
 
 
 def restore_all(dirs, stacked_template):
-    """(stacked agents, step) to resume every seed from, or None to start them all afresh.
-
-    The step is the latest one every seed holds (see ``save_all``). A seed without a PREVIOUS file has saved
-    at most once, so it also holds step 0: its fresh agent, the member of ``stacked_template``. Seeds ahead
-    of that step go back to it, and each seed's files are set back to it, so that the next save keeps it.
-    """
+    """(stacked agents, step) of every seed's checkpoint, or None when none has one yet. A save that a kill
+    interrupted is taken back first (see ``save_all``); seeds at different steps otherwise are refused,
+    their files left as they are."""
     members = [jax.tree.map(lambda x: x[i], stacked_template) for i in range(len(dirs))]
-    held = [_held_steps(d, member) for d, member in zip(dirs, members)]
-    if not any(name for steps in held for name, _ in steps.values()):
-        return None  # nothing saved yet
-    common = set.intersection(*(set(steps) for steps in held))
-    if not common:
-        have = "; ".join(f"{d.name}: {', '.join(str(s) for s, (name, _) in sorted(steps.items()) if name) or 'none'}"
-                         for d, steps in zip(dirs, held))
-        raise CheckpointError(f"the seeds' checkpoints share no step ({have}), so they cannot resume together; "
-                              f"move the checkpoint files of {Path(dirs[0]).parent} away to start again, or pass "
-                              f"another --run-dir")
-    step = max(common)
-    if step == 0 and all((Path(d) / CHECKPOINT).exists() for d in dirs):
-        # every seed saved, none kept an earlier save (files written before PREVIOUS existed): going back to
-        # step 0 would throw trained steps away, which is the user's call, not ours
-        have = ", ".join(f"{Path(d).name} at {max(steps)}" for d, steps in zip(dirs, held))
-        raise CheckpointError(f"the seeds' checkpoints are at different steps ({have}) and keep no common one; "
-                              f"move the checkpoint files of {Path(dirs[0]).parent} away to restart from step 0, "
-                              f"or pass another --run-dir")
-    ahead = [d.name for d, steps in zip(dirs, held) if max(steps) > step]
-    if ahead:
-        print(f"[qflow] {', '.join(ahead)} saved a later step than the other seeds before the run stopped; every "
-              f"seed resumes from step {step}, the latest all of them hold", flush=True)
-    for d, steps in zip(dirs, held):
-        _set_back(d, steps[step][0])
-    if step == 0:
+    marker = Path(dirs[0]).parent / SAVING
+    if len(dirs) > 1 and marker.exists():
+        _take_back(dirs, members, _marker_step(marker))
+        marker.unlink()
+    present = [(Path(d) / CHECKPOINT).exists() for d in dirs]
+    if not any(present):
         return None
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *[steps[step][1] for steps in held]), step
+    if not all(present):
+        missing = [Path(d).name for d, p in zip(dirs, present) if not p]
+        raise CheckpointError(f"{', '.join(missing)} of {Path(dirs[0]).parent} have no checkpoint while the other "
+                              f"seeds do; resume with the seeds that have one, or pass another --run-dir")
+    loaded = [load(d, member) for d, member in zip(dirs, members)]
+    if len({step for _, step in loaded}) != 1:
+        have = ", ".join(f"{Path(d).name} at {step}" for d, (_, step) in zip(dirs, loaded))
+        raise CheckpointError(f"the seeds' checkpoints are at different steps ({have}) and no unfinished save "
+                              f"explains it; move the checkpoint files of {Path(dirs[0]).parent} away to restart "
+                              f"from step 0, or pass another --run-dir")
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *[a for a, _ in loaded]), loaded[0][1]
 
 
-def _held_steps(run_dir: Path, template) -> dict:
-    """step -> (file name, agent) for each step a seed can resume from; (None, ``template``) for a fresh start."""
-    held = {} if (run_dir / PREVIOUS).exists() else {0: (None, template)}
-    for name in (PREVIOUS, CHECKPOINT):  # the current file last: it wins a tie
-        if (run_dir / name).exists():
-            agent, step = load(run_dir, template, name)
-            held[step] = (name, agent)
-    return held
+def _take_back(dirs, members, step: int) -> None:
+    """Undo the unfinished save of ``step``: every seed it reached returns to its PREVIOUS checkpoint (a
+    first save leaves none: its partial files go, and the run starts afresh)."""
+    for d, member in zip(map(Path, dirs), members):
+        if not (d / CHECKPOINT).exists() and (d / PREVIOUS).exists():  # renamed, new one not yet written
+            os.replace(d / PREVIOUS, d / CHECKPOINT)
+        elif (d / CHECKPOINT).exists() and load(d, member)[1] == step:  # written by the unfinished save
+            if (d / PREVIOUS).exists():
+                os.replace(d / PREVIOUS, d / CHECKPOINT)
+            else:
+                (d / CHECKPOINT).unlink()
+    print(f"[qflow] the save at step {step} of {Path(dirs[0]).parent} was interrupted; its seeds go back to "
+          f"their previous checkpoint", flush=True)
 
 
-def _set_back(run_dir: Path, name: str | None) -> None:
-    """Make ``name`` the seed's checkpoint (None: the seed starts afresh, its files go)."""
-    if name == PREVIOUS:
-        os.replace(run_dir / PREVIOUS, run_dir / CHECKPOINT)
-    elif name is None:
-        for stale in (CHECKPOINT, PREVIOUS):
-            (run_dir / stale).unlink(missing_ok=True)
+def _marker_step(path: Path) -> int:
+    try:
+        return int(json.loads(path.read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path} is unreadable ({err}); a save of several seeds was interrupted: move the "
+                              f"checkpoint files of {path.parent} away to restart, or pass another --run-dir") from None

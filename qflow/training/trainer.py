@@ -92,7 +92,14 @@ def _train(args: TrainArgs, run_dir: Path) -> list[dict]:
     obs_dim, action_dim = data["observations"].shape[1], data["actions"].shape[1]
     agents = stack([agent_cls.create(s, obs_dim, action_dim, config) for s in args.seeds])
     start = None
-    if args.init_from:
+    run_info["init_from"] = None  # recorded by every run, so a plain run is never continued as a branch
+    if args.init_from and all((d / checkpoint.CHECKPOINT).exists() for d in dirs):
+        # resuming the branch itself: its own checkpoints and its record say where it started
+        run_info["init_from"] = record.RunRecord.read(dirs[0] / record.RUN_INFO).get("init_from")
+        if (run_info["init_from"] or {}).get("run_dir") != str(Path(args.init_from).resolve()):
+            raise record.CheckpointError(f"{run_dir} holds a run that did not start from --init-from "
+                                         f"{args.init_from}; pass another --run-dir")
+    elif args.init_from:
         start, run_info["init_from"] = starting_state(args, agents, run_info)
     for seed, d in zip(args.seeds, dirs):
         record.check_compatible(d, {**run_info, "seed": seed})
@@ -116,11 +123,12 @@ def starting_state(args: TrainArgs, agents, run_info: dict):
     dirs = seed_dirs(source, args.seeds)
     infos = [record.RunRecord.read(d / record.RUN_INFO, fix="pass a run directory that `qflow train` wrote")
              for d in dirs]
-    differ = sorted({k for info in infos for k in record.RunRecord.differences(info, run_info, ("env", "agent",
-                                                                                                "data.sha256"))})
+    differ = sorted({k for seed, info in zip(args.seeds, infos)
+                     for k in record.RunRecord.differences(info, {**run_info, "seed": seed},
+                                                           ("env", "agent", "seed", "data.sha256"))})
     if differ:
         raise record.CheckpointError(f"--init-from {source} holds a run that differs in {', '.join(differ)}; start "
-                                     f"from a run of the same environment, agent and dataset")
+                                     f"from a run of the same environment, agent, seeds and dataset")
     loaded = []
     for i, d in enumerate(dirs):
         if not (d / checkpoint.CHECKPOINT).exists():
