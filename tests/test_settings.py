@@ -80,7 +80,8 @@ def test_every_training_setting_is_a_train_flag_and_a_sweep_key_where_it_applies
     train = build_parser().parse_args(["train", "--dataset-seed", "5", "--seed", "3"])
     assert from_flags(TrainArgs, train).dataset_seed == 5 and from_flags(TrainArgs, train).seeds == (3,)
     per_cell = {"env", "agent", "seeds", "run_dir", "overrides", "command", "tensorboard", "wandb", "eval_envs",
-                "online_steps", "updates_per_step", "buffer_size"}
+                "online_steps", "updates_per_step", "buffer_size",
+                "init_from"}  # a branch starts from one run directory: a cell of its own, not a grid axis
     spec_fields = {f.name for f in dataclasses.fields(Spec)}
     missing = {f.name for f in dataclasses.fields(TrainArgs)} - per_cell - spec_fields
     assert not missing, f"training settings a sweep cannot set: {missing}"
