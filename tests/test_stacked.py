@@ -213,3 +213,39 @@ def test_exports_are_evaluated_while_the_group_trains(data_dir, tmp_path):
     summary = json.loads((runs / f"{FAMILY}-singletask-task1-v0__flow_bc" / "seed0" / "summary.json").read_text())
     assert summary["eval_steps"] == [50, 100] and summary["budget"] == 100
     assert "stopped at step 100" in (out / f"{FAMILY}.train.log").read_text()
+
+
+def test_a_grid_of_settings_trains_in_one_group_as_separate_groups_would(data_dir, tmp_path):
+    """--set qflow.guidance_lambda=[2,8]: one Q-Flow group of settings x tasks x seeds in one call, whose
+    members log what a group of one setting logs, and whose evaluations land in OUT/SETTING/ as a sweep's do."""
+    base = ["stacked", "train", "--family", FAMILY, "--tasks", "1", "--seeds", "0,1", "--dataset-episodes", "3",
+            "--data-dir", str(data_dir), "--chunk", "25", "--export-every", "50", "--log-every", "25",
+            "--steps", "50", *SMALL, "--set", "qflow.time_embed_dim=4"]
+    assert main([*base, "--agents", "qflow,fql", "--set", "qflow.guidance_lambda=[2,8]",
+                 "--out", str(tmp_path / "grid")]) == 0
+    assert main([*base, "--agents", "qflow", "--set", "qflow.guidance_lambda=8", "--out", str(tmp_path / "one")]) == 0
+    group = json.loads((tmp_path / "grid" / f"{FAMILY}__qflow" / "group.json").read_text())
+    assert [(m["setting"], m["seed"]) for m in group["members"]] == [
+        ("guidance_lambda=2", 0), ("guidance_lambda=2", 1), ("guidance_lambda=8", 0), ("guidance_lambda=8", 1)]
+    assert {k: c["guidance_lambda"] for k, c in group["configs"].items()} == {"guidance_lambda=2": 2.0,
+                                                                             "guidance_lambda=8": 8.0}
+    fql = json.loads((tmp_path / "grid" / f"{FAMILY}__fql" / "group.json").read_text())
+    assert "configs" not in fql and all("setting" not in m for m in fql["members"])  # no grid: as before
+
+    def rows(path):
+        with open(path) as f:
+            return list(csv.DictReader(f))
+
+    grid = [r for r in rows(tmp_path / "grid" / f"{FAMILY}__qflow" / "metrics.csv") if r["setting"] == "guidance_lambda=8"]
+    alone = rows(tmp_path / "one" / f"{FAMILY}__qflow" / "metrics.csv")
+    assert [(r["step"], r["seed"]) for r in grid] == [(r["step"], r["seed"]) for r in alone]
+    for a, b in zip(grid, alone):
+        for key in ("loss_q", "loss_v", "loss_pi"):
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5, abs=1e-7)
+
+    runs = tmp_path / "runs"
+    assert main(["stacked", "evaluate", str(tmp_path / "grid" / f"{FAMILY}__qflow"), "--episodes", "1",
+                 "--out", str(runs)]) == 0
+    run = runs / "guidance_lambda=2" / f"{FAMILY}-singletask-task1-v0__qflow" / "seed1"
+    assert json.loads((run / "summary.json").read_text())["config"]["guidance_lambda"] == 2.0
+    assert {r["setting"] for r in rows(run / "metrics.csv")} == {"guidance_lambda=2"}

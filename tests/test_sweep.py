@@ -211,17 +211,22 @@ def test_killed_worker_is_retried_and_resumes_without_duplicate_steps(data_dir, 
 @pytest.mark.e2e
 def test_stacked_cells_train_every_task_and_seed_in_one_call(data_dir, tmp_path):
     out, runs = tmp_path / "out", tmp_path / "runs"
-    cmd = _sweep_cmd(data_dir, out, runs, "--tasks", "1-2", "--agents", "flow_bc", "--seeds", "0,1", "--mode", "stacked", "--steps", "200", "--chunk", "100",
-                     "--eval-every", "100", "--log-every", "100", "--set", "flow_bc.lr=[0.0003,0.001]")
+    # flow BC's lr shapes its optimiser: a cell per value; FQL's alpha may differ within a call: one cell for both
+    cmd = _sweep_cmd(data_dir, out, runs, "--tasks", "1-2", "--agents", "flow_bc,fql", "--seeds", "0,1", "--mode",
+                     "stacked", "--steps", "200", "--chunk", "100", "--eval-every", "100", "--log-every", "100",
+                     "--set", "flow_bc.lr=[0.0003,0.001]", "--set", "fql.alpha=[10,100]")
     cmd[cmd.index("--envs") + 1] = "pointmaze-medium-navigate"  # the family, not the single task of _sweep_cmd
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
-    summaries = sorted(out.rglob("summary.json"))  # 2 settings x 2 tasks x 2 seeds, from 2 stacked cells
-    assert len(summaries) == 8 and {json.loads(s.read_text())["eval_steps"][-1] for s in summaries} == {200}
+    assert "3 cells: 0 done already, 3 to run" in done.stdout
+    summaries = sorted(out.rglob("summary.json"))  # 2 agents x 2 settings x 2 tasks x 2 seeds
+    assert len(summaries) == 16 and {json.loads(s.read_text())["eval_steps"][-1] for s in summaries} == {200}
     lrs = [json.loads(s.read_text())["config"]["lr"] for s in out.glob("lr=0.001/*/seed*/summary.json")]
     assert lrs == pytest.approx([1e-3] * 4)
+    alphas = [json.loads(s.read_text())["config"]["alpha"] for s in out.glob("alpha=100/*/seed*/summary.json")]
+    assert alphas == pytest.approx([100.0] * 4)
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0 and "2 done already, 0 to run" in again.stdout
+    assert again.returncode == 0 and "3 done already, 0 to run" in again.stdout
 
 
 @pytest.mark.e2e
@@ -407,3 +412,18 @@ def test_running_cells_say_each_new_evaluation_once(tmp_path):
     sweep._say_evaluations(spec, [cell], seen, lines.append)
     assert lines == [f"[sweep] {cell.name}: step 1,000 of 3,000, success 0.25",
                      f"[sweep] {cell.name}: step 2,000 of 3,000, success 0.50"]
+
+
+def test_stacked_mode_packs_the_settings_members_may_differ_in(tmp_path):
+    spec = load_spec(None, {"out": str(tmp_path), "envs": "cube-single-play", "agents": "qflow,fql", "tasks": "2,4",
+                            "seeds": "0-1", "mode": "stacked", "sets": ["qflow.guidance_lambda=[2.5,5,10]",
+                                                                         "fql.flow_steps=[5,10]"]})
+    check_spec(spec)
+    qflow, *fql = cells_of(spec)
+    assert qflow.packed == (("guidance_lambda=2.5",), ("guidance_lambda=5",), ("guidance_lambda=10",))
+    assert qflow.name == "cube-single-play__qflow__guidance_lambda=[2.5,5,10]"
+    assert [c.setting for c in fql] == [("flow_steps=5",), ("flow_steps=10",)]  # shapes the program: apart
+    dirs = result_dirs(spec, qflow)
+    assert len(dirs) == 3 * 2 * 2 and dirs[0] == tmp_path / "guidance_lambda=2.5" / (
+        "cube-single-play-singletask-task2-v0__qflow") / "seed0"
+    assert sweep.cell_updates(spec, qflow) == 3 * 4 * spec.steps

@@ -36,7 +36,8 @@ def with_knobs(agents, configs) -> list:
     if not names:
         return list(agents)
     if len({type(c) for c in configs}) > 1:
-        raise ValueError(f"members of one stacked call must be one agent, got {sorted({type(c).__name__ for c in configs})}")
+        kinds = sorted({type(c).__name__ for c in configs})
+        raise ValueError(f"members of one stacked call must be one agent, got {kinds}")
     fixed = [n for n in names if n not in type(configs[0]).TRACEABLE]
     if fixed:
         raise ValueError(f"members of one stacked call differ in {', '.join(fixed)}, which shape the program (or "

@@ -255,8 +255,6 @@ def run_plan(entries: list[Entry], out: Path, work: Path, minutes: float, result
     return ran
 
 
-
-
 def run_command(command: str, s: PlanSettings) -> int:
     entries = load_plan(Path(s.plan))
     if command == "status":

@@ -33,7 +33,9 @@ class GroupSettings:
     seeds: tuple[int, ...] = (0, 1, 2)  # agent seeds, e.g. 0-2
     preset: str = "cpu"  # network sizes: tiny, cpu or paper
     overrides: tuple[str, ...] = dataclasses.field(default=(), metadata=flag("--set", repeat=True, help=(
-        "config override: KEY=VALUE for every agent, AGENT.KEY=VALUE for one (e.g. fql.alpha=150)")))
+        "config override: KEY=VALUE for every agent, AGENT.KEY=VALUE for one (e.g. fql.alpha=150); "
+        "[AGENT.]KEY=[V1,V2,...]: one setting per value, all in the same call (e.g. qflow.guidance_lambda=[2.5,5,10]; "
+        "evaluations go to OUT/KEY=V/)")))
     chunk: int = 1000  # updates per jitted call (at most: lowered to divide the export and log intervals)
     export_every: int = 5000  # steps between policy exports (and checkpoints)
     log_every: int | None = None  # steps between metrics rows (default: export_every)
@@ -111,7 +113,8 @@ class Spec(RunSettings):
     grid: tuple[tuple[str, tuple], ...] = dataclasses.field(default=(), metadata=flag(cli=False))  # ("AGENT.KEY"
     # or "KEY", values): one setting per value; from the spec's [grid] table and --set KEY=[V1,V2]
     mode: str = dataclasses.field(default="runs", metadata=flag(choices=MODES, help=(
-        '"runs": one cell per env x agent x setting x seed; "stacked": one per family x agent x setting, every task x seed stacked (accelerators)')))
+        '"runs": one cell per env x agent x setting x seed; "stacked": one per family x agent x setting, every '
+        'task x seed stacked (accelerators)')))
     runs: str = "runs/sweep"  # checkpoints and logs of the cells, on the workers (relative: resolved in the
     # driver's directory, with --address too; on a cluster give a path every node has, e.g. /shared/runs)
     cpus: float = 1.0  # Ray resources one cell declares (a scheduling label: XLA in a cell may use more cores);

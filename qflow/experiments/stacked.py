@@ -27,6 +27,7 @@ export not yet evaluated.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -40,6 +41,7 @@ import numpy as np
 
 from qflow.agents import get_agent
 from qflow.agents.base import acting_state, config_from_record, overrides_for, with_acting_state
+from qflow.agents.knobs import with_knobs
 from qflow.data.loading import data_record, load_single_task
 from qflow.data.registry import family_of
 from qflow.envs import agent_config
@@ -54,7 +56,7 @@ from qflow.utils import atomic_write_json, atomic_writer, package_versions
 
 PER_TASK_KEYS = ("rewards", "masks")
 # What must agree for a group directory to be resumed by the same run.
-GROUP_IDENTITY = ("family", "agent", "members", "steps", "preset", "config", "export_every", "log_every",
+GROUP_IDENTITY = ("family", "agent", "members", "steps", "preset", "config", "configs", "export_every", "log_every",
                   "data.sha256")
 POLICIES = "policies.msgpack"
 EXPORTS = "exports"  # every export, step_NNNNNNN.msgpack
@@ -121,10 +123,6 @@ def member_policies(group: dict, obs_dim: int, action_dim: int):
     return read
 
 
-
-
-
-
 def checkpoint_path(settings: GroupSettings) -> Path:
     return Path(settings.out) / f"{settings.family}.checkpoint.msgpack"
 
@@ -136,18 +134,25 @@ def train(settings: GroupSettings) -> dict:
     if settings.evaluate_into:
         return train_beside_evaluations(settings)
     configs = group_configs(settings)
-    extra = tuple(sorted({k for c in configs.values() for k in c.extra_data()}))
+    extra = tuple(sorted({k for by_setting in configs.values() for c in by_setting.values() for k in c.extra_data()}))
     started = time.time()
     members = member_list(settings.tasks, settings.seeds)
     data, files = load_family(settings.family, settings.tasks, members, settings.dataset_episodes,
                               settings.data_dir, extra, settings.dataset_seed)
-    device_data = jax.device_put({k: jnp.asarray(v) for k, v in data.items()})
     shapes = (data["observations"].shape[1], data["actions"].shape[1])
     data_info = data_record(files, len(data["actions"]))
+    shared = jax.device_put({k: jnp.asarray(v) for k, v in data.items() if k not in PER_TASK_KEYS})  # one copy
+    per_member = {n: jax.device_put(member_arrays(data, n)) for n in {len(c) for c in configs.values()}}
+    device_data = {name: {**shared, **per_member[len(by_setting)]} for name, by_setting in configs.items()}
     del data
     print(f"[stacked] {settings.family}: data loaded in {time.time() - started:.0f} s on {jax.devices()[0]}", flush=True)
     job = StackedJob(settings, configs, members, shapes, data_info, device_data)
     return loop.run(job, settings.progress, settings.deadline)
+
+
+def member_arrays(data: dict, settings: int) -> dict:
+    """The per-member arrays (rewards, masks) of a group of ``settings`` x the family's members, setting-major."""
+    return {k: jnp.asarray(np.concatenate([data[k]] * settings) if settings > 1 else data[k]) for k in PER_TASK_KEYS}
 
 
 def train_beside_evaluations(settings: GroupSettings, stop_evaluating: float | None = None) -> dict:
@@ -212,16 +217,29 @@ def evaluation_pass(settings: GroupSettings, runs: Path, deadline: float | None 
 
 
 def group_configs(settings: GroupSettings) -> dict:
-    """{agent: its config}, the same for every task of the family (else the tasks cannot share a call)."""
+    """{agent: {setting: its config}}, one setting ("") without a grid; a grid item ``[AGENT.]KEY=[V1,V2]`` of
+    the overrides gives one setting per value (``KEY=V``), all trained in one call (``agents.knobs``). A config
+    is the same for every task of the family (else the tasks cannot share a call)."""
     configs = {}
     for name in settings.agents:
         get_agent(name)  # an unknown agent: the registry's one-line error
-        per_task = [agent_config(name, task_env(settings.family, t), settings.preset,
-                                 overrides_for(name, settings.overrides, settings.agents)) for t in settings.tasks]
-        if any(c != per_task[0] for c in per_task):
-            raise ValueError(f"{name}: tasks of {settings.family} have different per-env settings; stack one task")
-        configs[name] = per_task[0]
+        own = overrides_for(name, settings.overrides, settings.agents)
+        fixed = [o for o in own if not _is_grid(o)]
+        axes = [[f"{key}={v.strip()}" for v in values[1:-1].split(",") if v.strip()]
+                for key, _, values in (o.partition("=") for o in own if _is_grid(o))]
+        configs[name] = {}
+        for setting in itertools.product(*axes):
+            per_task = [agent_config(name, task_env(settings.family, t), settings.preset, [*fixed, *setting])
+                        for t in settings.tasks]
+            if any(c != per_task[0] for c in per_task):
+                raise ValueError(f"{name}: tasks of {settings.family} have different per-env settings; stack one task")
+            configs[name]["+".join(setting)] = per_task[0]
     return configs
+
+
+def _is_grid(override: str) -> bool:
+    value = override.partition("=")[2].strip()
+    return value.startswith("[") and value.endswith("]")
 
 
 class StackedJob:
@@ -233,9 +251,16 @@ class StackedJob:
         self.every = settings.every()
         self.desc = f"stacked {settings.family}"
         self.groups = {}
-        for name, config in configs.items():
-            agents = stack([get_agent(name)[0].create(s, *shapes, config) for _, s in members])
-            info = {"family": settings.family, "agent": name, "members": [{"task": t, "seed": s} for t, s in members],
+        for name, by_setting in configs.items():
+            grid = list(by_setting) != [""]  # members differ in a setting: each records its own
+            own = [(setting, t, s) for setting in by_setting for t, s in members]
+            created = [get_agent(name)[0].create(s, *shapes, by_setting[setting]) for setting, _, s in own]
+            agents = stack(with_knobs(created, [by_setting[setting] for setting, _, _ in own]))
+            config = next(iter(by_setting.values()))  # the static config the members share
+            info = {"family": settings.family, "agent": name,
+                    "members": [{"task": t, "seed": s, **({"setting": setting} if grid else {})}
+                                for setting, t, s in own],
+                    **({"configs": {k: c.as_dict() for k, c in by_setting.items()}} if grid else {}),
                     "steps": settings.steps, "preset": settings.preset, "config": config.as_dict(), "data": data_info,
                     "export_every": settings.export_every, "log_every": settings.every()["log"],
                     "dataset_seed": settings.dataset_seed,
@@ -262,8 +287,8 @@ class StackedJob:
 
     def identity(self) -> dict:
         """What a checkpoint of this job must have been written by: each group's identity record."""
-        return {name: {k: g["info"][k] for k in GROUP_IDENTITY if "." not in k} | {"sha256": g["info"]["data"].get(
-            "sha256")} for name, g in self.groups.items()}
+        return {name: {k: g["info"][k] for k in GROUP_IDENTITY if "." not in k and k in g["info"]}
+                | {"sha256": g["info"]["data"].get("sha256")} for name, g in self.groups.items()}
 
     def _restore_agents(self) -> int:
         """The step of the family's checkpoint (0 without one), after checking it is this run's."""
@@ -311,7 +336,7 @@ class StackedJob:
         infos = {}
         for name, g in self.groups.items():
             t0 = time.time()
-            g["agents"], info = self.fn(g["agents"], self.data)
+            g["agents"], info = self.fn(g["agents"], self.data[name])
             infos[name] = jax.device_get(info)  # blocks: the time below is this agent's own
             seconds = time.time() - t0
             if name not in self.compiled:  # this process's first call compiles: not timed
@@ -326,6 +351,7 @@ class StackedJob:
         for name, g in self.groups.items():
             for i, m in enumerate(g["info"]["members"]):
                 row = {"step": step, "task": m["task"], "seed": m["seed"],
+                       **({"setting": m["setting"]} if "setting" in m else {}),
                        "wall_time": round(time.time() - self.started, 1)}
                 row.update({k: float(v[i]) for k, v in sorted(means.get(name, {}).items())})
                 g["log"].write(row)
@@ -344,7 +370,8 @@ class StackedJob:
             timed = max(step - self.chunk, 1)  # the first chunk includes compilation and is not timed
             info.update(step=step, wall_seconds=round(time.time() - self.started, 1),
                         updates_per_s=round(timed / info["train_seconds"], 2) if info["train_seconds"] else None)
-            info["agent_updates_per_s"] = info["updates_per_s"] and round(info["updates_per_s"] * len(self.members), 1)
+            members = len(info["members"])
+            info["agent_updates_per_s"] = info["updates_per_s"] and round(info["updates_per_s"] * members, 1)
             if self.settings.keep_exports:
                 export_policies(export_path(g["out"], step), g["agents"], step)
             export_policies(g["out"] / POLICIES, g["agents"], step)
@@ -382,10 +409,10 @@ def evaluate(settings: EvalSettings) -> None:
                                 f"{group.get('stop')}); train longer or with a later --deadline")
     members = group["members"]
     metrics = read_rows(group_dir / "metrics.csv")  # read only: CSVLog() would trim the file
-    run_dirs = [Path(settings.out) / f"{task_env(group['family'], m['task'])}__{group['agent']}" / f"seed{m['seed']}"
-                for m in members]
-    for d in run_dirs:
-        _check_same_scoring(d, group, settings.episodes)
+    run_dirs = [Path(settings.out) / m.get("setting", "") / f"{task_env(group['family'], m['task'])}__{group['agent']}"
+                / f"seed{m['seed']}" for m in members]  # a grid's settings each in OUT/SETTING/, as a sweep writes
+    for d, m in zip(run_dirs, members):
+        _check_same_scoring(d, group, member_config(group, m), settings.episodes)
     done = [{int(float(r["step"])) for r in read_rows(d / "eval.csv")} for d in run_dirs]
     sources = [export_path(group_dir, s) for s in kept_exports(group_dir)] if settings.all_exports else []
     sources = sources or [group_dir / POLICIES]  # no kept exports (or not asked for): the latest one
@@ -410,12 +437,17 @@ def evaluate(settings: EvalSettings) -> None:
                   flush=True)
 
 
-def _check_same_scoring(run_dir: Path, group: dict, episodes: int) -> None:
+def member_config(group: dict, member: dict) -> dict:
+    """The config a member trained with: its setting's, in a group of several settings, else the group's."""
+    return group["configs"][member["setting"]] if "setting" in member else group["config"]
+
+
+def _check_same_scoring(run_dir: Path, group: dict, config: dict, episodes: int) -> None:
     """One run directory holds the evaluations of one trained group, scored one way."""
     if not (run_dir / "run.json").exists():
         return
     old = RunRecord.read(run_dir / "run.json", fix="move it away or pass another --out", error=QFlowError)
-    mine = {"agent": group["agent"], "config": group["config"], "data": group["data"],
+    mine = {"agent": group["agent"], "config": config, "data": group["data"],
             "train_command": group["command"], "eval_episodes": episodes}
     differ = RunRecord.differences(old, mine, ("config", "data.sha256", "train_command", "eval_episodes"))
     if differ:
@@ -426,12 +458,13 @@ def _check_same_scoring(run_dir: Path, group: dict, episodes: int) -> None:
 def _record_evaluation(run_dir: Path, group, member, step, result, seconds, metrics, settings: EvalSettings) -> None:
     run_info = {"env": task_env(group["family"], member["task"]), "agent": group["agent"],
                 "seed": member["seed"], "steps": step, "preset": group["preset"], "online_steps": 0,
-                "budget": group["steps"], "config": group["config"], "eval_episodes": settings.episodes,
+                "budget": group["steps"], "config": member_config(group, member), "eval_episodes": settings.episodes,
                 "data": group["data"],
                 "versions": group["versions"], "device": group["device"], "trained_by": "qflow stacked",
                 "stacked_members": len(group["members"]), "train_command": group["command"],
                 "commit": group.get("commit"), "eval_versions": package_versions()}
-    own = [r for r in metrics if int(r["task"]) == member["task"] and int(r["seed"]) == member["seed"]]
+    own = [r for r in metrics if int(r["task"]) == member["task"] and int(r["seed"]) == member["seed"]
+           and r.get("setting", "") == member.get("setting", "")]
     write_rows(run_dir / "metrics.csv", own)  # rewritten whole: drops rows of an interrupted attempt
     rows = sorted([*read_rows(run_dir / "eval.csv"), {"step": step, **result, "eval_seconds": seconds}],
                   key=lambda r: int(float(r["step"])))

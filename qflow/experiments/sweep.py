@@ -142,42 +142,85 @@ class Cell:
     env: str  # mode "runs": a single-task id; "stacked": a family
     seed: int | None  # None in mode "stacked" (all seeds in the cell)
     setting: tuple[str, ...]  # this cell's grid values, key=value
+    packed: tuple[tuple[str, ...], ...] = ()  # mode "stacked": every setting of the agent's grid, trained in one
+    # call (when each grid key is a setting members may differ in, agents.knobs); then ``setting`` is empty
 
     @property
     def setting_name(self) -> str:
         return "+".join(self.setting)
 
     @property
+    def settings(self) -> tuple[tuple[str, ...], ...]:
+        """The settings the cell trains: its own, or the packed ones."""
+        return self.packed or (self.setting,)
+
+    @property
     def name(self) -> str:
-        parts = [self.env, self.agent, self.setting_name, "" if self.seed is None else f"seed{self.seed}"]
+        grid = "+".join(f"{k}=[{','.join(dict.fromkeys(v))}]" for k, v in _axes(self.packed).items())
+        parts = [self.env, self.agent, self.setting_name or grid, "" if self.seed is None else f"seed{self.seed}"]
         return "__".join(p for p in parts if p)
 
 
+def _axes(settings) -> dict[str, list[str]]:
+    """{key: its values in order} of settings given as key=value tuples."""
+    axes: dict[str, list[str]] = {}
+    for setting in settings:
+        for item in setting:
+            key, _, value = item.partition("=")
+            axes.setdefault(key, []).append(value)
+    return axes
+
+
 def cells_of(spec: Spec) -> list[Cell]:
-    if spec.mode == "stacked":  # every task x seed of a family in one cell, per agent and setting
-        return [Cell(agent, family, None, setting) for family in spec.envs for agent in spec.agents
-                for setting in settings_of(spec, agent)]
+    if spec.mode == "stacked":  # every task x seed of a family in one cell, per agent and (unless packed) setting
+        cells = []
+        for family in spec.envs:
+            for agent in spec.agents:
+                settings = settings_of(spec, agent)
+                if len(settings) > 1 and _packable(agent, settings):
+                    cells.append(Cell(agent, family, None, (), tuple(settings)))
+                else:
+                    cells += [Cell(agent, family, None, setting) for setting in settings]
+        return cells
     envs = [e if "-singletask-" in e else family_of(e).env_id(t)
             for e in spec.envs for t in ([0] if "-singletask-" in e else parse_int_list(spec.tasks))]
     return [Cell(agent, env, seed, setting) for env in envs for agent in spec.agents
             for setting in settings_of(spec, agent) for seed in parse_int_list(spec.seeds)]
 
 
+def _packable(agent: str, settings) -> bool:
+    """Whether every grid key of ``agent`` may differ between members of one call (``TRACEABLE``)."""
+    from qflow.agents import get_agent
+
+    return set(_axes(settings)) <= set(get_agent(agent)[1].TRACEABLE)
+
+
 def result_dirs(spec: Spec, cell: Cell) -> list[Path]:
-    """Where a cell's small files go: OUT/[SETTING/]ENV__AGENT/seedS, one per (task, seed)."""
-    root = Path(spec.out) / cell.setting_name if cell.setting else Path(spec.out)
-    if cell.seed is not None:
-        return [root / f"{cell.env}__{cell.agent}" / f"seed{cell.seed}"]
-    family = family_of(cell.env)
-    return [root / f"{family.env_id(t)}__{cell.agent}" / f"seed{s}"
-            for t in parse_int_list(spec.tasks) for s in parse_int_list(spec.seeds)]
+    """Where a cell's small files go: OUT/[SETTING/]ENV__AGENT/seedS, one per (setting, task, seed)."""
+    return [d for d, _ in dirs_and_settings(spec, cell)]
 
 
-def expected_identity(spec: Spec, cell: Cell, env_id: str) -> dict:
-    """What a summary of this cell must say: budget, preset, scoring, data and the full agent config."""
+def dirs_and_settings(spec: Spec, cell: Cell) -> list[tuple[Path, tuple[str, ...]]]:
+    """(result directory, the setting trained there) of every result of a cell."""
+    out = []
+    for setting in cell.settings:
+        root = Path(spec.out) / "+".join(setting) if setting else Path(spec.out)
+        if cell.seed is not None:
+            out.append((root / f"{cell.env}__{cell.agent}" / f"seed{cell.seed}", setting))
+            continue
+        family = family_of(cell.env)
+        out += [(root / f"{family.env_id(t)}__{cell.agent}" / f"seed{s}", setting)
+                for t in parse_int_list(spec.tasks) for s in parse_int_list(spec.seeds)]
+    return out
+
+
+def expected_identity(spec: Spec, cell: Cell, env_id: str, setting: tuple[str, ...] | None = None) -> dict:
+    """What a summary of this cell must say (of ``setting``, default the cell's): budget, preset, scoring, data
+    and the full agent config."""
     from qflow.envs import agent_config
 
-    config = agent_config(cell.agent, env_id, spec.preset, _own(spec, cell.agent, (*spec.sets, *cell.setting)))
+    setting = cell.setting if setting is None else setting
+    config = agent_config(cell.agent, env_id, spec.preset, _own(spec, cell.agent, (*spec.sets, *setting)))
     ident = {"agent": cell.agent, "steps": spec.steps, "preset": spec.preset, "eval_episodes": spec.eval_episodes,
              "online_steps": spec.online_steps, "updates_per_step": spec.updates_per_step,
              "config": json.loads(json.dumps(config.as_dict())),
@@ -192,13 +235,13 @@ def expected_identity(spec: Spec, cell: Cell, env_id: str) -> dict:
 def is_done(spec: Spec, cell: Cell) -> bool:
     """Whether every result of the cell exists in OUT. A summary there of another budget, scoring, data
     or config (another sweep's, or this one's before its spec changed) is an error, never taken for this one."""
-    dirs = result_dirs(spec, cell)
-    for d in dirs:
+    dirs = dirs_and_settings(spec, cell)
+    for d, setting in dirs:
         path = d / "summary.json"
         if not path.exists():
             continue
         old = RunRecord.read(path, fix="move it away and rerun", error=SweepError)
-        want = expected_identity(spec, cell, d.parent.name.rsplit("__", 1)[0])
+        want = expected_identity(spec, cell, d.parent.name.rsplit("__", 1)[0], setting)
         data = old.get("data", {})
         old = {**old, "config": {k: v for k, v in old.get("config", {}).items() if k in want["config"]},
                # written before these existed, or official data (no generation seed): what they mean
@@ -209,7 +252,7 @@ def is_done(spec: Spec, cell: Cell) -> bool:
         if differ:
             raise SweepError(f"{d} holds a run that differs from this sweep's cell in {', '.join(differ)}; "
                              f"pass another out (or move that run away)")
-    return all((d / "summary.json").exists() for d in dirs)
+    return all((d / "summary.json").exists() for d, _ in dirs)
 
 
 def work_dir(spec: Spec, cell: Cell) -> Path:
@@ -307,10 +350,11 @@ def _train_stacked(spec: Spec, cell: Cell, work: Path) -> dict[str, bytes]:
     from qflow.experiments import stacked
 
     invocation = f"{spec.command} [cell {cell.name}]"
+    grid = [f"{key}=[{','.join(dict.fromkeys(values))}]" for key, values in _axes(cell.packed).items()]
     stacked.train(GroupSettings(
         family=cell.env, steps=spec.steps, out=str(work / "train"), agents=(cell.agent,),
         tasks=tuple(parse_int_list(spec.tasks)), seeds=tuple(parse_int_list(spec.seeds)), preset=spec.preset,
-        overrides=tuple(_own(spec, cell.agent, (*spec.sets, *cell.setting))), chunk=spec.chunk,
+        overrides=tuple(_own(spec, cell.agent, (*spec.sets, *cell.setting, *grid))), chunk=spec.chunk,
         export_every=spec.eval_every or max(1, spec.steps // 5), log_every=spec.log_every, keep_exports=True,
         dataset_episodes=spec.dataset_episodes or None, dataset_seed=spec.dataset_seed,
         data_dir=spec.data_dir or None, command=invocation))
@@ -319,8 +363,8 @@ def _train_stacked(spec: Spec, cell: Cell, work: Path) -> dict[str, bytes]:
         stacked.evaluate(EvalSettings(group=str(group), out=str(evaluated), episodes=spec.eval_episodes,
                                               all_exports=True, command=invocation))
     files = {}
-    for d in result_dirs(spec, cell):
-        src = evaluated / d.parent.name / d.name
+    for d, setting in dirs_and_settings(spec, cell):  # a packed group evaluates into evaluated/SETTING/
+        src = evaluated / ("+".join(setting) if cell.packed else "") / d.parent.name / d.name
         if not (src / "summary.json").exists():
             raise QFlowError(f"{cell.name}: no evaluation of {d.parent.name}/{d.name} (see {work / 'cell.log'})")
         files.update(_small_files(src, d.relative_to(spec.out)))
@@ -652,7 +696,7 @@ def _dotted(table: dict, prefix: str = ""):
 def cell_updates(spec: Spec, cell: Cell) -> int:
     """Agent updates a cell makes: offline steps plus online ones, times the members it stacks."""
     members = 1 if cell.seed is not None else len(parse_int_list(spec.tasks)) * len(parse_int_list(spec.seeds))
-    return members * (spec.steps + spec.online_steps * spec.updates_per_step)
+    return members * len(cell.settings) * (spec.steps + spec.online_steps * spec.updates_per_step)
 
 
 def dry_run(spec: Spec, log=print) -> dict:

@@ -68,6 +68,9 @@ def main(argv=None) -> int:
     data_cache, rows = {}, []
     for group_dir in map(Path, a.groups):
         group = json.loads((group_dir / "group.json").read_text())
+        if any("setting" in m for m in group["members"]):
+            raise SystemExit(f"qflow policy-drift: {group_dir} trains several settings in one group; measuring their "
+                             f"drift apart is not supported yet: train one setting per group")
         obs, data_actions = {}, {}
         family = family_of(group["family"])
         for task in sorted({m["task"] for m in group["members"]}):

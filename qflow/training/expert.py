@@ -53,8 +53,6 @@ REPLAY_DIR = "replay"
 DIRECTION_RESAMPLE = 100  # steps between direction redraws (OGBench's GymXYWrapper setting for the ant)
 
 
-
-
 def make_ant_xy_env():
     """OGBench's ``online-ant-xy-v0``: ``online-ant-v0`` under ``GymXYWrapper`` (direction every 100 steps).
 

@@ -36,10 +36,6 @@ OWN_FILES = ("checkpoint.msgpack", "run.json", "metrics.csv", "eval.csv", "summa
              "online.csv")
 
 
-
-
-
-
 def default_run_dir(args: TrainArgs) -> Path:
     seeds = "-".join(map(str, args.seeds))
     return Path("runs") / f"{args.env}__{args.agent}__{args.preset}__seed{seeds}"
