@@ -8,11 +8,17 @@ from qflow.cli import main
 
 
 @pytest.mark.slow
-def test_throughput_reports_stacked_members_and_the_diagnostics_cost(tmp_path, capsys):
+def test_throughput_reports_stacked_members_a_grid_and_the_diagnostics_cost(tmp_path, capsys):
     out = tmp_path / "t.json"
     assert main(["bench", "throughput", "--agent", "qflow", "--preset", "tiny", "--set", "actor_dims=16",
-                 "--set", "critic_dims=16", "--updates", "5", "--members", "1,3", "--out", str(out)]) == 0
-    r = json.loads(out.read_text())
+                 "--set", "critic_dims=16", "--updates", "5", "--members", "1,3", "--grid", "guidance_lambda=2,4,8",
+                 "--grid-seeds", "2", "--out", str(out)]) == 0
+    r, grid = json.loads(out.read_text())
+    # a grid as one call (the values traced) against one call per value
+    assert grid["grid"] == {"guidance_lambda": ["2", "4", "8"]} and grid["seeds_per_value"] == 2
+    assert grid["one_call"]["calls"] == 1 and grid["one_call_per_value"]["calls"] == 3
+    for way in ("one_call", "one_call_per_value"):
+        assert grid[way]["compile_s"] > 0 and grid[way]["agent_updates_per_s"] > 0
     assert set(r["stacked_agent_updates_per_s"]) == {"1", "3"} and min(r["stacked_agent_updates_per_s"].values()) > 0
     assert set(r["stacked_compile_s"]) == {"1", "3"} and min(r["stacked_compile_s"].values()) > 0
     for n, rate in r["stacked_agent_updates_per_s"].items():  # TFLOP/s = agent-updates/s x FLOP per update
@@ -31,15 +37,6 @@ def test_throughput_gives_one_labelled_result_per_precision(tmp_path):
     assert [x["config"]["matmul_precision"] for x in both] == ["float32", "bf16"]
 
 
-def test_a_grid_as_one_call_against_one_call_per_value(tmp_path):
-    out = tmp_path / "g.json"
-    assert main(["bench", "throughput", "--agent", "qflow", "--preset", "tiny", "--set", "actor_dims=16",
-                 "--set", "critic_dims=16", "--updates", "5", "--grid", "guidance_lambda=2,4,8", "--grid-seeds", "2",
-                 "--out", str(out)]) == 0
-    grid = json.loads(out.read_text())[1]
-    assert grid["grid"] == {"guidance_lambda": ["2", "4", "8"]} and grid["seeds_per_value"] == 2
-    assert grid["one_call"]["calls"] == 1 and grid["one_call_per_value"]["calls"] == 3
-    for way in ("one_call", "one_call_per_value"):
-        assert grid[way]["compile_s"] > 0 and grid[way]["agent_updates_per_s"] > 0
+def test_a_bad_grid_is_refused_before_any_timing():
     for bad in ("guidance_lambda=2", "flow_steps=5,10", "guidance_lambda=-1,5"):  # refused before any timing
         assert main(["bench", "throughput", "--grid", bad, "--updates", "1"]) == 2
