@@ -182,8 +182,10 @@ def _show(value) -> str:
 
 def from_flags(cls, namespace: argparse.Namespace, base=None, **fixed):
     """``base`` (default ``cls()``) with every field given on the command line replaced, then ``fixed``."""
+    # fields that are no flag (cli=False) are never read: the parser's own names (the subcommand is
+    # args.command) would otherwise land in them
     given = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls)
-             if getattr(namespace, f.name, None) is not None}
+             if {**flag(), **f.metadata}["cli"] and getattr(namespace, f.name, None) is not None}
     for f in dataclasses.fields(cls):
         if f.name in given and {**flag(), **f.metadata}["repeat"]:
             given[f.name] = tuple(given[f.name])

@@ -88,3 +88,14 @@ def test_every_training_setting_is_a_train_flag_and_a_sweep_key_where_it_applies
     for f in dataclasses.fields(TrainArgs):
         if f.name != "command":
             assert f.name in field_comments(TrainArgs) or f.metadata.get("help"), f"{f.name} has no comment"
+
+
+def test_fields_that_are_no_flag_never_take_the_parsers_own_names():
+    """The subcommand's name lives in args.command; TrainArgs.command (not a flag) must stay unset, so the
+    summary records the whole command line, not "train"."""
+    from qflow.cli import build_parser
+    from qflow.training.settings import TrainArgs
+
+    args = build_parser().parse_args(["train", "--steps", "5"])
+    assert args.command == "train"
+    assert from_flags(TrainArgs, args).command is None and from_flags(TrainArgs, args).steps == 5
