@@ -5,7 +5,7 @@ pytest -m "not e2e and not slow"."""
 import pytest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # the tests package: made once for the whole run
 def data_dir(tmp_path_factory):
     """A 3-episode pointmaze-medium-navigate dataset (seed 0), made once for every end-to-end test."""
     from qflow.cli import main

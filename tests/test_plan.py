@@ -131,7 +131,7 @@ def test_a_timed_out_command_is_stopped_with_its_children(tmp_path):
 
 
 def test_ctrl_c_stops_the_command_group_too(tmp_path, monkeypatch):
-    """The command runs in a session of its own, which a terminal's Ctrl-C does not reach: run_until stops it."""
+    """The command runs detached from the terminal, which Ctrl-C then does not reach: run_until stops it."""
     import subprocess
     import time
 

@@ -142,7 +142,7 @@ def run_until(cmd, deadline: float, **popen) -> tuple[int | str, str]:
     except subprocess.TimeoutExpired:
         _stop_group(proc)
         return "timeout", ""
-    except BaseException:  # Ctrl-C or an error here: the group has its own session, so nothing else stops it
+    except BaseException:  # Ctrl-C or an error here: the group is detached from the terminal, so nothing else stops it
         _stop_group(proc)
         raise
 
