@@ -304,7 +304,7 @@ export every 5,000 steps, each evaluated with 50 episodes while training went on
 stacked evaluate --all-exports`); diagnostics every 1,000 steps. Files:
 `results/runs/learning_speed_cpu_t2/`; report: `qflow diagnostics
 results/runs/learning_speed_cpu_t2 --out results/reports/learning_speed_cpu_t2`. Only task 2 (the
-largest gap) fitted the machine in one sitting; task 4 followed in another (8.6); all five tasks at
+largest gap) was run this way first; task 4 followed (8.6); all five tasks at
 100k steps are entry a1 of the evidence plan (`plans/evidence.toml`), for one H200 GPU."""
 
 
@@ -693,7 +693,7 @@ task x seed of an environment stacked in one jitted call per agent (`scripts/gpu
 `qflow stacked train`); each run's exported policy was then evaluated once, at
 step 50,000, with 50 episodes on this CPU (`qflow stacked evaluate`). So the
 score is the final evaluation's success (`qflow report results/runs/h2h_gpu_50k --out
-results/reports/h2h_gpu_50k --metric success`), and the learning-curve figures hold one point per
+results/reports/h2h_gpu_50k --metric success --compare qflow,fql`), and the learning-curve figures hold one point per
 run. How it was made, the device's data hashes and logs: `results/runs/h2h_gpu_50k/README.md`.
 
 {body(RESULTS / "reports/h2h_gpu_50k/results.md", ROOT)}
@@ -710,12 +710,13 @@ updates, so agent-updates/s = 15 x that; the first chunk, compilation included, 
 `qflow train` (the demo) and `qflow train --agent flow_bc` for seed 0, `qflow train [--agent flow_bc]
 --seeds 1,2,3` for seeds 1-3: 100 regenerated episodes, `tiny` preset, 20,000 steps, 50 evaluation
 episodes every 5,000 steps. Score: mean success of the last three evaluations. Every Q-Flow seed
-scores above every flow BC seed (per-seed values in the README; {demo_comparison()}).
+scores above every flow BC seed (per-seed scores in `results/reports/demo_4seeds/per_task.csv`;
+{demo_comparison()}).
 The plain `qflow train` took 10:39 on an idle 2-core machine, data regeneration included
 (`results/demo/puzzle_t1_qflow_quiet/`, same success at every evaluation as the seed-0 run here).
 Run files: `results/demo/puzzle_t1_qflow/`, `results/demo/puzzle_t1_bc/`, `results/demo/seeds/`; the
 runs that led to this choice: `results/demo/search/`. Report: `qflow report results/demo/puzzle_t1_qflow
-results/demo/puzzle_t1_bc results/demo/seeds --out results/reports/demo_4seeds`.
+results/demo/puzzle_t1_bc results/demo/seeds --out results/reports/demo_4seeds --compare qflow,flow_bc`.
 
 {body(RESULTS / "reports/demo_4seeds/results.md", ROOT)}
 

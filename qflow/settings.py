@@ -242,3 +242,13 @@ def coerce_scalar(value, kind):
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise TypeError
     return value
+
+
+def split_grid(override: str) -> tuple[str, list[str]] | None:
+    """``KEY=[V1,V2,...]`` -> (KEY, [V1, V2, ...]): a grid axis of overrides (sweeps, stacked groups); None for
+    a fixed ``KEY=VALUE``."""
+    key, _, value = override.partition("=")
+    value = value.strip()
+    if not (value.startswith("[") and value.endswith("]")):
+        return None
+    return key.strip(), [v.strip() for v in value[1:-1].split(",") if v.strip()]

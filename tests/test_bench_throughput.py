@@ -37,6 +37,14 @@ def test_throughput_gives_one_labelled_result_per_precision(tmp_path):
     assert [x["config"]["matmul_precision"] for x in both] == ["float32", "bf16"]
 
 
-def test_a_bad_grid_is_refused_before_any_timing():
-    for bad in ("guidance_lambda=2", "flow_steps=5,10", "guidance_lambda=-1,5"):  # refused before any timing
+def test_a_bad_grid_is_refused_before_any_timing(monkeypatch, capsys):
+    from qflow.bench import throughput
+
+    def timed(*args, **kwargs):
+        raise AssertionError("a benchmark ran before the grid was checked")
+
+    monkeypatch.setattr(throughput, "run_throughput", timed)
+    for bad, says in (("guidance_lambda=2", "two or more values"), ("flow_steps=5,10", "cannot vary within one call"),
+                      ("guidance_lambda=-1,5", "guidance_lambda must be > 0")):
         assert main(["bench", "throughput", "--grid", bad, "--updates", "1"]) == 2
+        assert says in capsys.readouterr().err

@@ -231,3 +231,4 @@ def test_compare_takes_labels_with_their_own_commas():
     assert _split_outside_parentheses("qflow (lr=0.001, q_agg=min),fql") == ["qflow (lr=0.001, q_agg=min)", "fql"]
     assert _split_outside_parentheses("qflow,fql") == ["qflow", "fql"]
     assert len(_split_outside_parentheses("a,b,c")) == 3  # refused by the caller: two labels, not three
+    assert main(["report", "nowhere", "--out", "x", "--compare", "a,b,c"]) == 2

@@ -19,7 +19,7 @@ from qflow.reporting.diagnostics import make_diagnostics_report
 from qflow.reporting.report import find_runs
 from qflow.training.loop import stack
 from qflow.training.steps import make_train_chunk
-from tests.helpers import ACT, OBS, random_batch, tiny_agent
+from tests.helpers import ACT, OBS, random_batch, rows, tiny_agent
 
 pytestmark = pytest.mark.e2e
 
@@ -231,10 +231,6 @@ def test_a_grid_of_settings_trains_in_one_group_as_separate_groups_would(data_di
                                                                              "guidance_lambda=8": 8.0}
     fql = json.loads((tmp_path / "grid" / f"{FAMILY}__fql" / "group.json").read_text())
     assert "configs" not in fql and all("setting" not in m for m in fql["members"])  # no grid: as before
-
-    def rows(path):
-        with open(path) as f:
-            return list(csv.DictReader(f))
 
     grid = [r for r in rows(tmp_path / "grid" / f"{FAMILY}__qflow" / "metrics.csv") if r["setting"] == "guidance_lambda=8"]
     alone = rows(tmp_path / "one" / f"{FAMILY}__qflow" / "metrics.csv")

@@ -355,10 +355,13 @@ def gradient_step(agent, batch):
     """
     rng, key = jax.random.split(agent.rng)
     noise = agent.draw_noise(key, *batch["actions"].shape)
-    grads, info = jax.grad(agent.losses, has_aux=True)(agent.params, batch, noise)
+    held = frozen(agent.config)  # no gradient is worked out for a frozen network (its update is zeroed below)
+    losses = lambda p: agent.losses({k: jax.lax.stop_gradient(v) if k in held else v for k, v in p.items()},  # noqa: E731
+                                    batch, noise)
+    grads, info = jax.grad(losses, has_aux=True)(agent.params)
     check_declared_losses(type(agent), info)
     updates, opt_state = agent.tx.update(grads, agent.opt_state, agent.params)
-    for name in frozen(agent.config):  # the update, not the gradient, is zeroed: Adam's momentum would move it
+    for name in held:  # the update, not only the gradient, is zeroed: Adam's momentum would move it
         updates[name] = jax.tree.map(jnp.zeros_like, updates[name])
     scalars = {k: v for k, v in info.items() if v.ndim == 0}
     return rng, optax.apply_updates(agent.params, updates), opt_state, scalars

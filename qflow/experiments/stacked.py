@@ -46,6 +46,7 @@ from qflow.data.loading import data_record, load_single_task
 from qflow.data.registry import family_of
 from qflow.envs import agent_config
 from qflow.errors import QFlowError
+from qflow.settings import split_grid
 from qflow.experiments.settings import EvalSettings, GroupSettings
 from qflow.training import loop
 from qflow.training.record import RunRecord
@@ -224,9 +225,8 @@ def group_configs(settings: GroupSettings) -> dict:
     for name in settings.agents:
         get_agent(name)  # an unknown agent: the registry's one-line error
         own = overrides_for(name, settings.overrides, settings.agents)
-        fixed = [o for o in own if not _is_grid(o)]
-        axes = [[f"{key}={v.strip()}" for v in values[1:-1].split(",") if v.strip()]
-                for key, _, values in (o.partition("=") for o in own if _is_grid(o))]
+        fixed = [o for o in own if not split_grid(o)]
+        axes = [[f"{key}={v}" for v in values] for key, values in filter(None, map(split_grid, own))]
         configs[name] = {}
         for setting in itertools.product(*axes):
             per_task = [agent_config(name, task_env(settings.family, t), settings.preset, [*fixed, *setting])
@@ -235,11 +235,6 @@ def group_configs(settings: GroupSettings) -> dict:
                 raise ValueError(f"{name}: tasks of {settings.family} have different per-env settings; stack one task")
             configs[name]["+".join(setting)] = per_task[0]
     return configs
-
-
-def _is_grid(override: str) -> bool:
-    value = override.partition("=")[2].strip()
-    return value.startswith("[") and value.endswith("]")
 
 
 class StackedJob:

@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 from qflow.errors import QFlowError
-from qflow.settings import from_table
+from qflow.settings import from_table, split_grid
 from qflow.data.registry import family_of
 from qflow.training.record import RunRecord
 from qflow.experiments.settings import MODES, EvalSettings, GroupSettings, Spec
@@ -661,9 +661,9 @@ def load_spec(path: Path | None, flags: dict) -> Spec:
     grid = dict(_dotted(raw.get("grid", {})))  # [grid] qflow.lambda = [...] (unquoted) is a nested table
     sets = []
     for item in raw.get("sets", []):
-        key, _, value = item.partition("=")
-        if value.startswith("[") and value.endswith("]"):  # --set key=[a,b]: a grid axis; replaces the file's
-            grid[key.strip()] = [v.strip() for v in value[1:-1].split(",") if v.strip()]
+        axis = split_grid(item)  # --set key=[a,b]: a grid axis; replaces the file's
+        if axis:
+            grid[axis[0]] = axis[1]
         else:
             sets.append(item)
     for key in grid:

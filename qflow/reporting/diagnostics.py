@@ -178,7 +178,7 @@ def make_diagnostics_report(paths, out, reps: int = 2000, window: int = 3000) ->
 def rate_interval(scores) -> tuple[float, float, float]:
     """(mean, low, high) of per-seed success rates: the 95 % t-interval cut to [0, 1] (no rate lies outside)."""
     mean, low, high = stats.t_interval(scores)
-    return mean, float(np.clip(low, 0.0, 1.0)), float(np.clip(high, 0.0, 1.0))
+    return mean, *stats.rate_bounds(low, high)
 
 
 def _success_rows(by_group: dict) -> list[dict]:

@@ -278,11 +278,6 @@ def _changed_settings(run) -> list[str]:
             if k in default and k not in ("preset", "time_features") and v != default[k]]
 
 
-def _rate_bounds(low: float, high: float) -> tuple[float, float]:
-    """A t-interval of success rates cut to [0, 1]: no rate lies outside, so coverage only grows."""
-    return float(np.clip(low, 0.0, 1.0)), float(np.clip(high, 0.0, 1.0))
-
-
 def _per_task(runs, reps):
     groups = defaultdict(list)
     for r in runs:
@@ -292,7 +287,7 @@ def _per_task(runs, reps):
         rs.sort(key=lambda r: r.seed)
         scores = np.array([r.score for r in rs])
         point, ci = bootstrap_interval(scores[:, None], reps)
-        low, high = _rate_bounds(*stats.t_interval(scores)[1:])
+        low, high = stats.rate_bounds(*stats.t_interval(scores)[1:])
         rows.append(dict(env=env, family=family, task=rs[0].task, agent=label, n_seeds=len(rs),
                          seeds=" ".join(str(r.seed) for r in rs), mean=float(np.mean(scores)),
                          mean_ci_low=low, mean_ci_high=high, iqm=float(point[1]),
@@ -316,7 +311,7 @@ def _per_env(runs, reps):
         used += [r for rs in kept for r in rs]
         matrix = np.array([[rs[i].score for rs in kept] for i in range(k)])  # (runs, tasks)
         point, ci = bootstrap_interval(matrix, reps)
-        low, high = _rate_bounds(*stats.stratified_t_interval(matrix.T)[1:])
+        low, high = stats.rate_bounds(*stats.stratified_t_interval(matrix.T)[1:])
         rows.append(dict(family=family, agent=label, tasks=" ".join(tasks), runs_per_task=k,
                          mean=float(point[0]), mean_ci_low=low, mean_ci_high=high,
                          iqm=float(point[1]), iqm_ci_low=float(ci[0, 1]), iqm_ci_high=float(ci[1, 1])))

@@ -44,6 +44,11 @@ def stratified_t_interval(groups, level: float = LEVEL) -> tuple[float, float, f
     return mean, float(mean - half), float(mean + half)
 
 
+def rate_bounds(low: float, high: float) -> tuple[float, float]:
+    """An interval of success rates cut to [0, 1]: no rate lies outside, so coverage only grows."""
+    return float(np.clip(low, 0.0, 1.0)), float(np.clip(high, 0.0, 1.0))
+
+
 def probability_of_improvement(a_groups, b_groups) -> float:
     """P(a run of A scores above a run of B on the same task), ties counting half, averaged over tasks."""
     values = []
