@@ -1,9 +1,11 @@
 """docs/adding_an_agent.md, step by step, for the toy agent the page builds: "behaviour cloning with a critic".
 
-Each test is one step of the page; the agent below is the page's code, registered only for the test.
+Each test is one step of the page. The agent is the page's own code: its step-1 blocks, run as they stand
+with the imports an agent file has, so a change to the page is a change to this test.
 """
 
-import dataclasses
+import re
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -11,53 +13,34 @@ import numpy as np
 import pytest
 
 from qflow import agents as agent_registry
-from qflow.agents.base import AgentConfig, TargetCriticAgent, acting_state, clip_actions, require, td_loss
+from qflow.agents.base import acting_state
 from qflow.envs import agent_config
 from qflow.errors import TrainingDiverged
-from qflow.networks import MLP, Critic
 from qflow.training import loop
 from qflow.training.steps import make_train_chunk
 
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "adding_an_agent.md"
+AGENT_FILE_IMPORTS = """
+import dataclasses
+import jax
+import jax.numpy as jnp
+from qflow.agents.base import AgentConfig, TargetCriticAgent, clip_actions, require, td_loss
+from qflow.networks import MLP, Critic
+"""
 
-# ---------------------------------------------------------------- step 1: the agent file
-@dataclasses.dataclass(frozen=True)
-class BCCriticConfig(AgentConfig):
-    bc_weight: float = 1.0  # weight of the behaviour-cloning loss
 
-    def validate(self) -> None:
-        super().validate()
-        require(self.bc_weight > 0, "bc_weight", self.bc_weight, "> 0", 1)
+def page_agent_file() -> str:
+    """The Python blocks of the page's step 1 ("The agent file"), joined in order: one module."""
+    text = PAGE.read_text()
+    step1 = text[text.index("## 1. The agent file"):text.index("## 2.")]
+    blocks = re.findall(r"```python\n(.*?)```", step1, re.S)
+    assert len(blocks) == 3, "step 1 of the page should hold the config, the class header and its methods"
+    return AGENT_FILE_IMPORTS + "\n".join(blocks)
 
 
-class BCCriticAgent(TargetCriticAgent):
-    """pi(s) = tanh(MLP(s)) regressed onto dataset actions; Q(s, a) TD-trained toward r + gamma * mask * Qbar(s', pi(s'))."""
-
-    LOSSES = ("bc", "td")  # names that do not start with "loss": check_finite still watches them
-    ACTING_PARAMS = ("actor",)
-
-    @classmethod
-    def networks(cls, obs_dim, action_dim, config):
-        return {"actor": MLP(config.actor_dims, action_dim, precision=config.matmul_precision),
-                "critic": Critic(config.critic_dims, precision=config.matmul_precision)}
-
-    def draw_noise(self, rng, batch_size, action_dim):
-        return {}  # nothing random in an update
-
-    def policy(self, actor_params, obs):
-        return jnp.tanh(self.nets["actor"].apply(actor_params, obs))
-
-    def losses(self, params, batch, noise):
-        actions = clip_actions(batch["actions"])
-        # the TD target's next action comes from the frozen actor: the critic never moves the policy
-        a_next = self.policy(jax.lax.stop_gradient(params["actor"]), batch["next_observations"])
-        q_next = self.nets["critic"].apply(self.target_critic, batch["next_observations"], a_next).mean(0)
-        td, q, _ = td_loss(self, params, batch, actions, q_next)
-        bc = jnp.mean((self.policy(params["actor"], batch["observations"]) - actions) ** 2)
-        return td + self.config.bc_weight * bc, {"td": td, "bc": bc, "q_mean": q.mean()}
-
-    def sample_actions(self, obs, rng):
-        del rng  # deterministic
-        return self.policy(self.params["actor"], obs)
+_namespace = {"__name__": "bc_critic_from_the_page"}
+exec(compile(page_agent_file(), str(PAGE), "exec"), _namespace)
+BCCriticConfig, BCCriticAgent = _namespace["BCCriticConfig"], _namespace["BCCriticAgent"]
 
 
 # ---------------------------------------------------------------- step 2: the registry

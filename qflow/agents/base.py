@@ -202,8 +202,13 @@ class Agent(flax.struct.PyTreeNode):
     with ``flax.struct.field(pytree_node=False)``. Renaming a field or a params key breaks every
     saved checkpoint and export.
 
+    Fields (here, shared by every agent): ``rng``, ``params`` ({name: network params}), ``opt_state``, and
+    the static ``config``, ``nets`` ({name: flax module}) and ``tx``. A subclass adds the others (target
+    networks, counters) and builds them in ``extra_state``.
+
     Required
-      ``create(seed, obs_dim, action_dim, config)``  a fresh agent (classmethod); calls ``config.validate()``.
+      ``networks(obs_dim, action_dim, config)``      {name: flax module} (classmethod). Its keys name the
+          ``params`` entries and its order decides which random key initialises which network.
       ``draw_noise(rng, batch_size, action_dim)``    every random draw of one update, as a dict ({} if none),
           so that ``losses`` is a pure function of (params, batch, noise) and tests can fix the noise.
       ``losses(params, batch, noise)``                (total loss, info dict); pure and differentiable in params.
@@ -216,10 +221,16 @@ class Agent(flax.struct.PyTreeNode):
       ``LOSSES``          the info keys that are losses, whatever their names. ``gradient_step`` refuses
           an info without them or with a non-scalar one, and ``training.loop.check_finite`` stops the
           run when one of them is not finite.
-      ``ACTING_PARAMS``   the ``params`` keys ``sample_actions`` reads (what ``acting_state`` exports).
 
     Optional (the defaults below)
+      ``ACTING_PARAMS``   the ``params`` keys ``sample_actions`` reads (what ``acting_state`` exports);
+          ``("actor",)`` unless the acting network has another name.
       ``ACTING_FIELDS``   other fields ``sample_actions`` reads (e.g. a target critic that ranks actions).
+      ``extra_params(config)``  arrays trained with the networks that are not networks (SAC's temperature).
+      ``extra_state(params)``  the subclass's other fields at creation ({} here): target copies, counters.
+      ``create(seed, obs_dim, action_dim, config)``  a fresh agent (classmethod): validates the config,
+          initialises ``networks`` (``init_networks``), adds ``extra_params``, builds one Adam over all
+          params (``make_optimizer``) and the ``extra_state``. Override only for another recipe.
       ``diagnostics(batch, rng)``  extra ``diag_*`` scalars, computed once per training chunk on a fresh
           batch. Defining it sets ``HAS_DIAGNOSTICS``, the flag the loop and the benchmark test: an agent
           without diagnostics compiles exactly the program it would without this hook.
@@ -229,9 +240,16 @@ class Agent(flax.struct.PyTreeNode):
     """
 
     LOSSES: typing.ClassVar[tuple[str, ...]] = ()
-    ACTING_PARAMS: typing.ClassVar[tuple[str, ...]] = ()
+    ACTING_PARAMS: typing.ClassVar[tuple[str, ...]] = ("actor",)
     ACTING_FIELDS: typing.ClassVar[tuple[str, ...]] = ()
     HAS_DIAGNOSTICS: typing.ClassVar[bool] = False
+
+    rng: typing.Any
+    params: typing.Any  # {name: network params} for every entry of nets, plus extra_params
+    opt_state: typing.Any  # one Adam over all of params
+    config: AgentConfig = flax.struct.field(pytree_node=False)
+    nets: typing.Any = flax.struct.field(pytree_node=False)  # {name: flax module}
+    tx: typing.Any = flax.struct.field(pytree_node=False)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -239,8 +257,27 @@ class Agent(flax.struct.PyTreeNode):
         cls.HAS_DIAGNOSTICS = cls.diagnostics is not Agent.diagnostics
 
     @classmethod
-    def create(cls, seed: int, obs_dim: int, action_dim: int, config: AgentConfig) -> "Agent":
+    def networks(cls, obs_dim: int, action_dim: int, config: AgentConfig) -> dict:
         raise NotImplementedError
+
+    @classmethod
+    def extra_params(cls, config: AgentConfig) -> dict:
+        return {}
+
+    @classmethod
+    def extra_state(cls, params: dict) -> dict:
+        return {}
+
+    @classmethod
+    def create(cls, seed: int, obs_dim: int, action_dim: int, config: AgentConfig) -> "Agent":
+        config.validate()
+        nets = cls.networks(obs_dim, action_dim, config)
+        rng, params = init_networks(seed, nets, obs_dim, action_dim)
+        params.update(cls.extra_params(config))
+        tx = make_optimizer(config)
+        check_frozen(config, params)
+        return cls(rng=rng, params=params, opt_state=tx.init(params), config=config, nets=nets, tx=tx,
+                   **cls.extra_state(params))
 
     def draw_noise(self, rng, batch_size: int, action_dim: int) -> dict:
         raise NotImplementedError
@@ -259,39 +296,14 @@ class Agent(flax.struct.PyTreeNode):
 
 
 class TargetCriticAgent(Agent):
-    """An actor-critic whose only target network is an EMA of ``params["critic"]`` (most agents here).
+    """An actor-critic whose only target network is an EMA of ``params["critic"]`` (most agents here):
+    ``create`` starts the target critic as a copy of the critic; ``update`` is ``step_with_target_critic``."""
 
-    ``create`` builds the modules named by ``networks`` (one params entry each, initialised in that
-    order), adds ``extra_params`` (arrays that are not networks, e.g. SAC's temperature), one Adam
-    over all of them, and the target critic as a copy of the critic. ``update`` is
-    ``step_with_target_critic``.
-    """
-
-    rng: typing.Any
-    params: typing.Any  # {name: network params} for every entry of nets, plus extra_params
     target_critic: typing.Any  # EMA of params["critic"]
-    opt_state: typing.Any
-    config: AgentConfig = flax.struct.field(pytree_node=False)
-    nets: typing.Any = flax.struct.field(pytree_node=False)  # {name: flax module}
-    tx: typing.Any = flax.struct.field(pytree_node=False)
 
     @classmethod
-    def networks(cls, obs_dim: int, action_dim: int, config: AgentConfig) -> dict:
-        raise NotImplementedError
-
-    @classmethod
-    def extra_params(cls, config: AgentConfig) -> dict:
-        return {}
-
-    @classmethod
-    def create(cls, seed: int, obs_dim: int, action_dim: int, config: AgentConfig) -> "TargetCriticAgent":
-        config.validate()
-        nets = cls.networks(obs_dim, action_dim, config)
-        rng, params = init_networks(seed, nets, obs_dim, action_dim)
-        params.update(cls.extra_params(config))
-        tx = make_optimizer(config)
-        check_frozen(config, params)
-        return cls(rng, params, params["critic"], tx.init(params), config, nets, tx)
+    def extra_state(cls, params: dict) -> dict:
+        return {"target_critic": params["critic"]}
 
     def update(self, batch):
         return step_with_target_critic(self, batch)
@@ -322,11 +334,12 @@ def expectile_loss(diff: jnp.ndarray, expectile: float) -> jnp.ndarray:
     return weight * diff**2
 
 
-def implicit_value_networks(config: AgentConfig) -> dict:
-    """The critic Q(s, a) and the state value V(s) of IQL's value learning (``implicit_value_losses``)."""
+def implicit_value_networks(config: AgentConfig, actor_name: str, actor) -> dict:
+    """The networks of an agent with IQL's value learning (``implicit_value_losses``): its actor, the
+    critic Q(s, a) and the state value V(s), in that order (the order fixes which key initialises which)."""
     from qflow.networks import Critic, Value
 
-    return {"critic": Critic(config.critic_dims, precision=config.matmul_precision),
+    return {actor_name: actor, "critic": Critic(config.critic_dims, precision=config.matmul_precision),
             "value": Value(config.critic_dims, config.matmul_precision)}
 
 

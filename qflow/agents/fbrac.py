@@ -41,7 +41,6 @@ class FBRACAgent(TargetCriticAgent):
     """params {"actor", "critic"}: one Adam over L_Q + L_pi; target_critic: EMA of the critic."""
 
     LOSSES = ("loss_q", "loss_pi")  # (loss_bc and loss_qpi are the two parts of loss_pi, logged too)
-    ACTING_PARAMS = ("actor",)  # the params sample_actions reads (what an exported policy keeps)
 
     @classmethod
     def networks(cls, obs_dim: int, action_dim: int, config: FBRACConfig) -> dict:

@@ -6,16 +6,11 @@ The lower bound every value-guided flow policy must beat; acting is the same K-s
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import (
-    Agent, AgentConfig, check_frozen, clip_actions, flow_matching_loss, gradient_step, init_networks, make_optimizer,
-    require,
-)
+from qflow.agents.base import Agent, AgentConfig, clip_actions, flow_matching_loss, gradient_step, require
 from qflow.networks import VelocityField, euler_sample
 
 
@@ -35,23 +30,13 @@ class FlowBCConfig(AgentConfig):
 
 
 class FlowBCAgent(Agent):
+    """params {"actor"}: one Adam over L_pi; no target network (nothing here bootstraps)."""
+
     LOSSES = ("loss_pi",)
-    ACTING_PARAMS = ("actor",)  # the params sample_actions reads (what an exported policy keeps)
-    rng: Any
-    params: Any  # {"actor"}
-    opt_state: Any  # (no target network: nothing here bootstraps)
-    config: FlowBCConfig = flax.struct.field(pytree_node=False)
-    nets: Any = flax.struct.field(pytree_node=False)
-    tx: Any = flax.struct.field(pytree_node=False)
 
     @classmethod
-    def create(cls, seed: int, obs_dim: int, action_dim: int, config: FlowBCConfig) -> "FlowBCAgent":
-        config.validate()
-        nets = {"actor": VelocityField(config.actor_dims, action_dim, config.matmul_precision)}
-        rng, params = init_networks(seed, nets, obs_dim, action_dim)
-        tx = make_optimizer(config)
-        check_frozen(config, params)
-        return cls(rng, params, tx.init(params), config, nets, tx)
+    def networks(cls, obs_dim: int, action_dim: int, config: FlowBCConfig) -> dict:
+        return {"actor": VelocityField(config.actor_dims, action_dim, config.matmul_precision)}
 
     def draw_noise(self, rng, batch_size: int, action_dim: int) -> dict:
         k_x0, k_tau = jax.random.split(rng)

@@ -46,9 +46,8 @@ class IFQLAgent(TargetCriticAgent):
 
     @classmethod
     def networks(cls, obs_dim: int, action_dim: int, config: IFQLConfig) -> dict:
-        # this order (flow, critic, value) fixes which key initialises which network
-        return {"flow": VelocityField(config.actor_dims, action_dim, config.matmul_precision),
-                **implicit_value_networks(config)}
+        return implicit_value_networks(config, "flow", VelocityField(config.actor_dims, action_dim,
+                                                                     config.matmul_precision))
 
     def draw_noise(self, rng, batch_size: int, action_dim: int) -> dict:
         k_x0, k_tau = jax.random.split(rng)

@@ -40,13 +40,11 @@ class IQLAgent(TargetCriticAgent):
     """params {"actor", "critic", "value"}: one Adam over L_Q + L_V + L_pi; target_critic: EMA of the critic."""
 
     LOSSES = ("loss_q", "loss_v", "loss_actor")
-    ACTING_PARAMS = ("actor",)  # the params sample_actions reads (what an exported policy keeps)
 
     @classmethod
     def networks(cls, obs_dim: int, action_dim: int, config: IQLConfig) -> dict:
-        # this order (actor, critic, value) fixes which key initialises which network
-        return {"actor": GaussianActor(config.actor_dims, action_dim, config.matmul_precision),
-                **implicit_value_networks(config)}
+        return implicit_value_networks(config, "actor", GaussianActor(config.actor_dims, action_dim,
+                                                                      config.matmul_precision))
 
     def draw_noise(self, rng, batch_size: int, action_dim: int) -> dict:
         return {}  # an IQL update is deterministic given the batch

@@ -106,7 +106,6 @@ class QFlowAgent(TargetCriticAgent):
     """params {"actor", "critic", "value"}: all trained by one Adam on L_Q + L_V + L_pi; target_critic: EMA."""
 
     LOSSES = ("loss_q", "loss_v", "loss_pi")
-    ACTING_PARAMS = ("actor",)  # the params sample_actions reads (what an exported policy keeps)
 
     @classmethod
     def networks(cls, obs_dim: int, action_dim: int, config: QFlowConfig) -> dict:

@@ -16,14 +16,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import (
-    Agent, AgentConfig, check_frozen, clip_actions, ema, ema_source, gradient_step, init_networks, make_optimizer,
-    require, td_loss,
-)
+from qflow.agents.base import Agent, AgentConfig, clip_actions, ema, ema_source, gradient_step, require, td_loss
 from qflow.networks import MLP, Critic
 
 
@@ -48,26 +44,21 @@ class ReBRACConfig(AgentConfig):
 
 
 class ReBRACAgent(Agent):
+    """params {"actor", "critic"}: one Adam over L_Q + L_pi; target_params: EMA targets of both."""
+
     LOSSES = ("loss_q", "loss_actor")
-    ACTING_PARAMS = ("actor",)  # the params sample_actions reads (what an exported policy keeps)
-    rng: Any
-    params: Any  # {"actor", "critic"}: one Adam over L_Q + L_pi
+
     target_params: Any  # {"actor", "critic"}: EMA targets
-    opt_state: Any
     step: Any  # int32 update counter: decides the delayed actor updates inside jit / vmap
-    config: ReBRACConfig = flax.struct.field(pytree_node=False)
-    nets: Any = flax.struct.field(pytree_node=False)
-    tx: Any = flax.struct.field(pytree_node=False)
 
     @classmethod
-    def create(cls, seed: int, obs_dim: int, action_dim: int, config: ReBRACConfig) -> "ReBRACAgent":
-        config.validate()
-        nets = {"actor": MLP(config.actor_dims, action_dim, precision=config.matmul_precision),
+    def networks(cls, obs_dim: int, action_dim: int, config: ReBRACConfig) -> dict:
+        return {"actor": MLP(config.actor_dims, action_dim, precision=config.matmul_precision),
                 "critic": Critic(config.critic_dims, precision=config.matmul_precision)}
-        rng, params = init_networks(seed, nets, obs_dim, action_dim)
-        tx = make_optimizer(config)
-        check_frozen(config, params)
-        return cls(rng, params, params, tx.init(params), jnp.zeros((), jnp.int32), config, nets, tx)
+
+    @classmethod
+    def extra_state(cls, params: dict) -> dict:
+        return {"target_params": params, "step": jnp.zeros((), jnp.int32)}
 
     def draw_noise(self, rng, batch_size: int, action_dim: int) -> dict:
         return {"target_noise": jax.random.normal(rng, (batch_size, action_dim))}  # unit noise, scaled in losses

@@ -35,7 +35,6 @@ class SACAgent(TargetCriticAgent):
     """params {"actor", "critic", "log_alpha"}: one Adam over L_Q + L_pi + L_alpha; target_critic: EMA."""
 
     LOSSES = ("loss_q", "loss_actor", "loss_alpha")
-    ACTING_PARAMS = ("actor",)  # the params sample_actions reads (what an exported policy keeps)
 
     @classmethod
     def networks(cls, obs_dim: int, action_dim: int, config: SACConfig) -> dict:
