@@ -220,14 +220,13 @@ def cmd_bench(a) -> int:
     if grid:
         from qflow.agents import get_agent
         from qflow.agents.base import build_config
+        from qflow.agents.knobs import check_traceable
 
         for name in s.agent:
             config_cls = get_agent(name)[1]
             for value in grid[1]:  # each value as the grid will build it: a bad value fails here
                 build_config(config_cls, s.preset, overrides=[*s.overrides, f"{grid[0]}={value}"])
-            if grid[0] not in config_cls.TRACEABLE:
-                raise ValueError(f"--grid {grid[0]} shapes {name}'s program and cannot vary within one call; settings "
-                                 f"that can: {', '.join(config_cls.TRACEABLE)}")
+            check_traceable(config_cls, [grid[0]])
     results = [run_throughput(name, s.preset, [*s.overrides, *p], s.obs_dim, s.action_dim, s.updates, s.members)
                for name in s.agent for p in precisions]
     if grid:

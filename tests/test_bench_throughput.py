@@ -11,7 +11,7 @@ from qflow.cli import main
 def test_throughput_reports_stacked_members_a_grid_and_the_diagnostics_cost(tmp_path, capsys):
     out = tmp_path / "t.json"
     assert main(["bench", "throughput", "--agent", "qflow", "--preset", "tiny", "--set", "actor_dims=16",
-                 "--set", "critic_dims=16", "--updates", "5", "--members", "1,3", "--grid", "guidance_lambda=2,4,8",
+                 "--set", "critic_dims=16", "--updates", "5", "--members", "1,3", "--grid", "guidance_lambda=[2,4,8]",
                  "--grid-seeds", "2", "--out", str(out)]) == 0
     r, grid = json.loads(out.read_text())
     # a grid as one call (the values traced) against one call per value
@@ -44,7 +44,9 @@ def test_a_bad_grid_is_refused_before_any_timing(monkeypatch, capsys):
         raise AssertionError("a benchmark ran before the grid was checked")
 
     monkeypatch.setattr(throughput, "run_throughput", timed)
-    for bad, says in (("guidance_lambda=2", "two or more values"), ("flow_steps=5,10", "cannot vary within one call"),
+    for bad, says in (("guidance_lambda=2", "two or more values"), ("guidance_lambda=[2]", "two or more values"),
+                      ("flow_steps=[5,10]", "differ in flow_steps, which shape the program"),
+                      ("flow_steps=5,10", "differ in flow_steps"),  # the recorded commands' form, without brackets
                       ("guidance_lambda=-1,5", "guidance_lambda must be > 0")):
         assert main(["bench", "throughput", "--grid", bad, "--updates", "1"]) == 2
         assert says in capsys.readouterr().err

@@ -29,6 +29,19 @@ def differing(configs) -> list[str]:
                                                              for c in configs[1:])]
 
 
+def untraceable(config_cls, names) -> list[str]:
+    """The settings among ``names`` that may not differ between members of one call (not in ``TRACEABLE``)."""
+    return [n for n in names if n not in config_cls.TRACEABLE]
+
+
+def check_traceable(config_cls, names) -> None:
+    """Refuse settings that shape the program (or the optimiser), naming them and the ones that may differ."""
+    fixed = untraceable(config_cls, names)
+    if fixed:
+        raise ValueError(f"members of one stacked call differ in {', '.join(fixed)}, which shape the program (or "
+                         f"the optimiser); settings that may differ: {', '.join(config_cls.TRACEABLE)}")
+
+
 def with_knobs(agents, configs) -> list:
     """``agents`` (each built from its config) wrapped to share one static config, their differing settings
     as float32 leaves; unchanged when the configs agree."""
@@ -38,10 +51,7 @@ def with_knobs(agents, configs) -> list:
     if len({type(c) for c in configs}) > 1:
         kinds = sorted({type(c).__name__ for c in configs})
         raise ValueError(f"members of one stacked call must be one agent, got {kinds}")
-    fixed = [n for n in names if n not in type(configs[0]).TRACEABLE]
-    if fixed:
-        raise ValueError(f"members of one stacked call differ in {', '.join(fixed)}, which shape the program (or "
-                         f"the optimiser); settings that may differ: {', '.join(type(configs[0]).TRACEABLE)}")
+    check_traceable(type(configs[0]), names)
     wrapper = knobbed_class(type(agents[0]))
     # the static parts every member shares: the first member's config (the knobs override it during every
     # call) and its optimiser (one per config; no traceable setting reaches the optimiser)

@@ -23,8 +23,9 @@ class ThroughputSettings:
     action_dim: int = 5  # action size of the synthetic batch
     updates: int = 30  # timed updates per loop
     members: tuple[int, ...] = ()  # also time N agents stacked in one jitted call, for each N listed (e.g. 1,15,40)
-    grid: str | None = None  # KEY=V1,V2,...: also time that grid x grid_seeds agents as one call (the values as
-    # traced settings) against one call per value, compile seconds included (e.g. guidance_lambda=2.5,5,10)
+    grid: str | None = None  # KEY=[V1,V2,...] as in sweeps (brackets optional): also time that grid x grid_seeds
+    # agents as one call (the values as traced settings) against one call per value, compile seconds included
+    # (e.g. guidance_lambda=[2.5,5,10])
     grid_seeds: int = 4  # seeds per value of --grid
     precisions: tuple[str, ...] = ()  # matmul arithmetic measured one after the other (float32, tf32, bf16,
     # default); the reference matmul uses the same (default: the config's, float32)
@@ -34,11 +35,13 @@ class ThroughputSettings:
         """(key, values) of --grid, refused unless it names a key and two or more values."""
         if self.grid is None:
             return None
+        from qflow.settings import split_grid
+
         key, _, raw = self.grid.partition("=")
-        values = [v.strip() for v in raw.split(",") if v.strip()]
-        if not key.strip() or len(values) < 2:
-            raise ValueError(f"--grid takes KEY=V1,V2,... with two or more values, got {self.grid!r}")
-        return key.strip(), values
+        key, values = split_grid(self.grid) or (key.strip(), [v.strip() for v in raw.split(",") if v.strip()])
+        if not key or len(values) < 2:
+            raise ValueError(f"--grid takes KEY=[V1,V2,...] with two or more values, got {self.grid!r}")
+        return key, values
 
 
 @dataclasses.dataclass(frozen=True)

@@ -191,8 +191,9 @@ def cells_of(spec: Spec) -> list[Cell]:
 def _packable(agent: str, settings) -> bool:
     """Whether every grid key of ``agent`` may differ between members of one call (``TRACEABLE``)."""
     from qflow.agents import get_agent
+    from qflow.agents.knobs import untraceable
 
-    return set(_axes(settings)) <= set(get_agent(agent)[1].TRACEABLE)
+    return not untraceable(get_agent(agent)[1], _axes(settings))
 
 
 def result_dirs(spec: Spec, cell: Cell) -> list[Path]:

@@ -72,13 +72,20 @@ def restore_all(dirs, stacked_template):
         missing = [Path(d).name for d, p in zip(dirs, present) if not p]
         raise CheckpointError(f"{', '.join(missing)} of {Path(dirs[0]).parent} have no checkpoint while the other "
                               f"seeds do; resume with the seeds that have one, or pass another --run-dir")
-    loaded = [load(d, member) for d, member in zip(dirs, members)]
-    if len({step for _, step in loaded}) != 1:
-        have = ", ".join(f"{Path(d).name} at {step}" for d, (_, step) in zip(dirs, loaded))
+    agents, steps = load_seeds(dirs, stacked_template)
+    if len(set(steps)) != 1:
+        have = ", ".join(f"{Path(d).name} at {step}" for d, step in zip(dirs, steps))
         raise CheckpointError(f"the seeds' checkpoints are at different steps ({have}) and no unfinished save "
                               f"explains it; move the checkpoint files of {Path(dirs[0]).parent} away to restart "
                               f"from step 0, or pass another --run-dir")
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *[a for a, _ in loaded]), loaded[0][1]
+    return agents, steps[0]
+
+
+def load_seeds(dirs, stacked_template):
+    """(stacked agents, [each seed's step]): every seed directory's checkpoint, read into its member of
+    ``stacked_template`` (a leading seed axis) and stacked again. Only reads."""
+    loaded = [load(Path(d), jax.tree.map(lambda x: x[i], stacked_template)) for i, d in enumerate(dirs)]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *[a for a, _ in loaded]), [step for _, step in loaded]
 
 
 def _take_back(dirs, members, step: int) -> None:

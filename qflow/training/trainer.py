@@ -125,21 +125,19 @@ def starting_state(args: TrainArgs, agents, run_info: dict):
     if differ:
         raise record.CheckpointError(f"--init-from {source} holds a run that differs in {', '.join(differ)}; start "
                                      f"from a run of the same environment, agent, seeds and dataset")
-    loaded = []
-    for i, d in enumerate(dirs):
-        if not (d / checkpoint.CHECKPOINT).exists():
-            raise record.CheckpointError(f"--init-from {source}: {d} has no checkpoint yet")
-        try:
-            loaded.append(checkpoint.load(d, jax.tree.map(lambda x: x[i], agents)))
-        except record.CheckpointError as err:
-            raise record.CheckpointError(f"--init-from {source}: its checkpoint does not fit this agent (other "
-                                         f"network sizes or agent?): {err}") from None
-    steps = sorted({step for _, step in loaded})
+    without = [str(d) for d in dirs if not (d / checkpoint.CHECKPOINT).exists()]
+    if without:
+        raise record.CheckpointError(f"--init-from {source}: {', '.join(without)} has no checkpoint yet")
+    try:
+        stacked, steps = checkpoint.load_seeds(dirs, agents)
+    except record.CheckpointError as err:
+        raise record.CheckpointError(f"--init-from {source}: its checkpoint does not fit this agent (other "
+                                     f"network sizes or agent?): {err}") from None
+    steps = sorted(set(steps))
     if len(steps) != 1 or steps[0] >= args.steps:
         raise record.CheckpointError(f"--init-from {source}: its seeds are at steps {steps}; they must share one, "
                                      f"below --steps {args.steps:,}")
-    state = jax.tree.map(lambda *xs: jnp.stack(xs), *[agent for agent, _ in loaded]), steps[0]
-    return state, {"run_dir": str(source.resolve()), "step": steps[0], "config": infos[0]["config"]}
+    return (stacked, steps[0]), {"run_dir": str(source.resolve()), "step": steps[0], "config": infos[0]["config"]}
 
 
 def _run_jobs(args: TrainArgs, run_info: dict, dirs: list[Path], agents, device_data: dict, sinks,
