@@ -214,8 +214,6 @@ class Agent(flax.struct.PyTreeNode):
       ``losses(params, batch, noise)``                (total loss, info dict); pure and differentiable in params.
           Info values are scalars (averaged into the log rows) or per-row arrays (for tests and
           ``diagnostics``; ``gradient_step`` drops them from the step's info: only scalars are logged).
-      ``update(batch)``                               (new agent, scalar info): one jittable training step,
-          usually ``gradient_step`` plus target-network updates. The loop scans it over a chunk.
       ``sample_actions(obs, rng)``                    actions in [-1, 1] for observations of any leading shape;
           reads only ``ACTING_PARAMS`` and ``ACTING_FIELDS`` (the exports keep nothing else).
       ``LOSSES``          the info keys that are losses, whatever their names. ``gradient_step`` refuses
@@ -226,6 +224,8 @@ class Agent(flax.struct.PyTreeNode):
       ``ACTING_PARAMS``   the ``params`` keys ``sample_actions`` reads (what ``acting_state`` exports);
           ``("actor",)`` unless the acting network has another name.
       ``ACTING_FIELDS``   other fields ``sample_actions`` reads (e.g. a target critic that ranks actions).
+      ``update(batch)``  (new agent, scalar info): one jittable training step, which the loop scans over a
+          chunk. Here one ``gradient_step``; an agent with target networks adds their updates after it.
       ``extra_params(config)``  arrays trained with the networks that are not networks (SAC's temperature).
       ``extra_state(params)``  the subclass's other fields at creation ({} here): target copies, counters.
       ``create(seed, obs_dim, action_dim, config)``  a fresh agent (classmethod): validates the config,
@@ -286,7 +286,8 @@ class Agent(flax.struct.PyTreeNode):
         raise NotImplementedError
 
     def update(self, batch):
-        raise NotImplementedError
+        rng, params, opt_state, info = gradient_step(self, batch)
+        return self.replace(rng=rng, params=params, opt_state=opt_state), info
 
     def sample_actions(self, obs, rng):
         raise NotImplementedError

@@ -10,7 +10,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from qflow.agents.base import Agent, AgentConfig, clip_actions, flow_matching_loss, gradient_step, require
+from qflow.agents.base import Agent, AgentConfig, clip_actions, flow_matching_loss, require
 from qflow.networks import VelocityField, euler_sample
 
 
@@ -48,10 +48,6 @@ class FlowBCAgent(Agent):
         actor = lambda o, x, t: self.nets["actor"].apply(params["actor"], o, x, t)  # noqa: E731
         loss = flow_matching_loss(actor, batch["observations"], actions, x0, tau)
         return loss, {"loss_pi": loss}
-
-    def update(self, batch):
-        rng, params, opt_state, info = gradient_step(self, batch)
-        return self.replace(rng=rng, params=params, opt_state=opt_state), info
 
     def sample_actions(self, obs, rng):
         x0 = jax.random.normal(rng, (*obs.shape[:-1], self.nets["actor"].action_dim))
