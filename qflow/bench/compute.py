@@ -77,7 +77,7 @@ def bench_one(agent: str, flow_steps: int, preset: str = "paper", overrides=(), 
         agents, info = compiled(agents, data)
         jax.block_until_ready((agents, info))
         best = min(best, time.perf_counter() - started)
-    losses = {k: float(np.asarray(v).mean()) for k, v in info.items() if k.startswith("loss")}
+    losses = {k: float(np.asarray(info[k]).mean()) for k in agent_cls.LOSSES}
     if not all(np.isfinite(list(losses.values()))):
         raise RuntimeError(f"non-finite losses in the {agent} K={flow_steps} benchmark: {losses}")
 

@@ -124,15 +124,14 @@ def _all_finite(tree) -> jax.Array:
 def check_finite(info, step, dirs, agents=None, losses: typing.Sequence[str] = ()) -> None:
     """Stop on a non-finite loss or (given ``agents``) parameter, before anything is saved from them.
 
-    The losses checked are every info key the agent declares (``LOSSES`` of ``type(agents)``, or
-    ``losses`` for a caller without the agents at hand), whatever its name, and any key starting with
-    "loss" besides.
+    The losses checked are the info keys the agent declares (``LOSSES`` of ``type(agents)``, or
+    ``losses`` for a caller without the agents at hand), whatever their names; other info is logged only.
     """
     from qflow.training.checkpoint import CHECKPOINT
 
     declared = set(losses) | (set(type(agents).LOSSES) if agents is not None else set())
     bad = [k for k, v in sorted(info.items())
-           if (k in declared or k.startswith("loss")) and not np.all(np.isfinite(v))]
+           if k in declared and not np.all(np.isfinite(v))]
     if not bad and agents is not None and not bool(_all_finite(agents.params)):
         bad = ["parameters"]
     if bad:
