@@ -22,3 +22,5 @@ qflow train "${COMMON[@]}" --seeds 0-2 --steps 36000 --eval-every 1000 --run-dir
     --set stratify_tau=false --set shared_draw=false --set target_update=pre
 qflow train "${COMMON[@]}" --seeds 0-2 --steps 36000 --eval-every 1000 --run-dir "$OUT/f_dataset_seed1" \
     --dataset-seed 1
+# the planned statistics of the plan (qflow/reporting/swings.py), in OUT/analysis
+python -m qflow.reporting.swings "$OUT" --out "$OUT/analysis"

@@ -1,0 +1,165 @@
+"""The planned statistics of the swing study (docs/analysis_plan_swings.md), from its run directories.
+
+    python -m qflow.reporting.swings OUT --out DIR
+
+OUT is what ``scripts/intervention_study.sh OUT`` wrote: one directory per arm, one ``seedS/eval.csv`` per seed.
+Writes DIR/per_run.csv (S, F, E, M and the largest fall of every arm and seed), DIR/hypotheses.json and
+DIR/hypotheses.md (every planned test with n, mean, 95 % t-interval, p and the plan's decision). Nothing is
+chosen after seeing the data: the arms, scored steps, statistics and rule are the plan's, fixed below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+
+from qflow.reporting import stats
+from qflow.training.logs import read_rows, write_rows
+from qflow.utils import atomic_write_json, atomic_writer
+
+EPISODES = 50  # episodes per evaluation in the plan: the binomial noise floor depends on it
+ARMS = {  # arm directory -> (label, scored evaluation steps)
+    "a_no_change": ("(a) no change", range(26_000, 35_001, 1_000)),
+    "b_critic_frozen": ("(b) critic frozen", range(26_000, 35_001, 1_000)),
+    "c_actor_frozen": ("(c) actor frozen", range(26_000, 35_001, 1_000)),
+    "d_slow_target": ("(d) 5x slower target", range(26_000, 35_001, 1_000)),
+    "e_reference_sampling": ("(e) the authors' sampling", range(26_000, 36_001, 1_000)),
+    "f_dataset_seed1": ("(f) dataset seed 1", range(26_000, 36_001, 1_000)),
+}
+PAIRED = {"H1": "b_critic_frozen", "H2": "c_actor_frozen", "H3": "d_slow_target"}  # E(arm) < E(a) predicted
+ABOVE_ZERO = {"H4": "a_no_change", "H5": "e_reference_sampling", "H6": "f_dataset_seed1"}  # E > 0 predicted
+ALPHA = 0.05
+
+
+def swing(s) -> float:
+    """S: the mean absolute change between consecutive evaluations."""
+    return float(np.mean(np.abs(np.diff(np.asarray(s, np.float64)))))
+
+
+def noise_floor(p: float, episodes: int = EPISODES) -> float:
+    """F: the S that binomial sampling alone gives at success rate p: E|X - Y| for two independent
+    evaluations of ``episodes`` episodes, by the normal approximation sqrt(2 p (1 - p) / n) * sqrt(2 / pi)."""
+    return math.sqrt(2 * p * (1 - p) / episodes) * math.sqrt(2 / math.pi)
+
+
+def largest_fall(s) -> float:
+    """max over i < j of s_i - s_j (0 when success never falls)."""
+    s = np.asarray(s, np.float64)
+    return float(max(0.0, max((s[i] - s[j] for i in range(len(s)) for j in range(i + 1, len(s))), default=0.0)))
+
+
+def run_statistics(successes) -> dict:
+    m = float(np.mean(successes))
+    s = swing(successes)
+    floor = noise_floor(m)
+    return {"S": s, "F": floor, "E": s - floor, "M": m, "largest_fall": largest_fall(successes)}
+
+
+def read_arm(out: Path, arm: str) -> tuple[dict[int, dict], list[str]]:
+    """({seed: statistics} of the seeds with every scored evaluation, [notes on the others])."""
+    steps = list(ARMS[arm][1])
+    runs, notes = {}, []
+    for d in sorted((out / arm).glob("seed*")):
+        if not (d / "eval.csv").exists():
+            notes.append(f"{arm}/{d.name}: no evaluations yet")
+            continue
+        by_step = {int(float(r["step"])): float(r["success"]) for r in read_rows(d / "eval.csv")}
+        missing = [t for t in steps if t not in by_step]
+        if missing:
+            notes.append(f"{arm}/{d.name}: lacks the scored evaluations at {missing[:3]}{'...' if len(missing) > 3 else ''}")
+            continue
+        runs[int(d.name[4:])] = run_statistics([by_step[t] for t in steps])
+    return runs, notes
+
+
+def decide(p: float, mean: float, predicted: int | None) -> str:
+    """The plan's rule: supported when p < 0.05 with the predicted sign, contradicted with the opposite sign."""
+    if not np.isfinite(p) or p >= ALPHA:
+        return "no evidence either way"
+    if predicted is None:
+        return "a difference (no direction was predicted)"
+    return "supported" if np.sign(mean) == predicted else "contradicted"
+
+
+def _test(values, predicted: int | None, **extra) -> dict:
+    values = np.asarray(values, np.float64)
+    if len(values) < 2:
+        return {**extra, "n": int(len(values)), "decision": "not enough seeds"}
+    mean, low, high = stats.t_interval(values)
+    _, p, _ = stats.sign_flip_test(values)
+    lead = " (below 5 seeds: a lead)" if len(values) < 5 else ""
+    return {**extra, "n": int(len(values)), "mean": mean, "low": low, "high": high, "p": p,
+            "decision": decide(p, mean, predicted) + lead}
+
+
+def hypotheses(arms: dict[str, dict[int, dict]]) -> list[dict]:
+    """Every planned test: H1-H3 paired by seed against (a), H4-H6 one-sample on E, H5's unpaired comparison
+    of (e) with (a), and the secondary differences of mean success M for the arms of H1-H3."""
+    base = arms.get("a_no_change", {})
+    rows = []
+    for name, arm in PAIRED.items():
+        seeds = sorted(set(base) & set(arms.get(arm, {})))
+        d = [arms[arm][s]["E"] - base[s]["E"] for s in seeds]
+        rows.append(_test(d, -1, hypothesis=name, statistic=f"E{arm[:1]} - Ea, paired by seed", seeds=seeds))
+    for name, arm in ABOVE_ZERO.items():
+        seeds = sorted(arms.get(arm, {}))
+        rows.append(_test([arms[arm][s]["E"] for s in seeds], 1, hypothesis=name,
+                          statistic=f"E{arm[:1]} over seeds (one-sample sign flip)", seeds=seeds))
+    e, a = arms.get("e_reference_sampling", {}), base
+    if len(e) >= 2 and len(a) >= 2:
+        diff, p, _ = stats.permutation_test([np.array([r["E"] for r in e.values()])],
+                                            [np.array([r["E"] for r in a.values()])])
+        rows.append({"hypothesis": "H5 (e vs a)", "statistic": "Ee - Ea, unpaired two-sample permutation",
+                     "n": f"{len(e)} vs {len(a)}", "mean": diff, "p": p, "decision": "reported, not decided on"})
+    for name, arm in PAIRED.items():
+        seeds = sorted(set(base) & set(arms.get(arm, {})))
+        d = [arms[arm][s]["M"] - base[s]["M"] for s in seeds]
+        rows.append(_test(d, None, hypothesis=f"{name} secondary", statistic=f"M{arm[:1]} - Ma, paired by seed",
+                          seeds=seeds))
+    return rows
+
+
+def markdown(rows: list[dict], notes: list[str]) -> str:
+    fmt = lambda x: f"{x:+.3f}" if isinstance(x, float) and np.isfinite(x) else ("-" if x is None else str(x))  # noqa: E731
+    lines = ["| test | statistic | n | mean | 95 % t-interval | p | decision |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        interval = f"[{fmt(r['low'])}, {fmt(r['high'])}]" if "low" in r else "-"
+        p = f"{r['p']:.3f}" if "p" in r else "-"
+        lines.append(f"| {r['hypothesis']} | {r['statistic']} | {r['n']} | {fmt(r.get('mean'))} | {interval} | {p} "
+                     f"| {r['decision']} |")
+    lines += ["", "No correction across H1-H3 (as planned): with three tests at 0.05, one false positive has a "
+              "chance of about 14 %. Exact sign-flip p-values cannot fall below 2 / 2^n (0.125 at 4 seeds)."]
+    lines += [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def analyse(out: Path, report: Path) -> list[dict]:
+    arms, notes = {}, []
+    for arm in ARMS:
+        arms[arm], arm_notes = read_arm(out, arm)
+        notes += arm_notes
+    rows = hypotheses(arms)
+    report.mkdir(parents=True, exist_ok=True)
+    write_rows(report / "per_run.csv", [{"arm": arm, "seed": seed, **values} for arm, runs in arms.items()
+                                        for seed, values in sorted(runs.items())])
+    atomic_write_json(report / "hypotheses.json", {"study": str(out), "tests": rows, "notes": notes})
+    with atomic_writer(report / "hypotheses.md", "w") as f:
+        f.write(markdown(rows, notes))
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("study", type=Path, help="the OUT directory of scripts/intervention_study.sh")
+    p.add_argument("--out", type=Path, required=True, help="where per_run.csv and hypotheses.{json,md} go")
+    a = p.parse_args(argv)
+    analyse(a.study, a.out)
+    print((a.out / "hypotheses.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
