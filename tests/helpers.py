@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import socket
 
 import jax
 import numpy as np
@@ -11,6 +12,13 @@ from qflow.agents.qflow import QFlowAgent, QFlowConfig
 
 OBS, ACT, B = 3, 2, 8
 ENV = "pointmaze-medium-navigate-singletask-task1-v0"  # the end-to-end tests' task (a tiny regenerated dataset)
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on (bound, read, released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def tiny_agent(**overrides):

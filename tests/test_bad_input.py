@@ -11,8 +11,9 @@ seeds left one save apart by a kill (the run resumes from the step every seed ho
 import pytest
 
 from qflow.cli import main
+from tests.helpers import ENV as HELPERS_ENV
 
-ENV = ["--env", "pointmaze-medium-navigate-singletask-task1-v0"]
+ENV = ["--env", HELPERS_ENV]
 CASES = [
     (["train", *ENV, "--eval-every", "0"], "--eval-every: must be >= 1, got 0"),
     (["train", *ENV, "--dataset-episodes", "0"], "--dataset-episodes: must be >= 1, got 0"),

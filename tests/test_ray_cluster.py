@@ -9,7 +9,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,15 +18,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.helpers import ENV, free_port
 from tests.test_sweep import _sweep_cmd
 
-ENV = "pointmaze-medium-navigate-singletask-task1-v0"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _head_processes(sid: int) -> list[psutil.Process]:
@@ -58,9 +51,9 @@ def ray_head(root: Path, env: dict):
     if not ray.exists():
         pytest.skip(f"no `ray` command beside {sys.executable}")
     (root / "head").mkdir()
-    port = _free_port()
+    port = free_port()
     cmd = [str(ray), "start", "--head", "--port", str(port), "--num-cpus", "1",
-           "--include-dashboard", "false", "--dashboard-port", str(_free_port()), "--disable-usage-stats",
+           "--include-dashboard", "false", "--dashboard-port", str(free_port()), "--disable-usage-stats",
            "--temp-dir", str(root / "ray")]
     with open(root / "start.log", "w") as log:
         start = subprocess.Popen(cmd, cwd=root / "head", env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -7,8 +7,8 @@ import pytest
 from qflow.envs import agent_config
 from qflow.reporting.report import ReportError
 from qflow.training.record import CheckpointError, RunRecord, check_compatible
+from tests.helpers import ENV
 
-ENV = "pointmaze-medium-navigate-singletask-task1-v0"
 
 
 def record(agent="qflow", **changes):

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ import pytest
 from qflow.experiments import sweep
 from qflow.experiments.sweep import (Cell, Spec, SweepError, cells_of, check_spec, is_done, load_spec, result_dirs,
                                      settings_of)
+from tests.helpers import ENV, free_port
 
 
 def test_spec_from_toml_and_flags(tmp_path):
@@ -281,8 +281,6 @@ def test_dry_run_counts_cells_and_updates_and_prices_them(tmp_path, monkeypatch)
     assert sweep.dry_run(stacked, log=lines.append)["updates"] == 2 * 6 * 1000  # 2 agent cells x 6 members
 
 
-ENV = "pointmaze-medium-navigate-singletask-task1-v0"
-
 
 def test_a_failed_cell_counts_its_attempts_and_says_what_to_do_in_a_sweep(tmp_path, monkeypatch):
     from qflow.training.record import CheckpointError
@@ -346,14 +344,8 @@ def test_a_local_sweep_starts_its_own_ray_and_refuses_a_cell_no_node_holds(tmp_p
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_an_address_where_nothing_listens_is_refused_in_seconds(tmp_path):
-    port = _closed_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "qflow.cli", "sweep", "--envs", ENV, "--agents", "fql", "--seeds", "0",
            "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs"), "--no-progress"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
