@@ -82,11 +82,13 @@ def _data_parsers(sub) -> None:
     dsub = d.add_subparsers(dest="data_command", required=True)
     add_flags(dsub.add_parser("prepare", help="official files, else OGBench download, else regeneration by the recipe"),
               _settings("qflow.data.prepare", "PrepareSettings"))
-    q = dsub.add_parser("inspect", help="navigate datasets: per-task goal-reaching fraction and an xy coverage plot")
+    q = dsub.add_parser("inspect", help="a dataset's fingerprint (per-key statistics, sha256); navigate datasets also "
+                        "per-task goal-reaching fractions and an xy coverage plot")
     q.add_argument("dataset", help="e.g. antmaze-large-navigate-v0")
     q.add_argument("--episodes", type=POSITIVE, default=None, help="training episodes (default: official size)")
+    q.add_argument("--seed", type=NONNEGATIVE, default=0, help="generation seed of a regenerated dataset (default 0)")
     q.add_argument("--data-dir", default=None)
-    q.add_argument("--out", required=True, help="writes OUT/DATASET.json and OUT/DATASET_xy.png")
+    q.add_argument("--out", required=True, help="writes OUT/DATASET.json (and OUT/DATASET_xy.png for navigate)")
 
 
 def _sweep_parser(sub) -> None:
@@ -160,10 +162,14 @@ def cmd_data(a) -> int:
     if a.data_command == "inspect":
         from qflow.data.inspect import inspect_dataset
 
-        stats = inspect_dataset(a.dataset, a.out, a.episodes, a.data_dir)
-        tasks = ", ".join(f"{k} {v['success_fraction']:.2%}" for k, v in stats["tasks"].items())
-        print(f"[qflow] {a.dataset}: {stats['rows']:,} rows; rows at each task's goal: {tasks}; free cells visited "
-              f"{stats['free_cells_visited']:.0%}; mean speed {stats['mean_speed_per_s']:.2f}/s -> {a.out}")
+        stats = inspect_dataset(a.dataset, a.out, a.episodes, a.data_dir, a.seed, command=_command())
+        train = stats["fingerprint"]["train"]
+        print(f"[qflow] {a.dataset}: {train['rows']:,} training rows, {train['episodes']:,} episodes, sha256 "
+              f"{str(train['sha256'])[:12]}... ({stats['origin']}) -> {a.out}/{a.dataset}.json")
+        if "tasks" in stats:
+            tasks = ", ".join(f"{k} {v['success_fraction']:.2%}" for k, v in stats["tasks"].items())
+            print(f"[qflow] rows at each task's goal: {tasks}; free cells visited {stats['free_cells_visited']:.0%}; "
+                  f"mean speed {stats['mean_speed_per_s']:.2f}/s")
         return 0
     from qflow.data.prepare import PrepareSettings, prepare
 

@@ -183,3 +183,21 @@ def test_extra_data_errors_name_the_fix(tmp_path):
                      data_dir=str(tmp_path))
     with pytest.raises(ValueError, match="online transitions lack.*alpha_critic=0"):
         train(args)
+
+
+def test_a_fingerprint_gives_each_key_its_statistics_and_the_files_sha256(data_root, tmp_path):
+    from qflow.cli import main
+
+    root, files = data_root
+    name = "cube-single-play-v0"  # not a navigate dataset: the fingerprint alone, no maze statistics
+    assert main(["data", "inspect", name, "--episodes", "2", "--seed", "3", "--data-dir", str(root),
+                 "--out", str(tmp_path)]) == 0
+    stats = json.loads((tmp_path / f"{name}.json").read_text())
+    train = stats["fingerprint"]["train"]
+    assert train["sha256"] == json.loads(sidecar(files[name].train).read_text())["sha256"]
+    assert train["rows"] == 2 * 1001 and train["episodes"] == 2 and stats["origin"] == "regenerated"
+    with np.load(files[name].train) as data:
+        qpos = data["qpos"].astype(np.float64)
+    assert train["keys"]["qpos"]["shape"] == list(qpos.shape)
+    assert train["keys"]["qpos"]["mean"] == pytest.approx(qpos.mean()) and train["keys"]["qpos"]["max"] == qpos.max()
+    assert "tasks" not in stats and not (tmp_path / f"{name}_xy.png").exists()

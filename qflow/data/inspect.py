@@ -1,23 +1,28 @@
-"""Sanity checks of a navigate dataset (pointmaze / antmaze): how often each task's goal is reached,
-and where in the maze the data lies.
+"""What a dataset holds, in numbers that two copies of it can be compared by.
 
-``qflow data inspect NAME --out DIR`` writes ``DIR/NAME.json`` (per task: fraction of training rows
-within the success radius of that task's goal, i.e. rows whose single-task reward would be 0 instead
-of -1; fraction of free maze cells the data visits; mean speed) and ``DIR/NAME_xy.png`` (xy coverage
-over the maze walls, the five task goals marked).
+``qflow data inspect NAME --out DIR`` writes ``DIR/NAME.json``: for every dataset a fingerprint of the
+training and validation files (sha256, rows, episodes, and per key its dtype, shape, mean, standard
+deviation, minimum and maximum), so that two regenerations (on two machines, say) can be compared key by
+key where their bytes differ. Navigate datasets (pointmaze / antmaze) add, per task, the fraction of
+training rows within the success radius of the task's goal (rows whose single-task reward would be 0
+instead of -1), the fraction of free maze cells the data visits and the mean speed, and
+``DIR/NAME_xy.png`` (xy coverage over the maze walls, the five task goals marked).
 """
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import numpy as np
 
 from qflow.data.prepare import prepare
-from qflow.utils import atomic_write_json
+from qflow.utils import atomic_write_json, package_versions
 
 
-def navigate_stats(name: str, episodes: int | None = None, data_dir: Path | str | None = None) -> tuple[dict, dict]:
+def navigate_stats(name: str, episodes: int | None = None, data_dir: Path | str | None = None,
+                   seed: int = 0) -> tuple[dict, dict]:
     """(statistics, plotting material) of the training file of navigate dataset ``name``."""
     import gymnasium
 
@@ -28,7 +33,7 @@ def navigate_stats(name: str, episodes: int | None = None, data_dir: Path | str 
     check_dataset_name(name)
     if "maze" not in name or "navigate" not in name:
         raise ValueError(f"qflow data inspect reads navigate datasets (pointmaze/antmaze ...-navigate-v0), not {name}")
-    files = prepare(name, episodes=episodes, data_dir=data_dir, download=False, progress=False)
+    files = prepare(name, episodes=episodes, seed=seed, data_dir=data_dir, download=False, progress=False)
     recipe = REGENERABLE[name]
     env = gymnasium.make(recipe.env_name).unwrapped
     with np.load(files.train) as data:
@@ -76,10 +81,38 @@ def plot_coverage(path: Path, name: str, xy: np.ndarray, env, stats: dict) -> No
     plt.close(fig)
 
 
-def inspect_dataset(name: str, out: Path | str, episodes: int | None = None, data_dir=None) -> dict:
+def fingerprint(path: Path) -> dict:
+    """sha256 (from the sidecar when there is one), rows, episodes and per-key summary statistics of one file."""
+    from qflow.data.prepare import sha256, sidecar
+
+    meta = sidecar(path)
+    digest = json.loads(meta.read_text()).get("sha256") if meta.exists() else sha256(path)
+    keys = {}
+    with np.load(path) as data:
+        for key in sorted(data.files):
+            x = data[key]
+            values = x.astype(np.float64)
+            keys[key] = {"dtype": str(x.dtype), "shape": list(x.shape), "mean": float(values.mean()),
+                         "std": float(values.std()), "min": float(values.min()), "max": float(values.max())}
+        episodes = int(np.sum(data["terminals"])) if "terminals" in data.files else None
+    rows = keys["observations"]["shape"][0] if "observations" in keys else None
+    return {"file": path.name, "sha256": digest, "rows": rows, "episodes": episodes, "keys": keys}
+
+
+def inspect_dataset(name: str, out: Path | str, episodes: int | None = None, data_dir=None, seed: int = 0,
+                    command: str | None = None) -> dict:
+    from qflow.data.registry import check_dataset_name
+
+    check_dataset_name(name)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    stats, material = navigate_stats(name, episodes, data_dir)
-    plot_coverage(out / f"{name}_xy.png", name, material["xy"], material["env"], stats)
+    files = prepare(name, episodes=episodes, seed=seed, data_dir=data_dir, download=False, progress=False)
+    stats = {"dataset": name, "origin": files.origin, "machine": files.metadata().get("machine"), "command": command,
+             "date": time.strftime("%Y-%m-%d"), "versions": package_versions(),
+             "fingerprint": {"train": fingerprint(files.train), "val": fingerprint(files.val)}}
+    if "maze" in name and "navigate" in name:
+        navigate, material = navigate_stats(name, episodes, data_dir, seed)
+        stats.update(navigate)
+        plot_coverage(out / f"{name}_xy.png", name, material["xy"], material["env"], stats)
     atomic_write_json(out / f"{name}.json", stats)
     return stats
