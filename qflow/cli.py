@@ -232,7 +232,10 @@ def cmd_bench(a) -> int:
             config_cls = get_agent(name)[1]
             for value in grid[1]:  # each value as the grid will build it: a bad value fails here
                 build_config(config_cls, s.preset, overrides=[*s.overrides, f"{grid[0]}={value}"])
-            check_traceable(config_cls, [grid[0]])
+            try:
+                check_traceable(config_cls, [grid[0]])
+            except ValueError as err:
+                raise ValueError(f"--grid {grid[0]} cannot vary within one call of {name}: {err}") from None
     results = [run_throughput(name, s.preset, [*s.overrides, *p], s.obs_dim, s.action_dim, s.updates, s.members)
                for name in s.agent for p in precisions]
     if grid:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from qflow import agents as agent_registry
-from qflow.agents.base import acting_state
+from qflow.agents.base import Agent, acting_state
 from qflow.envs import agent_config
 from qflow.errors import TrainingDiverged
 from qflow.training import loop
@@ -142,3 +142,17 @@ def test_an_update_without_a_declared_loss_is_refused(registered):
     agent = Forgetful.create(0, 4, 2, config_for(registered))
     with pytest.raises(ValueError, match=r"missing \['entropy'\]"):
         agent.update(jax.tree.map(lambda x: x[:64], tiny_problem()))
+
+
+def test_protocol_slips_are_refused_where_they_are_made(registered):
+    with pytest.raises(TypeError, match="keeps the plain gradient-step update"):
+        class WithCounter(Agent):  # keeps Agent's plain gradient-step update
+            @classmethod
+            def extra_state(cls, params):
+                return {"count": 0}
+
+    class NoActor(BCCriticAgent):
+        ACTING_PARAMS = ("policy",)  # no network of that name
+
+    with pytest.raises(TypeError, match=r"ACTING_PARAMS names \['policy'\]"):
+        NoActor.create(0, 4, 2, config_for(registered))

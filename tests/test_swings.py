@@ -13,7 +13,7 @@ def test_swing_floor_and_fall_by_hand():
     s = [0.2, 0.6, 0.4, 0.4, 0.0]
     assert swings.swing(s) == pytest.approx((0.4 + 0.2 + 0.0 + 0.4) / 4)
     assert swings.largest_fall(s) == pytest.approx(0.6)  # 0.6 at the second evaluation, 0.0 at the last
-    assert swings.largest_fall([0.1, 0.2, 0.3]) == 0.0
+    assert swings.largest_fall([0.1, 0.2, 0.4]) == pytest.approx(-0.1)  # only rises: the smallest rise, negated
     # E|X - Y| of two binomial rates at p = 0.3, 50 episodes, by the normal approximation
     assert swings.noise_floor(0.3) == pytest.approx(math.sqrt(2 * 0.3 * 0.7 / 50) * math.sqrt(2 / math.pi))
     assert swings.noise_floor(0.3) == pytest.approx(0.073, abs=5e-4)  # the plan's worked value
@@ -30,7 +30,7 @@ def test_the_noise_floor_matches_simulated_binomial_evaluations():
 def write_study(root, arm, seeds, steps, series):
     for seed in seeds:
         write_rows(root / arm / f"seed{seed}" / "eval.csv",
-                   [{"step": t, "success": v} for t, v in zip(steps, series(seed))])
+                   [{"step": t, "success": v, "episodes": 50} for t, v in zip(steps, series(seed))])
 
 
 def test_a_frozen_critic_that_removes_the_swings_is_supported_and_a_short_run_is_left_out(tmp_path):
@@ -50,12 +50,24 @@ def test_a_frozen_critic_that_removes_the_swings_is_supported_and_a_short_run_is
     assert rows["H3"]["n"] == 7 and rows["H3"]["decision"] == "supported"
     assert rows["H4"]["decision"] == "supported"  # S = 0.4 against a floor of about 0.09
     assert rows["H5"]["decision"] == "not enough seeds"  # no (e) runs yet
-    assert rows["H1 secondary"]["decision"].startswith("a difference")  # M: 0.30 vs 0.30 + ... differs
+    assert rows["H5 (e vs a)"]["decision"] == "not enough seeds"  # planned, so listed even without runs
+    assert rows["H1 secondary"]["decision"].startswith("a difference: the arm's mean success is lower")
     report = (tmp_path / "report" / "hypotheses.md").read_text()
     assert "d_slow_target/seed7: lacks the scored evaluations" in report
     assert len((tmp_path / "report" / "per_run.csv").read_text().splitlines()) == 1 + 8 * 3 + 7
 
 
 def test_four_seeds_can_only_give_a_lead():
-    rows = swings._test([-0.1, -0.2, -0.15, -0.3], -1, hypothesis="H1", statistic="")
-    assert rows["p"] == pytest.approx(0.125) and rows["decision"] == "no evidence either way (below 5 seeds: a lead)"
+    rows = swings._test([-0.1, -0.2, -0.15, -0.3, -0.2], -1, hypothesis="H1", statistic="")
+    assert rows["p"] == pytest.approx(0.0625)  # 2 / 2^5: even 5 seeds cannot reach 0.05
+    assert rows["decision"] == "no evidence either way (5 seeds cannot reach p < 0.05: a lead)"
+    assert "lead" not in swings._test([-0.1] * 6, -1, hypothesis="H1", statistic="")["decision"]
+
+
+def test_a_run_evaluated_with_other_episodes_is_left_out(tmp_path):
+    steps = range(26_000, 35_001, 1_000)
+    for seed in range(2):
+        write_rows(tmp_path / "a_no_change" / f"seed{seed}" / "eval.csv",
+                   [{"step": t, "success": 0.2, "episodes": 50 if seed == 0 else 25} for t in steps])
+    arm, notes = swings.read_arm(tmp_path, "a_no_change")
+    assert list(arm) == [0] and notes == ["a_no_change/seed1: evaluated with [25] episodes, not the plan's 50; left out"]

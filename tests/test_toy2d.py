@@ -108,12 +108,19 @@ def test_short_run_qflow_gains_reward_and_stays_in_support(tmp_path):
 def test_a_phase_measures_on_its_schedule_and_records_nonfinite_losses():
     from qflow.experiments.toy2d.train import ChunkRunner
 
+    class Chunks(int):  # stands in for the agents: counts the chunks run, declares one loss
+        LOSSES = ("td",)
+
+        def __add__(self, other):
+            return Chunks(int(self) + other)
+
     runner = ChunkRunner(5, bar=None)
     losses = iter([1.0, np.nan, 1.0, 1.0, 1.0, 1.0, 1.0])
-    runner.fn = lambda agents, data: (agents + 1, {"loss": np.float32(next(losses))})  # agents: chunks run
+    runner.fn = lambda agents, data: (agents + 1, {"td": np.float32(next(losses))})
+
     seen = []
     measure = lambda agents, done: seen.append((agents, done))  # noqa: E731
-    out = runner.run(0, None, 35, "moons/qflow RL phase", every=3, measure=measure)
+    out = runner.run(Chunks(0), None, 35, "moons/qflow RL phase", every=3, measure=measure)
     assert out == 7 and seen == [(3, 15), (6, 30), (7, 35)]  # every 3 chunks, and after the last
     assert runner.nonfinite == ["moons/qflow RL phase"]
-    assert runner.run(0, None, 0, "empty") == 0  # a phase of no steps (e.g. no pretraining) runs nothing
+    assert runner.run(Chunks(0), None, 0, "empty") == 0  # a phase of no steps (e.g. no pretraining) runs nothing

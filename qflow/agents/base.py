@@ -255,6 +255,9 @@ class Agent(flax.struct.PyTreeNode):
         super().__init_subclass__(**kwargs)
         # Derived, not declared: a subclass that defines diagnostics can never forget to say so.
         cls.HAS_DIAGNOSTICS = cls.diagnostics is not Agent.diagnostics
+        if cls.extra_state.__func__ is not Agent.extra_state.__func__ and cls.update is Agent.update:
+            raise TypeError(f"{cls.__name__} adds state in extra_state but keeps the plain gradient-step update, "
+                            f"which never updates that state; write its update (see TargetCriticAgent.update)")
 
     @classmethod
     def networks(cls, obs_dim: int, action_dim: int, config: AgentConfig) -> dict:
@@ -274,6 +277,10 @@ class Agent(flax.struct.PyTreeNode):
         nets = cls.networks(obs_dim, action_dim, config)
         rng, params = init_networks(seed, nets, obs_dim, action_dim)
         params.update(cls.extra_params(config))
+        unknown = [k for k in cls.ACTING_PARAMS if k not in params]
+        if unknown:
+            raise TypeError(f"{cls.__name__}.ACTING_PARAMS names {unknown}, which networks/extra_params do not make "
+                            f"(params: {sorted(params)}); set ACTING_PARAMS to the params sample_actions reads")
         tx = make_optimizer(config)
         check_frozen(config, params)
         return cls(rng=rng, params=params, opt_state=tx.init(params), config=config, nets=nets, tx=tx,

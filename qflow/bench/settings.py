@@ -39,7 +39,7 @@ class ThroughputSettings:
 
         key, _, raw = self.grid.partition("=")
         key, values = split_grid(self.grid) or (key.strip(), [v.strip() for v in raw.split(",") if v.strip()])
-        if not key or len(values) < 2:
+        if not key or len(values) < 2 or any(c in v for v in values for c in "[]"):
             raise ValueError(f"--grid takes KEY=[V1,V2,...] with two or more values, got {self.grid!r}")
         return key, values
 

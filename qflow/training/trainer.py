@@ -127,7 +127,7 @@ def starting_state(args: TrainArgs, agents, run_info: dict):
                                      f"from a run of the same environment, agent, seeds and dataset")
     without = [str(d) for d in dirs if not (d / checkpoint.CHECKPOINT).exists()]
     if without:
-        raise record.CheckpointError(f"--init-from {source}: {', '.join(without)} has no checkpoint yet")
+        raise record.CheckpointError(f"--init-from {source}: no checkpoint yet in {', '.join(without)}")
     try:
         stacked, steps = checkpoint.load_seeds(dirs, agents)
     except record.CheckpointError as err:

@@ -76,7 +76,7 @@ class PhaseJob:
 
     def advance(self, step: int) -> tuple[int, dict]:
         self.agents, info = self.runner.fn(self.agents, self.data)
-        bad = [k for k, v in info.items() if k.startswith("loss") and not np.all(np.isfinite(np.asarray(v)))]
+        bad = [k for k in type(self.agents).LOSSES if not np.all(np.isfinite(np.asarray(info[k])))]
         if bad and self.tag not in self.runner.nonfinite:
             self.runner.nonfinite.append(self.tag)  # recorded, not fatal: BPTT blowing up is one of the outcomes
         if self.runner.bar is not None:
