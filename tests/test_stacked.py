@@ -221,7 +221,7 @@ def test_a_grid_of_settings_trains_in_one_group_as_separate_groups_would(data_di
     base = ["stacked", "train", "--family", FAMILY, "--tasks", "1", "--seeds", "0,1", "--dataset-episodes", "3",
             "--data-dir", str(data_dir), "--chunk", "25", "--export-every", "50", "--log-every", "25",
             "--steps", "50", *SMALL, "--set", "qflow.time_embed_dim=4"]
-    assert main([*base, "--agents", "qflow,fql", "--set", "qflow.guidance_lambda=[2,8]",
+    assert main([*base, "--agents", "qflow,fql", "--set", "qflow.guidance_lambda=[2,8]", "--keep-exports",
                  "--out", str(tmp_path / "grid")]) == 0
     assert main([*base, "--agents", "qflow", "--set", "qflow.guidance_lambda=8", "--out", str(tmp_path / "one")]) == 0
     group = json.loads((tmp_path / "grid" / f"{FAMILY}__qflow" / "group.json").read_text())
@@ -245,3 +245,12 @@ def test_a_grid_of_settings_trains_in_one_group_as_separate_groups_would(data_di
     run = runs / "guidance_lambda=2" / f"{FAMILY}-singletask-task1-v0__qflow" / "seed1"
     assert json.loads((run / "summary.json").read_text())["config"]["guidance_lambda"] == 2.0
     assert {r["setting"] for r in rows(run / "metrics.csv")} == {"guidance_lambda=2"}
+
+    # the policy drift of a group of settings: each setting's members are runs of their own
+    assert main(["policy-drift", str(tmp_path / "grid" / f"{FAMILY}__qflow"), "--states", "16", "--spacing", "50",
+                 "--data-dir", str(data_dir), "--dataset-episodes", "3", "--out", str(tmp_path / "drift")]) == 0
+    drift = policy_drift.read_distances(tmp_path / "drift" / "distances.csv")
+    assert sorted({(r["agent"], r["seed"]) for r in drift}) == [
+        ("qflow guidance_lambda=2", 0), ("qflow guidance_lambda=2", 1),
+        ("qflow guidance_lambda=8", 0), ("qflow guidance_lambda=8", 1)]
+    assert all(r["distance"] == 0 for r in drift if r["step_a"] == r["step_b"])

@@ -111,15 +111,21 @@ def load_policies(path: Path, template_state) -> tuple[dict, int]:
 
 def member_policies(group: dict, obs_dim: int, action_dim: int):
     """A reader of a group's exported policies: ``read(path) -> (step, [an acting agent per member])``.
-    One template serves every export and member: only the acting state decides the actions."""
+    One template per setting serves every export (only the acting state and the member's own config decide
+    the actions); the settings of one group share the acting state's shapes."""
     agent_cls, config_cls = get_agent(group["agent"])
-    template = agent_cls.create(0, obs_dim, action_dim, config_from_record(config_cls, group["config"]))
+    templates = {}
+    for m in group["members"]:
+        if m.get("setting", "") not in templates:
+            config = config_from_record(config_cls, member_config(group, m))
+            templates[m.get("setting", "")] = agent_cls.create(0, obs_dim, action_dim, config)
     count = len(group["members"])
-    stacked = jax.tree.map(lambda x: jnp.stack([x] * count), acting_state(template))
+    stacked = jax.tree.map(lambda x: jnp.stack([x] * count), acting_state(next(iter(templates.values()))))
 
     def read(path: Path) -> tuple[int, list]:
         state, step = load_policies(path, stacked)
-        return step, [with_acting_state(template, jax.tree.map(lambda x: x[i], state)) for i in range(count)]
+        return step, [with_acting_state(templates[m.get("setting", "")], jax.tree.map(lambda x: x[i], state))
+                      for i, m in enumerate(group["members"])]
 
     return read
 

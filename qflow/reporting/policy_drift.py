@@ -45,7 +45,8 @@ def member_actions(group_dir: Path, group: dict, obs: dict[int, np.ndarray], act
     for step in kept_exports(group_dir):
         got, agents = read(export_path(group_dir, step))
         for m, agent in zip(group["members"], agents):
-            out.setdefault((m["task"], m["seed"]), {})[got] = np.asarray(act(agent, jnp.asarray(obs[m["task"]])))
+            run = (m.get("setting", ""), m["task"], m["seed"])
+            out.setdefault(run, {})[got] = np.asarray(act(agent, jnp.asarray(obs[m["task"]])))
     return out
 
 
@@ -68,9 +69,6 @@ def main(argv=None) -> int:
     data_cache, rows = {}, []
     for group_dir in map(Path, a.groups):
         group = json.loads((group_dir / "group.json").read_text())
-        if any("setting" in m for m in group["members"]):
-            raise SystemExit(f"qflow policy-drift: {group_dir} trains several settings in one group; measuring their "
-                             f"drift apart is not supported yet: train one setting per group")
         obs, data_actions = {}, {}
         family = family_of(group["family"])
         for task in sorted({m["task"] for m in group["members"]}):
@@ -83,19 +81,20 @@ def main(argv=None) -> int:
             obs[task], data_actions[task] = data_cache[env_id]
         action_dim = next(iter(data_actions.values())).shape[1]
         actions = member_actions(group_dir, group, obs, action_dim, key)
-        for (task, seed), by_step in sorted(actions.items()):
+        for (setting, task, seed), by_step in sorted(actions.items()):
+            agent = f"{group['agent']} {setting}".strip()  # a group of several settings: one row label each
             steps = sorted(by_step)
             for i, s in enumerate(steps):
                 for t in steps[i:]:
                     diff = by_step[t] - by_step[s]
                     rows.append({
-                        "agent": group["agent"], "task": task, "seed": seed, "step_a": s, "step_b": t,
+                        "agent": agent, "task": task, "seed": seed, "step_a": s, "step_b": t,
                         "distance": float(np.linalg.norm(diff, axis=-1).mean()),
                         **{f"abs_diff_dim{d}": float(np.abs(diff[:, d]).mean()) for d in range(diff.shape[1])},
                         "from_data_a": float(np.linalg.norm(by_step[s] - data_actions[task], axis=-1).mean()),
                         "from_data_b": float(np.linalg.norm(by_step[t] - data_actions[task], axis=-1).mean()),
                     })
-            print(f"{group['agent']} task {task} seed {seed}: {len(steps)} exports", flush=True)
+            print(f"{agent} task {task} seed {seed}: {len(steps)} exports", flush=True)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     write_rows(out / "distances.csv", rows)
@@ -114,7 +113,9 @@ def read_distances(path: Path) -> list[dict]:
 
 
 def _qflow_first(run: tuple) -> tuple:
-    return (run[0] != "qflow", run)  # runs (agent, ...) and agents alike: Q-Flow first, then the baselines
+    # runs (agent, ...) and agents alike: Q-Flow first (each of its settings, "qflow guidance_lambda=2"), then
+    # the baselines
+    return (run[0].split()[0] != "qflow", run)
 
 
 def _agent_order(agents) -> list[str]:
