@@ -14,6 +14,7 @@ from pathlib import Path
 
 from qflow.reporting.diagnostics import setting_comparison_table
 from qflow.reporting.policy_drift import dims_table, distance_table, ratio_table, read_distances
+from qflow.training.logs import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -24,13 +25,6 @@ def body(md: Path, rel_to: Path) -> str:
     text = md.read_text().split("\n", 1)[1].strip()
     prefix = Path("..") / md.parent.relative_to(ROOT)
     return re.sub(r"\]\(([^)/]+\.png)\)", lambda m: f"]({prefix / m.group(1)})", text)
-
-
-def read_csv(path: Path) -> list[dict]:
-    import csv
-
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 class Test:
@@ -101,7 +95,7 @@ def reflow(text: str, width: int = 105) -> str:
 
 def section8_tests() -> dict:
     """{test id: Test} from the script's CSV, plus the demo report's intervals the demo's reading quotes."""
-    tests = {r["id"]: Test(r) for r in read_csv(RESULTS / "reports/section8_tests/tests.csv")}
+    tests = {r["id"]: Test(r) for r in read_rows(RESULTS / "reports/section8_tests/tests.csv")}
     rows = json.loads((RESULTS / "reports/demo_4seeds_v2/report.json").read_text())["per_task"]
     ci = lambda r: f"[{100 * r['mean_ci_low']:.1f}, {100 * r['mean_ci_high']:.1f}]"  # noqa: E731
     by = {("f_tau" if "time_features=f_tau" in r["agent"] else "2pi" if "2pi" in r["agent"] else r["agent"]): r
@@ -114,7 +108,7 @@ def demo_comparison() -> str:
     """The demo report's permutation test of Q-Flow against flow BC (its comparison.csv)."""
     from math import comb
 
-    (row,) = read_csv(RESULTS / "reports/demo_4seeds/comparison.csv")
+    (row,) = read_rows(RESULTS / "reports/demo_4seeds/comparison.csv")
     n_a, n_b, p = int(row["n_a"]), int(row["n_b"]), float(row["p_value"])
     floor = f", the smallest possible with {n_a} against {n_b} seeds" if abs(p - 2 / comb(n_a + n_b, n_a)) < 1e-9 else ""
     return f"permutation p = {p:#.2g}{floor}: a lead"
@@ -125,8 +119,8 @@ def h2h_reading() -> str:
     from math import comb
 
     folder = RESULTS / "reports/h2h_gpu_50k"
-    env = {(r["family"], r["agent"]): r for r in read_csv(folder / "per_env.csv")}
-    cmp = {(r["family"], r["tasks"]): r for r in read_csv(folder / "comparison.csv")}
+    env = {(r["family"], r["agent"]): r for r in read_rows(folder / "per_env.csv")}
+    cmp = {(r["family"], r["tasks"]): r for r in read_rows(folder / "comparison.csv")}
     task = {(r["family"], r["task"], r["agent"]): r for r in json.loads((folder / "report.json").read_text())["per_task"]}
     m = lambda f, a: f"{100 * float(env[(f, a)]['mean']):.1f} %"  # noqa: E731
     ci = lambda f, a: f"[{100 * float(env[(f, a)]['mean_ci_low']):.1f}, {100 * float(env[(f, a)]['mean_ci_high']):.1f}]"  # noqa: E731
@@ -203,11 +197,8 @@ def antmaze_section() -> str:
     rnd = summary["random_policy_eval"]
     rows = ["| env steps | return, mean over episodes | speed along the direction (m/s) |", "|---|---|---|",
             f"| random policy | {rnd['return']:.1f} | {rnd['speed']:.3f} |"]
-    import csv
-
-    with open(expert_dir / "eval.csv", newline="") as f:
-        for r in csv.DictReader(f):
-            rows.append(f"| {int(float(r['env_step'])):,} | {float(r['return']):.1f} | {float(r['speed']):.3f} |")
+    for r in read_rows(expert_dir / "eval.csv"):
+        rows.append(f"| {int(float(r['env_step'])):,} | {float(r['return']):.1f} | {float(r['speed']):.3f} |")
     cfg = summary["config"]
     text = [f"""The expert: `qflow expert train --run-dir runs/experts/ant-xy-seed0` (SAC, {summary['env_steps']:,}
 env steps, the first {summary['settings']['random_steps']:,} random, one update per step; actor and critics
@@ -236,12 +227,9 @@ success radius ({st['success_radius']}) of each task's goal: {tasks}. Free maze 
 
 def bandit_table(path: Path, updates=(500, 1000, 1500, 2000, 3000)) -> str:
     """The bandit study at a few training lengths (the full table is results/bandit/bandit.md)."""
-    import csv
-
     import numpy as np
 
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_rows(path)
     out = ["| agent | time features | updates | reward, mean [min, max] over 6 seeds | V explained var. | "
            "guidance / BC | improvement by its critic | distance from data |", "|---|---|---|---|---|---|---|---|"]
     keys = sorted({(r["agent"], r.get("time_features", "")) for r in rows}, key=lambda k: (k[0] != "qflow", k[1]))
@@ -576,22 +564,18 @@ KNOBS_READING = """- **With the same factor, the order at 20k-30k flips, and the
 
 def reevaluation_table() -> str:
     """Success of the kept 25k/30k/35k exports on 100 other episodes (scripts/reevaluate_exports.py)."""
-    import csv
-
     import numpy as np
 
     out = ["| agent | step | success per seed (0, 1, 2), 100 episodes each | mean | in the learning curve |",
            "|---|---|---|---|---|"]
     curve = {}
-    with open(RESULTS / "reports/learning_speed_cpu_t2/success_by_step.csv", newline="") as f:
-        for r in csv.DictReader(f):
-            curve[(r["agent"], int(r["step"]))] = float(r["mean"])
+    for r in read_rows(RESULTS / "reports/learning_speed_cpu_t2/success_by_step.csv"):
+        curve[(r["agent"], int(r["step"]))] = float(r["mean"])
     for agent in ("qflow", "fql"):
         path = RESULTS / f"runs/learning_speed_cpu_t2/reevaluation_{agent}.csv"
         if not path.exists():
             continue
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = read_rows(path)
         for step in sorted({int(r["step"]) for r in rows}):
             vals = [float(r["success"]) for r in rows if int(r["step"]) == step]
             out.append(f"| {agent} | {step:,} | {', '.join(f'{100 * v:.0f} %' for v in vals)} | "
