@@ -21,19 +21,20 @@ from qflow.data.prepare import prepare
 from qflow.utils import atomic_write_json, package_versions
 
 
-def navigate_stats(name: str, episodes: int | None = None, data_dir: Path | str | None = None,
-                   seed: int = 0) -> tuple[dict, dict]:
-    """(statistics, plotting material) of the training file of navigate dataset ``name``."""
+def is_navigate(name: str) -> bool:
+    return "maze" in name and "navigate" in name
+
+
+def navigate_stats(name: str, files) -> tuple[dict, dict]:
+    """(statistics, plotting material) of the training file (of ``files``, prepared) of navigate dataset ``name``."""
     import gymnasium
 
     import ogbench.locomaze  # noqa: F401
 
-    from qflow.data.registry import REGENERABLE, check_dataset_name
+    from qflow.data.registry import REGENERABLE
 
-    check_dataset_name(name)
-    if "maze" not in name or "navigate" not in name:
-        raise ValueError(f"qflow data inspect reads navigate datasets (pointmaze/antmaze ...-navigate-v0), not {name}")
-    files = prepare(name, episodes=episodes, seed=seed, data_dir=data_dir, download=False, progress=False)
+    if not is_navigate(name):
+        raise ValueError(f"navigate statistics are for pointmaze/antmaze ...-navigate-v0 datasets, not {name}")
     recipe = REGENERABLE[name]
     env = gymnasium.make(recipe.env_name).unwrapped
     with np.load(files.train) as data:
@@ -110,8 +111,8 @@ def inspect_dataset(name: str, out: Path | str, episodes: int | None = None, dat
     stats = {"dataset": name, "origin": files.origin, "machine": files.metadata().get("machine"), "command": command,
              "date": time.strftime("%Y-%m-%d"), "versions": package_versions(),
              "fingerprint": {"train": fingerprint(files.train), "val": fingerprint(files.val)}}
-    if "maze" in name and "navigate" in name:
-        navigate, material = navigate_stats(name, episodes, data_dir, seed)
+    if is_navigate(name):
+        navigate, material = navigate_stats(name, files)
         stats.update(navigate)
         plot_coverage(out / f"{name}_xy.png", name, material["xy"], material["env"], stats)
     atomic_write_json(out / f"{name}.json", stats)
