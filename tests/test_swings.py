@@ -1,5 +1,6 @@
 """The swing study's planned statistics (docs/analysis_plan_swings.md) on hand-made evaluations."""
 
+import json
 import math
 
 import numpy as np
@@ -71,3 +72,19 @@ def test_a_run_evaluated_with_other_episodes_is_left_out(tmp_path):
                    [{"step": t, "success": 0.2, "episodes": 50 if seed == 0 else 25} for t in steps])
     arm, notes = swings.read_arm(tmp_path, "a_no_change")
     assert list(arm) == [0] and notes == ["a_no_change/seed1: evaluated with [25] episodes, not the plan's 50; left out"]
+
+
+def test_the_curves_of_a_branch_start_with_its_base_runs_evaluations(tmp_path):
+    write_rows(tmp_path / "base" / "seed0" / "eval.csv",
+               [{"step": t, "success": 0.1, "episodes": 50} for t in (5_000, 25_000)])
+    for arm, init_from in (("a_no_change", {"run_dir": str(tmp_path / "base"), "step": 25_000}),
+                           ("e_reference_sampling", None)):
+        write_rows(tmp_path / arm / "seed0" / "eval.csv", [{"step": 26_000, "success": 0.3, "episodes": 50}])
+        (tmp_path / arm / "seed0" / "run.json").write_text(json.dumps({"init_from": init_from}))
+    found = swings.curves(tmp_path)
+    assert found["a_no_change"][0] == ([5_000, 25_000, 26_000], [0.1, 0.1, 0.3])  # the branch's own record says so
+    assert found["e_reference_sampling"][0] == ([26_000], [0.3])  # trained from step 0: no base before it
+    assert found["f_dataset_seed1"] == {}
+    swings.analyse(tmp_path, tmp_path / "report")
+    assert (tmp_path / "report" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| (a) no change | none complete |" in (tmp_path / "report" / "hypotheses.md").read_text()  # 1 of 10 evals

@@ -3,14 +3,16 @@
     python -m qflow.reporting.swings OUT --out DIR
 
 OUT is what ``scripts/intervention_study.sh OUT`` wrote: one directory per arm, one ``seedS/eval.csv`` per seed.
-Writes DIR/per_run.csv (S, F, E, M and the largest fall of every arm and seed), DIR/hypotheses.json and
-DIR/hypotheses.md (every planned test with n, mean, 95 % t-interval, p and the plan's decision). Nothing is
-chosen after seeing the data: the arms, scored steps, statistics and rule are the plan's, fixed below.
+Writes DIR/per_run.csv (S, F, E, M and the largest fall of every arm and seed), DIR/hypotheses.json,
+DIR/hypotheses.md (each arm's means over seeds, then every planned test with n, mean, 95 % t-interval, p and the
+plan's decision) and DIR/curves.png (every arm's success at each evaluation, per seed). Nothing is chosen after
+seeing the data: the arms, scored steps, statistics and rule are the plan's, fixed below.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 from pathlib import Path
@@ -129,9 +131,25 @@ def hypotheses(arms: dict[str, dict[int, dict]]) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], notes: list[str]) -> str:
+def arm_lines(arms: dict[str, dict[int, dict]]) -> list[str]:
+    """Each arm's scored seeds and its means over them (descriptive; the tests below decide)."""
+    lines = ["| arm | seeds scored | S | F | E = S - F | M | largest fall |", "|---|---|---|---|---|---|---|"]
+    for arm, runs in arms.items():
+        if not runs:
+            lines.append(f"| {ARMS[arm][0]} | none complete | - | - | - | - | - |")
+            continue
+        mean = {k: float(np.mean([r[k] for r in runs.values()])) for k in ("S", "F", "E", "M", "largest_fall")}
+        lines.append(f"| {ARMS[arm][0]} | {', '.join(map(str, sorted(runs)))} | {mean['S']:.3f} | {mean['F']:.3f} "
+                     f"| {mean['E']:+.3f} | {mean['M']:.3f} | {mean['largest_fall']:.2f} |")
+    return lines + ["", "Means over the scored seeds of each run's statistics (success as a fraction): S the mean "
+                    "absolute change between consecutive scored evaluations, F its binomial noise floor at the run's "
+                    f"mean success with {EPISODES} episodes, M the mean success.", ""]
+
+
+def markdown(rows: list[dict], notes: list[str], arms: dict[str, dict[int, dict]]) -> str:
     fmt = lambda x: f"{x:+.3f}" if isinstance(x, float) and np.isfinite(x) else ("-" if x is None else str(x))  # noqa: E731
-    lines = ["| test | statistic | n | mean | 95 % t-interval | p | decision |", "|---|---|---|---|---|---|---|"]
+    lines = ["# The swing study's planned statistics", ""] + arm_lines(arms)
+    lines += ["| test | statistic | n | mean | 95 % t-interval | p | decision |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         interval = f"[{fmt(r['low'])}, {fmt(r['high'])}]" if "low" in r else "-"
         p = f"{r['p']:.3f}" if "p" in r else "-"
@@ -141,6 +159,50 @@ def markdown(rows: list[dict], notes: list[str]) -> str:
               "chance of about 14 %. Exact sign-flip p-values cannot fall below 2 / 2^n (0.125 at 4 seeds, 0.0625 at 5)."]
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def curves(out: Path) -> dict[str, dict[int, tuple[list[int], list[float]]]]:
+    """{arm: {seed: (steps, successes)}} of every evaluation found. A run whose record says it started from another
+    (``--init-from``, the arms that continue the base runs) gets OUT/base's evaluations before its own, so its curve
+    shows where it came from."""
+    found = {}
+    for arm in ARMS:
+        found[arm] = {}
+        for d in sorted(d for d in (out / arm).glob("seed*") if re.fullmatch(r"seed\d+", d.name)):
+            rows = read_rows(d / "eval.csv") if (d / "eval.csv").exists() else []
+            base = out / "base" / d.name / "eval.csv"
+            if base.exists() and (d / "run.json").exists() and json.loads((d / "run.json").read_text()).get("init_from"):
+                first = min((int(float(r["step"])) for r in rows), default=None)
+                rows = [r for r in read_rows(base) if first is None or int(float(r["step"])) < first] + rows
+            if rows:
+                found[arm][int(d.name[4:])] = ([int(float(r["step"])) for r in rows],
+                                               [float(r["success"]) for r in rows])
+    return found
+
+
+def plot_curves(found: dict, path: Path) -> None:
+    from matplotlib.figure import Figure  # no pyplot: no global state, no display backend needed
+
+    fig = Figure(figsize=(13, 6.4), layout="constrained")
+    axes = fig.subplots(2, 3, sharey=True).ravel()
+    for ax, (arm, (label, scored)) in zip(axes, ARMS.items()):
+        ax.axvspan(scored[0], scored[-1], color="0.9", linewidth=0)
+        for seed, (steps, success) in sorted(found.get(arm, {}).items()):
+            ax.plot(steps, 100 * np.asarray(success), marker=".", markersize=3, linewidth=1,
+                    color=f"C{seed % 10}", label=f"seed {seed}")
+        ax.set_title(label, fontsize="medium")
+        ax.set_xlim(0, scored[-1] + 500)
+        ax.set_ylim(-3, 103)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("gradient steps")
+        if found.get(arm):
+            ax.legend(fontsize="x-small")
+    axes[0].set_ylabel("success (%)")
+    axes[3].set_ylabel("success (%)")
+    fig.suptitle("The swing study: success at each evaluation (50 episodes); shaded: the scored evaluations",
+                 fontsize="medium")
+    with atomic_writer(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
 
 
 def analyse(out: Path, report: Path) -> list[dict]:
@@ -154,14 +216,15 @@ def analyse(out: Path, report: Path) -> list[dict]:
                                         for seed, values in sorted(runs.items())])
     atomic_write_json(report / "hypotheses.json", {"study": str(out), "tests": rows, "notes": notes})
     with atomic_writer(report / "hypotheses.md", "w") as f:
-        f.write(markdown(rows, notes))
+        f.write(markdown(rows, notes, arms))
+    plot_curves(curves(out), report / "curves.png")
     return rows
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("study", type=Path, help="the OUT directory of scripts/intervention_study.sh")
-    p.add_argument("--out", type=Path, required=True, help="where per_run.csv and hypotheses.{json,md} go")
+    p.add_argument("--out", type=Path, required=True, help="where per_run.csv, hypotheses.{json,md} and curves.png go")
     a = p.parse_args(argv)
     analyse(a.study, a.out)
     print((a.out / "hypotheses.md").read_text())
