@@ -642,7 +642,60 @@ def learning_speed_section() -> str:
                   reflow(TASK4_READING.format_map(tests))]
     parts += ["### 8.7 What explains the cube-single gap, and what did not", reflow(CONCLUSIONS.format_map(tests)),
               "### 8.8 The tests quoted in this section", body(RESULTS / "reports/section8_tests/tests.md", ROOT)]
+    if (RESULTS / "reports/swing_study_cpu/hypotheses.json").exists():
+        parts.append(swing_study_section())
     return "\n\n".join(parts)
+
+
+SWING_INTRO = """The intervention study that 8.7 asks for, run as pre-registered in
+[analysis_plan_swings.md](analysis_plan_swings.md) (committed before any of its runs; its statistics were
+written as code, `qflow/reporting/swings.py`, before any arm's result). Cube-single task 2, regenerated data
+(dataset seed 0, sha256 c50845db...), `cpu` preset, Q-Flow at lambda 5 with today's defaults. Each seed
+trains 25k steps; from each seed's 25k state, four arms continue to 35k: (a) no change, (b) the critic
+frozen, (c) the actor frozen, (d) a 5x slower target update. Arm (e) trains 3 seeds from step 0 to 36k with
+the authors' sampling (no stratified tau, separate draws for L_V and L_pi, pre-update target average), arm
+(f) 3 seeds on a second dataset draw (dataset seed 1). 50 evaluation episodes every 1,000 steps, the same
+episodes for every arm of a seed at a step. This machine ran the plan's 4-seed fallback (seeds 0-3), so
+no test can reach p < 0.05 (the smallest sign-flip p is 0.125 at 4 seeds, 0.25 at 3): every reading
+is a lead. Commands, commits, versions and per-seed files: `results/runs/swing_study_cpu/README.md`;
+the report: `python -m qflow.reporting.swings results/runs/swing_study_cpu --out
+results/reports/swing_study_cpu`."""
+
+SWING_HYPOTHESES = {  # the plan's wording, for the generated paragraph per hypothesis
+    "H1": ("the critic drives the swings", "E(b) < E(a)"),
+    "H2": ("the actor drives the swings", "E(c) < E(a)"),
+    "H3": ("the target's pace drives the swings", "E(d) < E(a)"),
+    "H4": ("the swings are real at this budget", "E(a) > 0"),
+    "H5": ("the swings survive the authors' exact update", "E(e) > 0"),
+    "H6": ("the swings are not one dataset's", "E(f) > 0"),
+}
+
+
+def swing_study_section() -> str:
+    """Section 8.9: the pre-registered swing study, every planned statistic, one line per hypothesis."""
+    report = RESULTS / "reports/swing_study_cpu"
+    tests = {t["hypothesis"]: t for t in json.loads((report / "hypotheses.json").read_text())["tests"]}
+    lines = []
+    for name, (claim, predicted) in SWING_HYPOTHESES.items():
+        t, extra = tests[name], ""
+        if "p" not in t:
+            lines.append(f"- **{name}, {claim}** ({predicted}): not tested yet ({t['decision']}).")
+            continue
+        secondary = tests.get(f"{name} secondary")
+        if secondary and "p" in secondary:
+            extra = (f" Mean success, {secondary['statistic']}: {secondary['mean']:+.3f} "
+                     f"[{secondary['low']:+.3f}, {secondary['high']:+.3f}], p = {secondary['p']:.3f}.")
+        unpaired = tests.get(f"{name} (e vs a)")
+        if unpaired and "p" in unpaired:
+            extra = (f" Against (a), {unpaired['statistic']}: {unpaired['mean']:+.3f}, p = {unpaired['p']:.3f} "
+                     f"({unpaired['n']} seeds; {unpaired['decision']}).")
+        lines.append(f"- **{name}, {claim}** ({predicted}): {t['statistic']} = {t['mean']:+.3f}, 95 % t-interval "
+                     f"[{t['low']:+.3f}, {t['high']:+.3f}], p = {t['p']:.3f} over seeds {', '.join(map(str, t['seeds']))}; "
+                     f"{t['decision']}.{extra}")
+    return "\n\n".join(["### 8.9 The swing study, by intervention (pre-registered)", reflow(SWING_INTRO),
+                         body(report / "hypotheses.md", ROOT), "![swing study](../results/reports/swing_study_cpu/curves.png)",
+                         "Each hypothesis against the plan's rule (supported only at p < 0.05 with the predicted sign):",
+                         "\n".join(lines)])
 
 
 def main() -> None:

@@ -157,7 +157,9 @@ def markdown(rows: list[dict], notes: list[str], arms: dict[str, dict[int, dict]
                      f"| {r['decision']} |")
     lines += ["", "No correction across H1-H3 (as planned): with three tests at 0.05, one false positive has a "
               "chance of about 14 %. Exact sign-flip p-values cannot fall below 2 / 2^n (0.125 at 4 seeds, 0.0625 at 5)."]
-    lines += [f"- {n}" for n in notes]
+    if notes:
+        lines += ["", "Left out of every test (the plan scores a run only on all its evaluations, of 50 episodes each):"]
+        lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
