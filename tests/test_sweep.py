@@ -419,3 +419,12 @@ def test_stacked_mode_packs_the_settings_members_may_differ_in(tmp_path):
     assert len(dirs) == 3 * 2 * 2 and dirs[0] == tmp_path / "guidance_lambda=2.5" / (
         "cube-single-play-singletask-task2-v0__qflow") / "seed0"
     assert sweep.cell_updates(spec, qflow) == 3 * 4 * spec.steps
+
+
+@pytest.mark.parametrize("text", ["", "not json", "[1, 2]", '{"cells": [1]}', '{"cells": {"a": 3}}'])
+def test_an_unreadable_sweep_record_reads_as_no_cells_or_cells_without_detail(tmp_path, text):
+    from qflow.experiments.sweep import read_cells
+
+    (tmp_path / "sweep.json").write_text(text)
+    assert read_cells(tmp_path) == ({"a": {}} if text.endswith('3}}') else {})
+    assert read_cells(tmp_path / "absent") == {}

@@ -435,7 +435,7 @@ def _run_locked(spec: Spec, address, progress, log) -> dict:
     spec = dataclasses.replace(spec, runs=str(Path(spec.runs).resolve()),
                                data_dir=str(Path(spec.data_dir).resolve()) if spec.data_dir else None)
     cells = cells_of(spec)
-    old = _read_record(out)
+    old = read_cells(out)
     record = {"spec": dataclasses.asdict(spec), "versions": package_versions(), "command": spec.command,
               "started": _now(), "cells": {}}
     todo = []
@@ -627,11 +627,15 @@ def _last_line(err: Exception) -> str:
     return f"{type(err).__name__}: {lines[-1] if lines else ''}"
 
 
-def _read_record(out: Path) -> dict:
+def read_cells(out: Path) -> dict[str, dict]:
+    """{cell name: its record (status, error, times)} from OUT/sweep.json; {} when there is none or it cannot be
+    read: the result folders themselves say what is done."""
     try:
-        return json.loads((out / "sweep.json").read_text()).get("cells", {})
-    except (OSError, ValueError):  # none yet, or unreadable: the results themselves say what is done
+        cells = json.loads((Path(out) / "sweep.json").read_text()).get("cells", {})
+    except (OSError, ValueError, AttributeError):
         return {}
+    return {name: cell if isinstance(cell, dict) else {} for name, cell in cells.items()} \
+        if isinstance(cells, dict) else {}
 
 
 def _save(out: Path, record: dict) -> None:

@@ -484,14 +484,11 @@ def _caption(lines, title):
 def sweep_cells_without_results(paths) -> tuple[list[str], str]:
     """The cells a sweep.json directly in one of ``paths`` lists as failed, cancelled or never finished (they
     have no row in the tables), one line each, and a note saying how many; ([], "") without any."""
+    from qflow.experiments.sweep import read_cells
+
     missing = []
     for p in map(Path, paths):
-        try:
-            cells = json.loads((p / "sweep.json").read_text())["cells"]
-        except (OSError, ValueError, KeyError, TypeError):  # not a sweep's output (or no readable record)
-            continue
-        for name, cell in sorted(cells.items()):
-            cell = cell if isinstance(cell, dict) else {}
+        for name, cell in sorted(read_cells(p).items()):  # {} where p is not a sweep's output
             if not str(cell.get("status", "")).startswith("done"):
                 error = f": {cell['error']}" if cell.get("error") else ""
                 missing.append(f"{p}: {name}: {cell.get('status', 'unknown')}{error}")
