@@ -55,6 +55,9 @@ def test_a_frozen_critic_that_removes_the_swings_is_supported_and_a_short_run_is
     assert rows["H1 secondary"]["decision"].startswith("a difference: the arm's mean success is lower")
     report = (tmp_path / "report" / "hypotheses.md").read_text()
     assert "d_slow_target/seed7: lacks the scored evaluations" in report
+    # E / M of seed 7 by hand: swinging 0.17, 0.5, ...: S = 0.33, M = 0.335, F = sqrt(2 .335 .665 / 50) sqrt(2 / pi)
+    # = 0.0753; steady 0.307: S = 0, F = 0.0736; (d) has no complete seed 7
+    assert "| 7 | +0.255 / 0.335 | -0.074 / 0.307 | +0.255 / 0.335 | - |" in report
     assert len((tmp_path / "report" / "per_run.csv").read_text().splitlines()) == 1 + 8 * 3 + 7
 
 

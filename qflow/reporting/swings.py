@@ -141,9 +141,20 @@ def arm_lines(arms: dict[str, dict[int, dict]]) -> list[str]:
         mean = {k: float(np.mean([r[k] for r in runs.values()])) for k in ("S", "F", "E", "M", "largest_fall")}
         lines.append(f"| {ARMS[arm][0]} | {', '.join(map(str, sorted(runs)))} | {mean['S']:.3f} | {mean['F']:.3f} "
                      f"| {mean['E']:+.3f} | {mean['M']:.3f} | {mean['largest_fall']:.2f} |")
-    return lines + ["", "Means over the scored seeds of each run's statistics (success as a fraction): S the mean "
-                    "absolute change between consecutive scored evaluations, F its binomial noise floor at the run's "
-                    f"mean success with {EPISODES} episodes, M the mean success.", ""]
+    lines += ["", "Means over the scored seeds of each run's statistics (success as a fraction): S the mean "
+              "absolute change between consecutive scored evaluations, F its binomial noise floor at the run's "
+              f"mean success with {EPISODES} episodes, M the mean success.", ""]
+    scored = [arm for arm, runs in arms.items() if runs]
+    seeds = sorted({seed for arm in scored for seed in arms[arm]})
+    if not seeds:
+        return lines
+    lines += ["| seed | " + " | ".join(ARMS[arm][0] for arm in scored) + " |", "|---|" + "---|" * len(scored)]
+    for seed in seeds:
+        cells = [f"{arms[arm][seed]['E']:+.3f} / {arms[arm][seed]['M']:.3f}" if seed in arms[arm] else "-"
+                 for arm in scored]
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    return lines + ["", "Each run's E / M. Where success stays near 0 (or 1) a policy has little room to swing, "
+                    "whatever drives it, and F allows for that only in the binomial noise: read E beside M.", ""]
 
 
 def markdown(rows: list[dict], notes: list[str], arms: dict[str, dict[int, dict]]) -> str:
