@@ -503,7 +503,8 @@ of both knobs on all five tasks at 100k steps (d), which also says whether lambd
 paper's knob values Q-Flow starts earlier and its success swings between evaluations, behind FQL on
 task 2 and level on task 4 at this budget (both leads); with both knobs doubled it leads on task 2
 because FQL slows. Whether a loop between critic and policy causes the swings is the question of the
-intervention study."""
+intervention study: its runs so far (8.9, 4 seeds, leads) say the swings are changes of the policy, which
+freezing the critic or slowing its target damps."""
 
 
 PROBE_INTRO = """If the swings ride on the critic's optimism, a pessimistic critic should damp them. `AGENTS=qflow
