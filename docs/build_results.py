@@ -784,7 +784,8 @@ def swing_study_section() -> str:
                          "\n".join(lines), reading])
 
 
-def main() -> None:
+def build() -> str:
+    """The text of docs/results.md, from the files under results/."""
     toy = json.loads((RESULTS / "toy2d/toy2d.json").read_text())
     compute = json.loads((RESULTS / "bench/compute/compute.json").read_text())
     bench = json.loads((RESULTS / "bench/throughput_paper_qflow_vs_fql.json").read_text())
@@ -794,7 +795,7 @@ def main() -> None:
 Q-Flow runs fed V sin/cos(2 pi f tau) (`time_features=2pi_f_tau`), not the sin/cos(f tau) of
 the authors' code that is now the default. Section 8 uses the corrected features.
 
-**Target update.** Every run on this page was made before 2026-12-01, when the target critic
+**Target update.** Every run on this page but section 8.9's was made before 2026-12-01, when the target critic
 averaged toward the critic as it was after each update (`target_update=post`; the reports' captions
 say so). Today's default averages toward the critic before the update, as the authors' code and FQL's
 reference do. `--set target_update=post` (`qflow toy2d --target-update post`, `qflow bandit
@@ -910,9 +911,13 @@ fraction is noisy and only agents inside one run compare.
 
 {learning_speed_section()}
 """
+    return text
+
+
+def main() -> None:
     out = ROOT / "docs/results.md"
     tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(text)
+    tmp.write_text(build())
     tmp.replace(out)
     print(f"wrote {out}")
 

@@ -45,3 +45,13 @@ def _parser():
     from qflow.cli import build_parser
 
     return build_parser()
+
+
+def test_results_page_is_what_its_builder_makes_from_the_result_files():
+    """docs/results.md is generated (no number typed by hand): a hand edit, or a result file changed without
+    rebuilding the page, fails here with the fix."""
+    spec = importlib.util.spec_from_file_location("build_results", ROOT / "docs" / "build_results.py")
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    page = (ROOT / "docs" / "results.md").read_text()
+    assert builder.build() == page, "docs/results.md differs from its sources: run `python docs/build_results.py`"
