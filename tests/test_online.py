@@ -82,6 +82,12 @@ def test_replay_segments_restore_the_online_rows(tmp_path):
     assert int(fresh.count) == 10
     with pytest.raises(ValueError, match="hold online inserts only up to"):
         load_segments(tmp_path, [(9, 10)], 10, 4)
+    # a segment write killed before its rename leaves its temporary file: the next prune takes it away, and only it
+    (tmp_path / ".seg_0000000010_0000000012.npz.k3x9q.tmp").write_bytes(b"half a segment")
+    (tmp_path / "notes.seg.tmp").write_text("the user's")
+    prune_segments(tmp_path, segments)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.seg.tmp", "seg_0000000006_0000000009.npz",
+                                                          "seg_0000000009_0000000010.npz"]
 
 
 def test_real_env_reward_and_termination_match_the_dataset_relabel():

@@ -33,6 +33,7 @@ from qflow.utils import atomic_writer
 
 KEYS = ("observations", "actions", "rewards", "next_observations", "masks")
 SEGMENT = re.compile(r"^seg_(\d+)_(\d+)\.npz$")
+SEGMENT_TEMP = re.compile(r"^\.seg_\d+_\d+\.npz\..+\.tmp$")  # a segment write killed before its rename
 
 
 class ReplayBuffer(flax.struct.PyTreeNode):
@@ -158,5 +159,5 @@ def prune_segments(directory: Path, keep) -> None:
         return
     for p in directory.iterdir():
         m = SEGMENT.match(p.name)
-        if m and (int(m.group(1)), int(m.group(2))) not in keep:
+        if (m and (int(m.group(1)), int(m.group(2))) not in keep) or SEGMENT_TEMP.match(p.name):
             p.unlink(missing_ok=True)
