@@ -229,7 +229,6 @@ success radius ({st['success_radius']}) of each task's goal: {tasks}. Free maze 
 
 def bandit_table(path: Path, updates=(500, 1000, 1500, 2000, 3000)) -> str:
     """The bandit study at a few training lengths (the full table is results/bandit/bandit.md)."""
-
     rows = read_rows(path)
     out = ["| agent | time features | updates | reward, mean [min, max] over 6 seeds | V explained var. | "
            "guidance / BC | improvement by its critic | distance from data |", "|---|---|---|---|---|---|---|---|"]
@@ -566,7 +565,6 @@ KNOBS_READING = """- **With the same factor, the order at 20k-30k flips, and the
 
 def reevaluation_table() -> str:
     """Success of the kept 25k/30k/35k exports on 100 other episodes (scripts/reevaluate_exports.py)."""
-
     out = ["| agent | step | success per seed (0, 1, 2), 100 episodes each | mean | in the learning curve |",
            "|---|---|---|---|---|"]
     curve = {}
@@ -690,9 +688,8 @@ SWING_READING = """What the runs show (4 seeds; every reading a lead):
 - **Two leads fit this.** Freezing the critic or slowing its target lowers E in {b_lower} and {d_lower} seeds,
   but part of that is mechanical: where success stays near 0 (seeds {zero_seeds} under (b) and (d)) S and F
   are both small (S at most {zero_S_max}). In seeds {other_seeds}, where success stays well above 0, the swing
-  is still smaller. So the
-  critic's movement may drive the policy's swings; or both arms may simply slow the policy's learning, which
-  would also hold back the recovery of seeds {zero_seeds}. At 4 seeds none of this can meet the plan's rule (p
+  is still smaller. So the critic's movement may drive the policy's swings; or both arms may simply slow the
+  policy's learning, which would also hold back the recovery of seeds {zero_seeds}. At 4 seeds none of this can meet the plan's rule (p
   cannot fall below 0.125); the plan's 8 seeds could decide H1 and H3.{e_reading}"""
 
 
@@ -701,9 +698,10 @@ def _seeds(seeds) -> str:
     return seeds[0] if len(seeds) == 1 else ", ".join(seeds[:-1]) + " and " + seeds[-1]
 
 
-def swing_facts(report: Path, runs: Path) -> dict | None:
+def swing_facts(report: Path, runs: Path, tests: dict[str, dict]) -> dict | None:
     """The numbers SWING_READING quotes, from per_run.csv and the base runs' evaluations at 25k; None until arms
-    (a)-(d) are complete for the same seeds and the seeds fall in both groups (the reading is then pending)."""
+    (a)-(d) are complete for the same seeds and the seeds fall in both groups (the reading is then pending).
+    ``tests``: the planned tests by name, as hypotheses.json lists them."""
     rows = read_rows(report / "per_run.csv")
     by = {(r["arm"], int(r["seed"])): {k: float(r[k]) for k in ("S", "E", "M")} for r in rows}
     start = {}
@@ -749,7 +747,7 @@ def swing_facts(report: Path, runs: Path) -> dict | None:
         raise SystemExit(f"section 8.9's reading no longer fits its runs ({'; '.join(wrong)}): rewrite SWING_READING")
     facts["e_reading"] = ""
     e = [v["E"] for (arm, _), v in by.items() if arm == "e_reference_sampling"]
-    unpaired = {t["hypothesis"]: t for t in json.loads((report / "hypotheses.json").read_text())["tests"]}["H5 (e vs a)"]
+    unpaired = tests["H5 (e vs a)"]
     if e and "p" in unpaired:
         title = ("Lead: the swings survive the authors' exact update (e)." if min(e) > 0 else
                  "The authors' exact update (e).")
@@ -766,7 +764,7 @@ def swing_study_section() -> str:
     """Section 8.9: the pre-registered swing study, every planned statistic, one line per hypothesis."""
     report = RESULTS / "reports/swing_study_cpu"
     tests = {t["hypothesis"]: t for t in json.loads((report / "hypotheses.json").read_text())["tests"]}
-    facts = swing_facts(report, RESULTS / "runs/swing_study_cpu")
+    facts = swing_facts(report, RESULTS / "runs/swing_study_cpu", tests)
     reading = reflow(SWING_READING.format_map(facts)) if facts else "(The reading waits for arms (a)-(d).)"
     lines = []
     for name, (claim, predicted) in SWING_HYPOTHESES.items():

@@ -634,8 +634,9 @@ def read_cells(out: Path) -> dict[str, dict]:
         cells = json.loads((Path(out) / "sweep.json").read_text()).get("cells", {})
     except (OSError, ValueError, AttributeError):
         return {}
-    return {name: cell if isinstance(cell, dict) else {} for name, cell in cells.items()} \
-        if isinstance(cells, dict) else {}
+    if not isinstance(cells, dict):
+        return {}
+    return {name: cell if isinstance(cell, dict) else {} for name, cell in cells.items()}
 
 
 def _save(out: Path, record: dict) -> None:

@@ -12,7 +12,6 @@ seeing the data: the arms, scored steps, statistics and rule are the plan's, fix
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 
 from qflow.reporting import stats
 from qflow.training.logs import read_rows, write_rows
+from qflow.training.record import RUN_INFO, RunRecord
 from qflow.utils import atomic_write_json, atomic_writer
 
 EPISODES = 50  # episodes per evaluation in the plan: the binomial noise floor depends on it
@@ -184,7 +184,8 @@ def curves(out: Path) -> dict[str, dict[int, tuple[list[int], list[float]]]]:
         for d in sorted(d for d in (out / arm).glob("seed*") if re.fullmatch(r"seed\d+", d.name)):
             rows = read_rows(d / "eval.csv") if (d / "eval.csv").exists() else []
             base = out / "base" / d.name / "eval.csv"
-            if base.exists() and (d / "run.json").exists() and json.loads((d / "run.json").read_text()).get("init_from"):
+            info = d / RUN_INFO
+            if base.exists() and info.exists() and RunRecord.read(info, fix="rerun its arm").get("init_from"):
                 first = min((int(float(r["step"])) for r in rows), default=None)
                 rows = [r for r in read_rows(base) if first is None or int(float(r["step"])) < first] + rows
             if rows:
