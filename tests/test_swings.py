@@ -79,13 +79,20 @@ def test_a_run_evaluated_with_other_episodes_is_left_out(tmp_path):
 
 def test_the_curves_of_a_branch_start_with_its_base_runs_evaluations(tmp_path):
     write_rows(tmp_path / "base" / "seed0" / "eval.csv",
-               [{"step": t, "success": 0.1, "episodes": 50} for t in (5_000, 25_000)])
-    for arm, init_from in (("a_no_change", {"run_dir": str(tmp_path / "base"), "step": 25_000}),
+               [{"step": t, "success": 0.1, "episodes": 50} for t in (5_000, 25_000, 30_000)])
+    # the record names the machine the runs were made on; the copy under tmp_path keeps the directory's name
+    for arm, init_from in (("a_no_change", {"run_dir": "/elsewhere/runs/base", "step": 25_000}),
                            ("e_reference_sampling", None)):
         write_rows(tmp_path / arm / "seed0" / "eval.csv", [{"step": 26_000, "success": 0.3, "episodes": 50}])
         (tmp_path / arm / "seed0" / "run.json").write_text(json.dumps({"init_from": init_from}))
+    write_rows(tmp_path / "base" / "seed1" / "eval.csv", [{"step": t, "success": 0.1, "episodes": 50}
+                                                          for t in (25_000, 30_000)])
+    (tmp_path / "a_no_change" / "seed1").mkdir()  # a branch that has not evaluated yet
+    (tmp_path / "a_no_change" / "seed1" / "run.json").write_text(
+        json.dumps({"init_from": {"run_dir": "/elsewhere/runs/base", "step": 25_000}}))
     found = swings.curves(tmp_path)
-    assert found["a_no_change"][0] == ([5_000, 25_000, 26_000], [0.1, 0.1, 0.3])  # the branch's own record says so
+    assert found["a_no_change"][1] == ([25_000], [0.1])  # nothing of base after the step the branch started from
+    assert found["a_no_change"][0] == ([5_000, 25_000, 26_000], [0.1, 0.1, 0.3])  # base's evaluations up to the branch's start
     assert found["e_reference_sampling"][0] == ([26_000], [0.3])  # trained from step 0: no base before it
     assert found["f_dataset_seed1"] == {}
     swings.analyse(tmp_path, tmp_path / "report")

@@ -176,18 +176,20 @@ def markdown(rows: list[dict], notes: list[str], arms: dict[str, dict[int, dict]
 
 def curves(out: Path) -> dict[str, dict[int, tuple[list[int], list[float]]]]:
     """{arm: {seed: (steps, successes)}} of every evaluation found. A run whose record says it started from another
-    (``--init-from``, the arms that continue the base runs) gets OUT/base's evaluations before its own, so its curve
-    shows where it came from."""
+    (``--init-from``, the arms that continue the base runs) gets that run's evaluations up to the step it started
+    from, so its curve shows where it came from. The record holds the absolute path of the machine the runs were
+    made on; a copy of the study (results/) keeps the directory's name under OUT, which is what is looked up."""
     found = {}
     for arm in ARMS:
         found[arm] = {}
         for d in sorted(d for d in (out / arm).glob("seed*") if re.fullmatch(r"seed\d+", d.name)):
             rows = read_rows(d / "eval.csv") if (d / "eval.csv").exists() else []
-            base = out / "base" / d.name / "eval.csv"
-            info = d / RUN_INFO
-            if base.exists() and info.exists() and RunRecord.read(info, fix="rerun its arm").get("init_from"):
-                first = min((int(float(r["step"])) for r in rows), default=None)
-                rows = [r for r in read_rows(base) if first is None or int(float(r["step"])) < first] + rows
+            start = None
+            if (d / RUN_INFO).exists():
+                start = RunRecord.read(d / RUN_INFO, fix="rerun its arm").get("init_from")
+            earlier = out / Path(start["run_dir"]).name / d.name / "eval.csv" if start else None
+            if earlier is not None and earlier.exists():
+                rows = [r for r in read_rows(earlier) if int(float(r["step"])) <= start["step"]] + rows
             if rows:
                 found[arm][int(d.name[4:])] = ([int(float(r["step"])) for r in rows],
                                                [float(r["success"]) for r in rows])
