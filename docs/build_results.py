@@ -654,11 +654,23 @@ trains 25k steps; from each seed's 25k state, four arms continue to 35k: (a) no 
 frozen, (c) the actor frozen, (d) a 5x slower target update. Arm (e) trains 3 seeds from step 0 to 36k with
 the authors' sampling (no stratified tau, separate draws for L_V and L_pi, pre-update target average), arm
 (f) 3 seeds on a second dataset draw (dataset seed 1). 50 evaluation episodes every 1,000 steps, the same
-episodes for every arm of a seed at a step. This machine ran the plan's 4-seed fallback (seeds 0-3), so
-no test can reach p < 0.05 (the smallest sign-flip p is 0.125 at 4 seeds, 0.25 at 3): every reading
-is a lead. Commands, commits, versions and per-seed files: `results/runs/swing_study_cpu/README.md`;
-the report: `python -m qflow.reporting.swings results/runs/swing_study_cpu --out
-results/reports/swing_study_cpu`."""
+episodes for every arm of a seed at a step. {seeds_run} Commands, commits, versions and per-seed files:
+`results/runs/swing_study_cpu/README.md`; the report: `python -m qflow.reporting.swings
+results/runs/swing_study_cpu --out results/reports/swing_study_cpu`."""
+
+
+def seeds_run(tests: dict[str, dict]) -> str:
+    """The intro's sentence on how many seeds the paired tests have, and what that lets them decide."""
+    n = max(len(tests[h].get("seeds", [])) for h in ("H1", "H2", "H3", "H4"))
+    if n <= 4:
+        return ("This machine ran the plan's 4-seed fallback (seeds 0-3), so no test can reach p < 0.05 (the "
+                "smallest sign-flip p is 0.125 at 4 seeds, 0.25 at 3): every reading is a lead.")
+    return (f"Seeds 0-3 ran first, as the plan's 4-seed fallback; seeds 4-7 were added on 2026-12-02 to reach the "
+            f"plan's 8, after the results of seeds 0-3 had been read (the plan fixed 8 before any run, and 8 is "
+            f"where it stops). A test over all 8 seeds can reach p = {2 / 2 ** 8:.4f}; each test below states its "
+            f"seeds, and a test with fewer than 5 (an arm not finished on the added seeds; (e) and (f), 3 by "
+            f"design) reads as a lead.")
+
 
 SWING_HYPOTHESES = {  # the plan's wording, for the generated paragraph per hypothesis
     "H1": ("the critic drives the swings", "E(b) < E(a)"),
@@ -670,27 +682,7 @@ SWING_HYPOTHESES = {  # the plan's wording, for the generated paragraph per hypo
 }
 
 
-SWING_READING = """What the runs show (4 seeds; every reading a lead):
-- **Lead: the swings are changes of the policy, not evaluation noise** (H4: E(a) above 0 in every seed).
-  With the actor frozen at its 25k state (c), success still moves between evaluations (S averaged over
-  seeds = {c_S}), but by no more than sampling 50 episodes predicts: E(c) is between {c_E_lo} and {c_E_hi}
-  in every seed. This also checks the noise floor F on real evaluations: a policy that does not change has E
-  near 0. H2's test is close to a tautology, since freezing the actor freezes the policy; what moves the
-  policy is the question of (b) and (d).
-- **The seeds split by where they stood at 25k** (grouped after seeing the data, 2 seeds each; a description,
-  not a planned test). Seeds {zero_seeds} were at 0 % success at their 25k evaluation, seeds {other_seeds} at
-  {other_start}. Means over each pair of seeds: trained on unchanged (a), both pairs swing, E = {a_zero}
-  (seeds {zero_seeds}, M = {a_zero_M}) and {a_other} (seeds {other_seeds}, M = {a_other_M}). With the critic
-  frozen (b), seeds {zero_seeds} barely succeed again (M = {b_zero_M}, E = {b_zero}) and seeds {other_seeds}
-  swing less (E = {b_other}, M = {b_other_M}). With the 5x slower target (d), seeds {zero_seeds} stay low (M =
-  {d_zero_M}, E = {d_zero}) and seeds {other_seeds} swing less at a higher mean success (E = {d_other}, M =
-  {d_other_M}).
-- **Two leads fit this.** Freezing the critic or slowing its target lowers E in {b_lower} and {d_lower} seeds,
-  but part of that is mechanical: where success stays near 0 (seeds {zero_seeds} under (b) and (d)) S and F
-  are both small (S at most {zero_S_max}). In seeds {other_seeds}, where success stays well above 0, the swing
-  is still smaller. So the critic's movement may drive the policy's swings; or both arms may simply slow the
-  policy's learning, which would also hold back the recovery of seeds {zero_seeds}. At 4 seeds none of this can meet the plan's rule (p
-  cannot fall below 0.125); the plan's 8 seeds could decide H1 and H3.{e_reading}"""
+ROOM = 0.05  # below this mean success a run has little room to swing, whatever drives it (the reading's cut)
 
 
 def _seeds(seeds) -> str:
@@ -698,74 +690,146 @@ def _seeds(seeds) -> str:
     return seeds[0] if len(seeds) == 1 else ", ".join(seeds[:-1]) + " and " + seeds[-1]
 
 
-def swing_facts(report: Path, runs: Path, tests: dict[str, dict]) -> dict | None:
-    """The numbers SWING_READING quotes, from per_run.csv and the base runs' evaluations at 25k; None until arms
-    (a)-(d) are complete for the same seeds and the seeds fall in both groups (the reading is then pending).
-    ``tests``: the planned tests by name, as hypotheses.json lists them."""
-    rows = read_rows(report / "per_run.csv")
-    by = {(r["arm"], int(r["seed"])): {k: float(r[k]) for k in ("S", "E", "M")} for r in rows}
+def base_success(runs: Path, step: int = 25_000) -> dict[int, float]:
+    """{seed: success of the base run at ``step``}: where each seed stood when the arms started."""
     start = {}
     for d in sorted(d for d in (runs / "base").glob("seed*") if re.fullmatch(r"seed\d+", d.name)):
         at = {int(float(r["step"])): float(r["success"]) for r in read_rows(d / "eval.csv")}
-        if 25_000 not in at:
-            raise SystemExit(f"{d}/eval.csv has no evaluation at 25,000 steps, where the arms start")
-        start[int(d.name[4:])] = at[25_000]
-    arms = ("a_no_change", "b_critic_frozen", "c_actor_frozen", "d_slow_target")
-    seeds = sorted(s for s in start if all((arm, s) in by for arm in arms))
-    zero, other = [s for s in seeds if start[s] == 0], [s for s in seeds if start[s] > 0]
-    if len(seeds) < len(start) or not zero or not other:
-        return None
-    mean = lambda arm, group, key: float(np.mean([by[arm, s][key] for s in group]))  # noqa: E731
-    c = [by["c_actor_frozen", s]["E"] for s in seeds]
-    facts = {"zero_seeds": _seeds(zero), "other_seeds": _seeds(other),
-             "other_start": _seeds(f"{100 * start[s]:.0f} %" for s in other),
-             "c_S": f"{np.mean([by['c_actor_frozen', s]['S'] for s in seeds]):.3f}",
-             "c_E_lo": f"{min(c):+.3f}", "c_E_hi": f"{max(c):+.3f}"}
-    lower = {}
-    for arm, key in (("a_no_change", "a"), ("b_critic_frozen", "b"), ("d_slow_target", "d")):
-        for name, group in (("zero", zero), ("other", other)):
-            facts[f"{key}_{name}"] = f"{mean(arm, group, 'E'):+.3f}"
-            facts[f"{key}_{name}_M"] = f"{mean(arm, group, 'M'):.3f}"
-        lower[key] = sum(by[arm, s]["E"] < by["a_no_change", s]["E"] for s in seeds)
-        facts[f"{key}_lower"] = f"{lower[key]} of {len(seeds)}"
-    # the words around the numbers must stay true if the runs are ever redone: refuse to build otherwise
-    a, b, d = "a_no_change", "b_critic_frozen", "d_slow_target"
-    words = {"(a) both pairs swing": min(mean(a, zero, "E"), mean(a, other, "E")) > 0,
-             "(c) no more than sampling predicts": max(c) < 0.01,
-             "(b) seeds at 0 % barely succeed again": mean(b, zero, "M") < 0.02,
-             "(b) the others swing less": mean(b, other, "E") < mean(a, other, "E"),
-             "(d) seeds at 0 % stay low": mean(d, zero, "M") < mean(a, zero, "M") / 2,
-             "(d) the others swing less at a higher mean success":
-                 mean(d, other, "E") < mean(a, other, "E") and mean(d, other, "M") > mean(a, other, "M"),
-             "lowers E (in most seeds)": min(lower["b"], lower["d"]) > len(seeds) / 2,
-             "where success stays near 0, S and F are both small":
-                 max(by[arm, s]["S"] for arm in (b, d) for s in zero) < 0.05,
-             "where success stays well above 0": min(by[arm, s]["M"] for arm in (b, d) for s in other) > 0.1}
-    facts["zero_S_max"] = f"{max(by[arm, s]['S'] for arm in (b, d) for s in zero):.3f}"
-    wrong = [w for w, holds in words.items() if not holds]
-    if wrong:
-        raise SystemExit(f"section 8.9's reading no longer fits its runs ({'; '.join(wrong)}): rewrite SWING_READING")
-    facts["e_reading"] = ""
+        if step in at:
+            start[int(d.name[4:])] = at[step]
+    return start
+
+
+def _titled(test: dict, title: str) -> str:
+    """A bold title, marked a lead unless the plan's rule supports its hypothesis."""
+    supported = test.get("decision", "").startswith("supported")
+    return f"**{title[0].upper() + title[1:]}**" if supported else f"**Lead: {title}**"
+
+
+def _seeds_named(seeds) -> str:
+    return f"seed{'s' if len(seeds) > 1 else ''} {_seeds(seeds)}"
+
+
+def _policy_item(by, seeds, tests) -> str:
+    """(c) against (a): a frozen policy swings as much as sampling predicts, so the swings are the policy's."""
+    c, a = [by["c_actor_frozen", s]["E"] for s in seeds], [by["a_no_change", s]["E"] for s in seeds]
+    noise = max(c) < 0.01
+    title = ("the swings are changes of the policy, not evaluation noise" if noise and min(a) > 0 else
+             "what a frozen policy's evaluations do")
+    verdict = ("by no more than sampling 50 episodes predicts" if noise else
+               f"by more than sampling 50 episodes predicts in {sum(v >= 0.01 for v in c)} seeds")
+    return (f"- {_titled(tests['H4'], title)} (H4: E(a) above 0 in {sum(v > 0 for v in a)} "
+            f"of {len(a)} seeds). With the actor frozen at its 25k state (c), success still moves between "
+            f"evaluations (S averaged over {_seeds_named(seeds)} = "
+            f"{np.mean([by['c_actor_frozen', s]['S'] for s in seeds]):.3f}), but {verdict}: E(c) is between "
+            f"{min(c):+.3f} and {max(c):+.3f}. This also checks the noise floor F on real evaluations: a policy "
+            f"that does not change has E near 0. H2's test is close to a tautology, since freezing the actor "
+            f"freezes the policy; what moves the policy is the question of (b) and (d).")
+
+
+def _mechanism_item(by, seeds, tests) -> str:
+    """(b) and (d) against (a): how often E falls, and how much of that the loss of room (M near 0) explains."""
+    parts, not_most, any_cramped = [], [], False
+    for arm, key, test, what in (("b_critic_frozen", "b", "H1", "the critic's movement"),
+                                 ("d_slow_target", "d", "H3", "the target's pace")):
+        own = [s for s in seeds if (arm, s) in by]
+        lower = sum(by[arm, s]["E"] < by["a_no_change", s]["E"] for s in own)
+        if lower <= len(own) / 2:
+            not_most.append((key, what))
+        room = [s for s in own if min(by[arm, s]["M"], by["a_no_change", s]["M"]) >= ROOM]
+        cramped = [s for s in own if s not in room]
+        any_cramped |= bool(cramped)
+        tested = f" ({test}: p = {tests[test]['p']:.3f})" if "p" in tests[test] else ""
+        text = f"({key}) lowers E in {lower} of {len(own)} seeds{tested}"
+        if cramped:
+            text += (f"; in {_seeds_named(cramped)} mean success under (a) or ({key}) stays below {ROOM:.2f}, where S "
+                     f"and F are both small (S at most {max(by[arm, s]['S'] for s in cramped):.3f})")
+        if room:
+            text += (f"; in the {len(room)} with room on both sides ({_seeds_named(room)}), E is lower in "
+                     f"{sum(by[arm, s]['E'] < by['a_no_change', s]['E'] for s in room)} of {len(room)}")
+        parts.append(text)
+    if not_most:
+        close = " ".join(f"({key}) does not lower E in most seeds: no sign here that {what} drives the swings."
+                         for key, what in not_most)
+    else:
+        close = ("Part of the fall is mechanical: a run whose success stays near 0 has nothing to swing. "
+                 if any_cramped else "")
+        close += ("Two readings fit: the critic's movement drives the policy's swings, or both arms simply slow the "
+                  "policy's learning" + (", which would also keep low the runs whose success stays near 0" if
+                                         any_cramped else "") + ". The planned tests cannot tell these apart.")
+    return (f"- **What freezing the critic (b) or slowing its target (d) does** (the seeds with room chosen by "
+            f"mean success >= {ROOM:.2f} under both arms, after seeing the data: a description, not a planned "
+            f"test). " + "; ".join(parts) + ". " + close)
+
+
+def _group_table(by, seeds, start) -> str:
+    """Mean E / M of (a), (b) and (d) over the seeds at 0 % at 25k and over the others (descriptive)."""
+    arms = ("a_no_change", "b_critic_frozen", "d_slow_target")
+    lines = ["| seeds (success at 25k) | (a) no change | (b) critic frozen | (d) 5x slower target |",
+             "|---|---|---|---|"]
+    for group in ([s for s in seeds if start[s] == 0], [s for s in seeds if start[s] > 0]):
+        if not group:
+            continue
+        cells = []
+        for arm in arms:
+            own = [s for s in group if (arm, s) in by]
+            cells.append(f"{np.mean([by[arm, s]['E'] for s in own]):+.3f} / "
+                         f"{np.mean([by[arm, s]['M'] for s in own]):.3f} ({len(own)})" if own else "-")
+        where = ", ".join(f"{s} ({100 * start[s]:.0f} %)" for s in group)
+        lines.append(f"| {where} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + ["", "Mean E / M over the seeds of each group that finished the arm (their count in "
+                                    "brackets), grouped by where each seed stood at its 25k evaluation: grouped "
+                                    "after seeing the data, a description, not a planned test."])
+
+
+def _from_scratch_items(by, tests) -> list[str]:
+    """(e) and (f), trained from step 0: E above 0 or not, and (e) against (a), unpaired."""
+    items = []
     e = [v["E"] for (arm, _), v in by.items() if arm == "e_reference_sampling"]
     unpaired = tests["H5 (e vs a)"]
     if e and "p" in unpaired:
-        title = ("Lead: the swings survive the authors' exact update (e)." if min(e) > 0 else
-                 "The authors' exact update (e).")
+        title = ("the swings survive the authors' exact update (e)" if min(e) > 0 else
+                 "the authors' exact update (e)")
         near = "near (a)'s: " if abs(unpaired["mean"]) < 0.05 else "against (a)'s: "
-        facts["e_reading"] = (f"\n- **{title}** Trained from step 0 with their sampling and target order, E(e) is "
-                              f"above 0 in {sum(v > 0 for v in e)} of {len(e)} seeds ({min(e):+.3f} to {max(e):+.3f}), "
-                              f"{near}difference {unpaired['mean']:+.3f}, unpaired permutation p = {unpaired['p']:.2f} "
-                              f"((e) trains from step 0, so it is not paired with (a)). H5 above; 3 seeds cannot "
-                              f"reach p < 0.05.")
-    return facts
+        items.append(f"- {_titled(tests['H5'], title + '.')} Trained from step 0 with their "
+                     f"sampling and target order, E(e) is above 0 in {sum(v > 0 for v in e)} of {len(e)} seeds "
+                     f"({min(e):+.3f} to {max(e):+.3f}), {near}difference {unpaired['mean']:+.3f}, unpaired "
+                     f"permutation p = {unpaired['p']:.2f} ((e) trains from step 0, so it is not paired with (a)). "
+                     f"H5 above; 3 seeds cannot reach p < 0.05.")
+    f = {s: v for (arm, s), v in by.items() if arm == "f_dataset_seed1"}
+    if f:
+        title = "the swings are not one dataset's (f)" if min(v["E"] for v in f.values()) > 0 else \
+            "a second dataset draw (f)"
+        items.append(f"- {_titled(tests['H6'], title + '.')} On dataset seed 1 (a regeneration "
+                     f"by the same recipe with another seed), E(f) is above 0 in "
+                     f"{sum(v['E'] > 0 for v in f.values())} of {len(f)} seeds "
+                     f"({min(v['E'] for v in f.values()):+.3f} to {max(v['E'] for v in f.values()):+.3f}) at mean "
+                     f"success {min(v['M'] for v in f.values()):.3f} to {max(v['M'] for v in f.values()):.3f}. H6 "
+                     f"above; 3 seeds cannot reach p < 0.05.")
+    return items
+
+
+def swing_reading(report: Path, runs: Path, tests: dict[str, dict]) -> str:
+    """Section 8.9's reading: every number from per_run.csv, hypotheses.json and the base runs' 25k evaluations;
+    each directional word chosen by the numbers it describes. ``tests``: the planned tests by name."""
+    by = {(r["arm"], int(r["seed"])): {k: float(r[k]) for k in ("S", "E", "M")}
+          for r in read_rows(report / "per_run.csv")}
+    start = base_success(runs)
+    with_a = sorted(s for s in start if ("a_no_change", s) in by)
+    with_c = [s for s in with_a if ("c_actor_frozen", s) in by]
+    if not with_c:
+        return "(The reading waits for arms (a) and (c).)"
+    items = [_policy_item(by, with_c, tests), _mechanism_item(by, with_a, tests), *_from_scratch_items(by, tests)]
+    rule = "every reading a lead" if len(with_a) < 5 else "the decisions are the plan's rule above, the rest description"
+    head = f"What the runs show ({len(with_a)} seeds in (a); {rule}):"
+    return "\n\n".join([reflow(head + "\n" + "\n".join(items)), _group_table(by, with_a, start)])
 
 
 def swing_study_section() -> str:
     """Section 8.9: the pre-registered swing study, every planned statistic, one line per hypothesis."""
     report = RESULTS / "reports/swing_study_cpu"
     tests = {t["hypothesis"]: t for t in json.loads((report / "hypotheses.json").read_text())["tests"]}
-    facts = swing_facts(report, RESULTS / "runs/swing_study_cpu", tests)
-    reading = reflow(SWING_READING.format_map(facts)) if facts else "(The reading waits for arms (a)-(d).)"
+    reading = swing_reading(report, RESULTS / "runs/swing_study_cpu", tests)
     lines = []
     for name, (claim, predicted) in SWING_HYPOTHESES.items():
         t, extra = tests[name], ""
@@ -783,7 +847,7 @@ def swing_study_section() -> str:
         lines.append(f"- **{name}, {claim}** ({predicted}): {t['statistic']} = {t['mean']:+.3f}, 95 % t-interval "
                      f"[{t['low']:+.3f}, {t['high']:+.3f}], p = {t['p']:.3f} over seeds {', '.join(map(str, t['seeds']))}; "
                      f"{t['decision']}.{extra}")
-    return "\n\n".join(["### 8.9 The swing study, by intervention (pre-registered)", reflow(SWING_INTRO),
+    return "\n\n".join(["### 8.9 The swing study, by intervention (pre-registered)", reflow(SWING_INTRO.format(seeds_run=seeds_run(tests))),
                          body(report / "hypotheses.md", ROOT), "![swing study](../results/reports/swing_study_cpu/curves.png)",
                          "Each hypothesis against the plan's rule (supported only at p < 0.05 with the predicted sign):",
                          "\n".join(lines), reading])

@@ -47,11 +47,46 @@ def _parser():
     return build_parser()
 
 
-def test_results_page_is_what_its_builder_makes_from_the_result_files():
-    """docs/results.md is generated (no number typed by hand): a hand edit, or a result file changed without
-    rebuilding the page, fails here with the fix."""
+def load_builder():
     spec = importlib.util.spec_from_file_location("build_results", ROOT / "docs" / "build_results.py")
     builder = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(builder)
+    return builder
+
+
+def test_results_page_is_what_its_builder_makes_from_the_result_files():
+    """docs/results.md is generated (no number typed by hand): a hand edit, or a result file changed without
+    rebuilding the page, fails here with the fix."""
+    builder = load_builder()
     page = (ROOT / "docs" / "results.md").read_text()
     assert builder.build() == page, "docs/results.md differs from its sources: run `python docs/build_results.py`"
+
+
+def test_the_swing_reading_chooses_its_words_by_the_numbers(tmp_path):
+    """Section 8.9's prose on a constructed 8-seed study: a supported hypothesis loses "Lead:", an arm that lowers
+    E in few seeds is said not to, and seeds at 0 % whose success stays near 0 are named as having no room."""
+    from qflow.training.logs import write_rows
+
+    builder = load_builder()
+    rows = []
+    for seed in range(8):
+        write_rows(tmp_path / "runs" / "base" / f"seed{seed}" / "eval.csv",
+                   [{"step": 25_000, "success": 0.0 if seed < 2 else 0.3, "episodes": 50}])
+        low = seed < 2  # seeds 0 and 1 barely succeed again with the critic frozen
+        rows += [{"arm": "a_no_change", "seed": seed, "S": 0.2, "E": 0.12, "M": 0.2},
+                 {"arm": "b_critic_frozen", "seed": seed, "S": 0.01 if low else 0.08, "E": 0.0 if low else 0.03,
+                  "M": 0.01 if low else 0.2},
+                 {"arm": "c_actor_frozen", "seed": seed, "S": 0.05, "E": -0.004, "M": 0.2},
+                 {"arm": "d_slow_target", "seed": seed, "S": 0.2, "E": 0.10 if seed < 3 else 0.15, "M": 0.2}]
+    write_rows(tmp_path / "report" / "per_run.csv", rows)
+    tests = {"H1": {"p": 0.0078, "decision": "supported"}, "H3": {"p": 0.45, "decision": "no evidence either way"},
+             "H4": {"p": 0.0078, "decision": "supported"}, "H5": {"decision": "not enough seeds"},
+             "H6": {"decision": "not enough seeds"}, "H5 (e vs a)": {"decision": "not enough seeds"}}
+    text = " ".join(builder.swing_reading(tmp_path / "report", tmp_path / "runs", tests).split())
+    assert "(8 seeds in (a); the decisions are the plan's rule above" in text
+    assert "- **The swings are changes of the policy, not evaluation noise** (H4: E(a) above 0 in 8 of 8 seeds)" in text
+    assert "(b) lowers E in 8 of 8 seeds (H1: p = 0.008); in seeds 0 and 1 mean success under (a) or (b) stays" in text
+    assert "(d) lowers E in 3 of 8 seeds (H3: p = 0.450)" in text
+    assert "(d) does not lower E in most seeds: no sign here that the target's pace drives the swings." in text
+    assert "Two readings fit" not in text
+    assert "| 0 (0 %), 1 (0 %) | +0.120 / 0.200 (2) | +0.000 / 0.010 (2) | +0.100 / 0.200 (2) |" in text
