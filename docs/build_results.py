@@ -16,6 +16,7 @@ import numpy as np
 
 from qflow.reporting.diagnostics import setting_comparison_table
 from qflow.reporting.policy_drift import dims_table, distance_table, ratio_table, read_distances
+from qflow.reporting.swings import can_decide, format_p
 from qflow.training.logs import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -660,16 +661,16 @@ results/runs/swing_study_cpu --out results/reports/swing_study_cpu`."""
 
 
 def seeds_run(tests: dict[str, dict]) -> str:
-    """The intro's sentence on how many seeds the paired tests have, and what that lets them decide."""
+    """The intro's sentence on the seeds of (a)-(d), and what their number lets a test decide."""
     n = max(len(tests[h].get("seeds", [])) for h in ("H1", "H2", "H3", "H4"))
     if n <= 4:
         return ("This machine ran the plan's 4-seed fallback (seeds 0-3), so no test can reach p < 0.05 (the "
                 "smallest sign-flip p is 0.125 at 4 seeds, 0.25 at 3): every reading is a lead.")
     return (f"Seeds 0-3 ran first, as the plan's 4-seed fallback; seeds 4-7 were added on 2026-12-02 to reach the "
-            f"plan's 8, after the results of seeds 0-3 had been read (the plan fixed 8 before any run, and 8 is "
-            f"where it stops). A test over all 8 seeds can reach p = {2 / 2 ** 8:.4f}; each test below states its "
-            f"seeds, and a test with fewer than 5 (an arm not finished on the added seeds; (e) and (f), 3 by "
-            f"design) reads as a lead.")
+            f"plan's 8, after the results of seeds 0-3 had been read (the plan's dated addendum: 8 was fixed before "
+            f"any run, and 8 is where it stops). A test over 8 seeds can reach p = {format_p(2 / 2 ** 8)}; one over "
+            f"5 or fewer cannot reach p < 0.05 and reads as a lead (an arm not finished on the added seeds; (e) and "
+            f"(f), 3 seeds by design).")
 
 
 SWING_HYPOTHESES = {  # the plan's wording, for the generated paragraph per hypothesis
@@ -682,16 +683,22 @@ SWING_HYPOTHESES = {  # the plan's wording, for the generated paragraph per hypo
 }
 
 
-ROOM = 0.05  # below this mean success a run has little room to swing, whatever drives it (the reading's cut)
+ROOM = 0.05  # mean success below which a run has little room to swing, whatever drives it (the reading's cut)
+NOISE_E = 0.01  # E below this in every seed: a frozen policy swings no more than sampling predicts
+
+
+def _and(items) -> str:
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _seeds(seeds) -> str:
-    seeds = [str(s) for s in seeds]
-    return seeds[0] if len(seeds) == 1 else ", ".join(seeds[:-1]) + " and " + seeds[-1]
+    """'seed 3' or 'seeds 0, 2 and 5'."""
+    return f"seed{'s' if len(seeds) > 1 else ''} {_and(seeds)}"
 
 
 def base_success(runs: Path, step: int = 25_000) -> dict[int, float]:
-    """{seed: success of the base run at ``step``}: where each seed stood when the arms started."""
+    """{seed: success of the base run at ``step``} of the base runs evaluated there: where the arms started."""
     start = {}
     for d in sorted(d for d in (runs / "base").glob("seed*") if re.fullmatch(r"seed\d+", d.name)):
         at = {int(float(r["step"])): float(r["success"]) for r in read_rows(d / "eval.csv")}
@@ -700,129 +707,150 @@ def base_success(runs: Path, step: int = 25_000) -> dict[int, float]:
     return start
 
 
-def _titled(test: dict, title: str) -> str:
-    """A bold title, marked a lead unless the plan's rule supports its hypothesis."""
-    supported = test.get("decision", "").startswith("supported")
-    return f"**{title[0].upper() + title[1:]}**" if supported else f"**Lead: {title}**"
+def _status(name: str, test: dict) -> str:
+    """Where a hypothesis stands under the plan's rule, in words."""
+    if "p" not in test:
+        return f"{name} not tested: {test['decision']}"
+    n, p = test["n"], format_p(test["p"])
+    if test["decision"].startswith(("supported", "contradicted")):
+        return f"{name} {test['decision']} by the plan's rule at {n} seeds, p = {p}"
+    if not can_decide(n):
+        return f"a lead: {name} at {n} seeds cannot reach p < 0.05, p = {p}"
+    return f"{name}: no evidence either way at {n} seeds, p = {p}"
 
 
-def _seeds_named(seeds) -> str:
-    return f"seed{'s' if len(seeds) > 1 else ''} {_seeds(seeds)}"
+def _policy_item(stats, with_a, with_c, tests) -> str:
+    """(a) and (c): the swings against the noise floor, with the policy moving and with it frozen."""
+    e_a = [stats["a_no_change", s]["E"] for s in with_a]
+    e_c = [stats["c_actor_frozen", s]["E"] for s in with_c]
+    at_noise = max(e_c) < NOISE_E
+    title = ("The swings are changes of the policy, not evaluation noise" if at_noise and min(e_a) > 0 else
+             "What the swings and a frozen policy's evaluations show")
+    above = sum(e > NOISE_E for e in e_c)
+    verdict = ("no more than sampling 50 episodes predicts" if at_noise else
+               f"more than sampling 50 episodes predicts in {above} of {len(e_c)} seeds (E above {NOISE_E})")
+    check = ("This also checks the noise floor F on real evaluations: a policy that does not change has E near 0."
+             if at_noise else "A policy that does not change should not show that: the noise floor F needs a second "
+                              "look.")
+    s_c = np.mean([stats["c_actor_frozen", s]["S"] for s in with_c])
+    return (f"- **{title}** ({_status('H4', tests['H4'])}; E(a) above 0 in {sum(e > 0 for e in e_a)} of "
+            f"{len(e_a)} seeds). With the actor frozen at its 25k state (c), success still moves between "
+            f"evaluations (S averaged over {_seeds(with_c)} = {s_c:.3f}), by {verdict}: E(c) lies between "
+            f"{min(e_c):+.3f} and {max(e_c):+.3f}. {check} H2's test is close to a tautology, since freezing the "
+            f"actor freezes the policy; what moves the policy is the question of (b) and (d).")
 
 
-def _policy_item(by, seeds, tests) -> str:
-    """(c) against (a): a frozen policy swings as much as sampling predicts, so the swings are the policy's."""
-    c, a = [by["c_actor_frozen", s]["E"] for s in seeds], [by["a_no_change", s]["E"] for s in seeds]
-    noise = max(c) < 0.01
-    title = ("the swings are changes of the policy, not evaluation noise" if noise and min(a) > 0 else
-             "what a frozen policy's evaluations do")
-    verdict = ("by no more than sampling 50 episodes predicts" if noise else
-               f"by more than sampling 50 episodes predicts in {sum(v >= 0.01 for v in c)} seeds")
-    return (f"- {_titled(tests['H4'], title)} (H4: E(a) above 0 in {sum(v > 0 for v in a)} "
-            f"of {len(a)} seeds). With the actor frozen at its 25k state (c), success still moves between "
-            f"evaluations (S averaged over {_seeds_named(seeds)} = "
-            f"{np.mean([by['c_actor_frozen', s]['S'] for s in seeds]):.3f}), but {verdict}: E(c) is between "
-            f"{min(c):+.3f} and {max(c):+.3f}. This also checks the noise floor F on real evaluations: a policy "
-            f"that does not change has E near 0. H2's test is close to a tautology, since freezing the actor "
-            f"freezes the policy; what moves the policy is the question of (b) and (d).")
+def _arm_against_a(stats, arm: str, key: str, seeds, test: dict, name: str) -> tuple[str, bool, bool]:
+    """(text, lowers E in most seeds, has seeds with no room) for (b) or (d) against (a), paired by seed."""
+    lower = [s for s in seeds if stats[arm, s]["E"] < stats["a_no_change", s]["E"]]
+    text = f"({key}) lowers E in {len(lower)} of {len(seeds)} seeds ({_status(name, test)})"
+    no_room = [s for s in seeds if stats[arm, s]["M"] < ROOM]
+    room = [s for s in seeds if min(stats[arm, s]["M"], stats["a_no_change", s]["M"]) >= ROOM]
+    if no_room:
+        text += (f"; in {_seeds(no_room)} mean success under ({key}) stays below {ROOM:.2f}, which leaves E({key}) "
+                 f"little room (S({key}) at most {max(stats[arm, s]['S'] for s in no_room):.3f})")
+    if room:
+        text += (f"; in the {len(room)} seeds where (a) and ({key}) both keep mean success at {ROOM:.2f} or more "
+                 f"({_and(room)}), E({key}) is below E(a) in {len([s for s in room if s in lower])}")
+    return text, len(lower) > len(seeds) / 2, bool(no_room)
 
 
-def _mechanism_item(by, seeds, tests) -> str:
-    """(b) and (d) against (a): how often E falls, and how much of that the loss of room (M near 0) explains."""
-    parts, not_most, any_cramped = [], [], False
-    for arm, key, test, what in (("b_critic_frozen", "b", "H1", "the critic's movement"),
-                                 ("d_slow_target", "d", "H3", "the target's pace")):
-        own = [s for s in seeds if (arm, s) in by]
-        lower = sum(by[arm, s]["E"] < by["a_no_change", s]["E"] for s in own)
-        if lower <= len(own) / 2:
-            not_most.append((key, what))
-        room = [s for s in own if min(by[arm, s]["M"], by["a_no_change", s]["M"]) >= ROOM]
-        cramped = [s for s in own if s not in room]
-        any_cramped |= bool(cramped)
-        tested = f" ({test}: p = {tests[test]['p']:.3f})" if "p" in tests[test] else ""
-        text = f"({key}) lowers E in {lower} of {len(own)} seeds{tested}"
-        if cramped:
-            text += (f"; in {_seeds_named(cramped)} mean success under (a) or ({key}) stays below {ROOM:.2f}, where S "
-                     f"and F are both small (S at most {max(by[arm, s]['S'] for s in cramped):.3f})")
-        if room:
-            text += (f"; in the {len(room)} with room on both sides ({_seeds_named(room)}), E is lower in "
-                     f"{sum(by[arm, s]['E'] < by['a_no_change', s]['E'] for s in room)} of {len(room)}")
+def _mechanism_item(stats, with_a, tests) -> str:
+    """(b) and (d) against (a): how often E falls, and how much of that a run without room explains."""
+    parts, lowering, cramped = [], [], False
+    for arm, key, name in (("b_critic_frozen", "b", "H1"), ("d_slow_target", "d", "H3")):
+        seeds = [s for s in with_a if (arm, s) in stats]
+        if not seeds:
+            continue
+        text, most, no_room = _arm_against_a(stats, arm, key, seeds, tests[name], name)
         parts.append(text)
-    if not_most:
-        close = " ".join(f"({key}) does not lower E in most seeds: no sign here that {what} drives the swings."
-                         for key, what in not_most)
-    else:
-        close = ("Part of the fall is mechanical: a run whose success stays near 0 has nothing to swing. "
-                 if any_cramped else "")
-        close += ("Two readings fit: the critic's movement drives the policy's swings, or both arms simply slow the "
-                  "policy's learning" + (", which would also keep low the runs whose success stays near 0" if
-                                         any_cramped else "") + ". The planned tests cannot tell these apart.")
-    return (f"- **What freezing the critic (b) or slowing its target (d) does** (the seeds with room chosen by "
-            f"mean success >= {ROOM:.2f} under both arms, after seeing the data: a description, not a planned "
-            f"test). " + "; ".join(parts) + ". " + close)
+        lowering += [f"({key})"] if most else []
+        cramped |= no_room and most
+    if not parts:
+        return "- (b) and (d) have no finished seed yet."
+    close = " ".join(f"{k} does not lower E in most seeds." for k in ("(b)", "(d)") if k not in lowering
+                     and any(p.startswith(k) for p in parts))
+    if lowering:
+        close += (" Part of a lower E is mechanical: a run whose success stays near 0 has nothing to swing."
+                  if cramped else "")
+        close += (f" Two readings fit a lower E under {_and(lowering)}: the critic's movement drives the policy's "
+                  f"swings, or the arm changes how fast the policy learns and with it how much it can swing (the "
+                  f"secondary tests on M bear on this). The planned tests cannot tell these apart.")
+    return (f"- **What freezing the critic (b) or slowing its target (d) does** (per-seed counts; the seeds with "
+            f"room are chosen by mean success after seeing the data, a description, not a planned test). "
+            + "; ".join(parts) + ". " + close.strip())
 
 
-def _group_table(by, seeds, start) -> str:
+def _group_table(stats, with_a, start) -> str:
     """Mean E / M of (a), (b) and (d) over the seeds at 0 % at 25k and over the others (descriptive)."""
     arms = ("a_no_change", "b_critic_frozen", "d_slow_target")
     lines = ["| seeds (success at 25k) | (a) no change | (b) critic frozen | (d) 5x slower target |",
              "|---|---|---|---|"]
-    for group in ([s for s in seeds if start[s] == 0], [s for s in seeds if start[s] > 0]):
+    for group in ([s for s in with_a if start[s] == 0], [s for s in with_a if start[s] > 0]):
         if not group:
             continue
         cells = []
         for arm in arms:
-            own = [s for s in group if (arm, s) in by]
-            cells.append(f"{np.mean([by[arm, s]['E'] for s in own]):+.3f} / "
-                         f"{np.mean([by[arm, s]['M'] for s in own]):.3f} ({len(own)})" if own else "-")
-        where = ", ".join(f"{s} ({100 * start[s]:.0f} %)" for s in group)
-        lines.append(f"| {where} | " + " | ".join(cells) + " |")
-    return "\n".join(lines + ["", "Mean E / M over the seeds of each group that finished the arm (their count in "
-                                    "brackets), grouped by where each seed stood at its 25k evaluation: grouped "
-                                    "after seeing the data, a description, not a planned test."])
+            done = [s for s in group if (arm, s) in stats]
+            cells.append(f"{np.mean([stats[arm, s]['E'] for s in done]):+.3f} / "
+                         f"{np.mean([stats[arm, s]['M'] for s in done]):.3f} ({len(done)})" if done else "-")
+        lines.append(f"| {', '.join(f'{s} ({100 * start[s]:.0f} %)' for s in group)} | " + " | ".join(cells) + " |")
+    chosen = ("grouped after seeing the data of seeds 0-3 (seeds 4-7 fall into the groups out of sample)"
+              if max(with_a) > 3 else "grouped after seeing the data")
+    return "\n".join(lines + ["", f"Mean E / M over the seeds of each group that finished the arm (their count in "
+                                  f"brackets), by where each seed stood at its 25k evaluation: {chosen}, a "
+                                  f"description, not a planned test."])
 
 
-def _from_scratch_items(by, tests) -> list[str]:
-    """(e) and (f), trained from step 0: E above 0 or not, and (e) against (a), unpaired."""
+def _from_scratch_item(stats, arm: str, name: str, claim: str, neutral: str, tests, against_a: str = "") -> str:
+    """(e) or (f), trained from step 0: is E above 0 in its seeds."""
+    runs = [v for (a, _), v in stats.items() if a == arm]
+    e, m = [v["E"] for v in runs], [v["M"] for v in runs]
+    title = claim if min(e) > 0 else neutral
+    return (f"- **{title}** ({_status(name, tests[name])}). E is above 0 in {sum(v > 0 for v in e)} of {len(e)} "
+            f"seeds ({min(e):+.3f} to {max(e):+.3f}) at mean success {min(m):.3f} to {max(m):.3f}{against_a}.")
+
+
+def _from_scratch_items(stats, tests) -> list[str]:
+    """(e) the authors' sampling and (f) a second dataset draw, each once it has a scored seed."""
     items = []
-    e = [v["E"] for (arm, _), v in by.items() if arm == "e_reference_sampling"]
-    unpaired = tests["H5 (e vs a)"]
-    if e and "p" in unpaired:
-        title = ("the swings survive the authors' exact update (e)" if min(e) > 0 else
-                 "the authors' exact update (e)")
-        near = "near (a)'s: " if abs(unpaired["mean"]) < 0.05 else "against (a)'s: "
-        items.append(f"- {_titled(tests['H5'], title + '.')} Trained from step 0 with their "
-                     f"sampling and target order, E(e) is above 0 in {sum(v > 0 for v in e)} of {len(e)} seeds "
-                     f"({min(e):+.3f} to {max(e):+.3f}), {near}difference {unpaired['mean']:+.3f}, unpaired "
-                     f"permutation p = {unpaired['p']:.2f} ((e) trains from step 0, so it is not paired with (a)). "
-                     f"H5 above; 3 seeds cannot reach p < 0.05.")
-    f = {s: v for (arm, s), v in by.items() if arm == "f_dataset_seed1"}
-    if f:
-        title = "the swings are not one dataset's (f)" if min(v["E"] for v in f.values()) > 0 else \
-            "a second dataset draw (f)"
-        items.append(f"- {_titled(tests['H6'], title + '.')} On dataset seed 1 (a regeneration "
-                     f"by the same recipe with another seed), E(f) is above 0 in "
-                     f"{sum(v['E'] > 0 for v in f.values())} of {len(f)} seeds "
-                     f"({min(v['E'] for v in f.values()):+.3f} to {max(v['E'] for v in f.values()):+.3f}) at mean "
-                     f"success {min(v['M'] for v in f.values()):.3f} to {max(v['M'] for v in f.values()):.3f}. H6 "
-                     f"above; 3 seeds cannot reach p < 0.05.")
+    if any(a == "e_reference_sampling" for a, _ in stats):
+        t = tests["H5 (e vs a)"]
+        against = ""
+        if "p" in t:
+            where = ("near (a)'s" if t["p"] >= 0.05 and abs(t["mean"]) < ROOM else
+                     f"{'above' if t['mean'] > 0 else 'below'} (a)'s")
+            against = (f"; {where}: difference {t['mean']:+.3f}, unpaired permutation p = {format_p(t['p'])} ((e) "
+                       f"trains from step 0 with the authors' sampling and target order, so it is not paired with (a))")
+        items.append(_from_scratch_item(stats, "e_reference_sampling", "H5", "The swings survive the authors' exact "
+                                        "update (e)", "The authors' exact update (e)", tests, against))
+    if any(a == "f_dataset_seed1" for a, _ in stats):
+        items.append(_from_scratch_item(stats, "f_dataset_seed1", "H6", "The swings are not one dataset's (f)",
+                                        "A second dataset draw (f)", tests,
+                                        " on dataset seed 1, a regeneration by the same recipe with another seed"))
     return items
 
 
 def swing_reading(report: Path, runs: Path, tests: dict[str, dict]) -> str:
     """Section 8.9's reading: every number from per_run.csv, hypotheses.json and the base runs' 25k evaluations;
     each directional word chosen by the numbers it describes. ``tests``: the planned tests by name."""
-    by = {(r["arm"], int(r["seed"])): {k: float(r[k]) for k in ("S", "E", "M")}
-          for r in read_rows(report / "per_run.csv")}
+    stats = {(r["arm"], int(r["seed"])): {k: float(r[k]) for k in ("S", "E", "M")}
+             for r in read_rows(report / "per_run.csv")}
     start = base_success(runs)
-    with_a = sorted(s for s in start if ("a_no_change", s) in by)
-    with_c = [s for s in with_a if ("c_actor_frozen", s) in by]
+    with_a = sorted(s for a, s in stats if a == "a_no_change")
+    unplaced = [s for s in with_a if s not in start]
+    if unplaced:
+        raise SystemExit(f"base runs of {_seeds(unplaced)} have no evaluation at 25,000 steps, where the arms start: "
+                         f"copy their eval.csv into {runs / 'base'}")
+    with_c = [s for s in with_a if ("c_actor_frozen", s) in stats]
     if not with_c:
         return "(The reading waits for arms (a) and (c).)"
-    items = [_policy_item(by, with_c, tests), _mechanism_item(by, with_a, tests), *_from_scratch_items(by, tests)]
-    rule = "every reading a lead" if len(with_a) < 5 else "the decisions are the plan's rule above, the rest description"
+    items = [_policy_item(stats, with_a, with_c, tests), _mechanism_item(stats, with_a, tests),
+             *_from_scratch_items(stats, tests)]
+    rule = ("the decisions are the plan's rule above, the rest description" if can_decide(len(with_a)) else
+            "every reading a lead")
     head = f"What the runs show ({len(with_a)} seeds in (a); {rule}):"
-    return "\n\n".join([reflow(head + "\n" + "\n".join(items)), _group_table(by, with_a, start)])
+    return "\n\n".join([reflow(head + "\n" + "\n".join(items)), _group_table(stats, with_a, start)])
 
 
 def swing_study_section() -> str:
@@ -839,18 +867,20 @@ def swing_study_section() -> str:
         secondary = tests.get(f"{name} secondary")
         if secondary and "p" in secondary:
             extra = (f" Mean success, {secondary['statistic']}: {secondary['mean']:+.3f} "
-                     f"[{secondary['low']:+.3f}, {secondary['high']:+.3f}], p = {secondary['p']:.3f}.")
+                     f"[{secondary['low']:+.3f}, {secondary['high']:+.3f}], p = {format_p(secondary['p'])}.")
         unpaired = tests.get(f"{name} (e vs a)")
         if unpaired and "p" in unpaired:
-            extra = (f" Against (a), {unpaired['statistic']}: {unpaired['mean']:+.3f}, p = {unpaired['p']:.3f} "
+            extra = (f" Against (a), {unpaired['statistic']}: {unpaired['mean']:+.3f}, p = {format_p(unpaired['p'])} "
                      f"({unpaired['n']} seeds; {unpaired['decision']}).")
         lines.append(f"- **{name}, {claim}** ({predicted}): {t['statistic']} = {t['mean']:+.3f}, 95 % t-interval "
-                     f"[{t['low']:+.3f}, {t['high']:+.3f}], p = {t['p']:.3f} over seeds {', '.join(map(str, t['seeds']))}; "
-                     f"{t['decision']}.{extra}")
-    return "\n\n".join(["### 8.9 The swing study, by intervention (pre-registered)", reflow(SWING_INTRO.format(seeds_run=seeds_run(tests))),
-                         body(report / "hypotheses.md", ROOT), "![swing study](../results/reports/swing_study_cpu/curves.png)",
-                         "Each hypothesis against the plan's rule (supported only at p < 0.05 with the predicted sign):",
-                         "\n".join(lines), reading])
+                     f"[{t['low']:+.3f}, {t['high']:+.3f}], p = {format_p(t['p'])} over seeds "
+                     f"{', '.join(map(str, t['seeds']))}; {t['decision']}.{extra}")
+    intro = reflow(SWING_INTRO.format(seeds_run=seeds_run(tests)))
+    return "\n\n".join(["### 8.9 The swing study, by intervention (pre-registered)", intro,
+                         body(report / "hypotheses.md", ROOT),
+                         "![swing study](../results/reports/swing_study_cpu/curves.png)",
+                         "Each hypothesis against the plan's rule (supported only at p < 0.05 with the predicted sign, "
+                         "contradicted at p < 0.05 with the opposite sign):", "\n".join(lines), reading])
 
 
 def build() -> str:

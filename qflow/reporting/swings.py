@@ -72,7 +72,8 @@ def read_arm(out: Path, arm: str) -> tuple[dict[int, dict], list[str]]:
         rows = {int(float(r["step"])): r for r in read_rows(d / "eval.csv")}
         missing = [t for t in steps if t not in rows]
         if missing:
-            notes.append(f"{arm}/{d.name}: lacks the scored evaluations at {missing[:3]}{'...' if len(missing) > 3 else ''}")
+            more = "..." if len(missing) > 3 else ""
+            notes.append(f"{arm}/{d.name}: lacks the scored evaluations at {missing[:3]}{more}")
             continue
         other = sorted({int(float(rows[t]["episodes"])) for t in steps} - {EPISODES})
         if other:  # the noise floor F assumes the plan's episodes per evaluation
@@ -82,12 +83,23 @@ def read_arm(out: Path, arm: str) -> tuple[dict[int, dict], list[str]]:
     return runs, notes
 
 
+def can_decide(n: int) -> bool:
+    """Whether n seeds can meet the plan's rule at all: the smallest exact two-sided sign-flip p is 2 / 2^n."""
+    return 2 / 2 ** n < ALPHA
+
+
+def format_p(p: float) -> str:
+    """Three decimals, four below 0.01 (the 8-seed floor 0.0078 is not 0.008)."""
+    return f"{p:.4f}" if p < 0.01 else f"{p:.3f}"
+
+
 def decide(p: float, mean: float, predicted: int | None) -> str:
     """The plan's rule: supported when p < 0.05 with the predicted sign, contradicted with the opposite sign."""
     if not np.isfinite(p) or p >= ALPHA:
         return "no evidence either way"
     if predicted is None:
-        return f"a difference: the arm's mean success is {'higher' if mean > 0 else 'lower'} (no direction was predicted)"
+        higher = "higher" if mean > 0 else "lower"
+        return f"a difference: the arm's mean success is {higher} (no direction was predicted)"
     return "supported" if np.sign(mean) == predicted else "contradicted"
 
 
@@ -97,7 +109,7 @@ def _test(values, predicted: int | None, **extra) -> dict:
         return {**extra, "n": int(len(values)), "decision": "not enough seeds"}
     mean, low, high = stats.t_interval(values)
     _, p, _ = stats.sign_flip_test(values)
-    lead = f" ({len(values)} seeds cannot reach p < {ALPHA}: a lead)" if 2 / 2 ** len(values) >= ALPHA else ""
+    lead = "" if can_decide(len(values)) else f" ({len(values)} seeds cannot reach p < {ALPHA}: a lead)"
     return {**extra, "n": int(len(values)), "mean": mean, "low": low, "high": high, "p": p,
             "decision": decide(p, mean, predicted) + lead}
 
@@ -158,18 +170,22 @@ def arm_lines(arms: dict[str, dict[int, dict]]) -> list[str]:
 
 
 def markdown(rows: list[dict], notes: list[str], arms: dict[str, dict[int, dict]]) -> str:
-    fmt = lambda x: f"{x:+.3f}" if isinstance(x, float) and np.isfinite(x) else ("-" if x is None else str(x))  # noqa: E731
+    def fmt(x) -> str:
+        return f"{x:+.3f}" if isinstance(x, float) and np.isfinite(x) else ("-" if x is None else str(x))
+
     lines = ["# The swing study's planned statistics", ""] + arm_lines(arms)
     lines += ["| test | statistic | n | mean | 95 % t-interval | p | decision |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         interval = f"[{fmt(r['low'])}, {fmt(r['high'])}]" if "low" in r else "-"
-        p = f"{r['p']:.3f}" if "p" in r else "-"
+        p = format_p(r["p"]) if "p" in r else "-"
         lines.append(f"| {r['hypothesis']} | {r['statistic']} | {r['n']} | {fmt(r.get('mean'))} | {interval} | {p} "
                      f"| {r['decision']} |")
     lines += ["", "No correction across H1-H3 (as planned): with three tests at 0.05, one false positive has a "
-              "chance of about 14 %. Exact sign-flip p-values cannot fall below 2 / 2^n (0.125 at 4 seeds, 0.0625 at 5)."]
+              "chance of about 14 %. Exact sign-flip p-values cannot fall below 2 / 2^n (0.125 at 4 seeds, "
+              "0.0625 at 5)."]
     if notes:
-        lines += ["", "Left out of every test (the plan scores a run only on all its evaluations, of 50 episodes each):"]
+        lines += ["", "Left out of every test (the plan scores a run only on all its evaluations, of 50 episodes "
+                      "each):"]
         lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
