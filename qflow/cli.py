@@ -110,13 +110,14 @@ def _plan_parser(sub) -> None:
 
 
 def _report_parser(sub) -> None:
-    r = sub.add_parser("report", help="tables with 95%% bootstrap CIs and learning curves from finished runs")
+    r = sub.add_parser("report", help="tables with 95%% intervals over seeds and learning curves from finished runs")
     r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                    help="run directories, or directories searched recursively for summary.json")
     r.add_argument("--out", required=True, help="directory for results.md, per_task.csv, per_env.csv, PNGs")
     r.add_argument("--metric", choices=("success_last3", "success"), default="success_last3",
                    help="score of one run: mean of its last three evaluations (default) or the last one")
-    r.add_argument("--reps", type=POSITIVE, default=2000, help="bootstrap resamples")
+    r.add_argument("--reps", type=POSITIVE, default=2000, help="bootstrap resamples (the IQM interval and the "
+                   "probability of improvement's)")
     r.add_argument("--include-partial", action="store_true",
                    help="also score unfinished runs (no summary.json) from their eval.csv and run.json")
     r.add_argument("--compare", default=None, metavar="A,B",

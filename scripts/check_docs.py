@@ -4,8 +4,9 @@ names exists, and every relative link resolves.
     python scripts/check_docs.py [FILE.md ...]     # default: README.md and docs/*.md
 
 A link's anchor (``page.md#a-heading``) must name a heading of that page. A command is read from fenced code blocks and from inline code spans that start with `qflow`. Its
-subcommand words must name a subcommand, and each `--flag` must be a flag of that subcommand (values
-and placeholders such as ENV or N are not checked: they are the reader's to fill in). Exit 1 with one
+subcommand words must name a subcommand, and each `--flag` must be a flag of that subcommand; a command
+in a code block, which a reader copies whole, must also give every required flag (values and placeholders
+such as ENV or N are not checked: they are the reader's to fill in). Exit 1 with one
 line per problem, each naming the file and line.
 """
 
@@ -24,7 +25,7 @@ SCRIPT = re.compile(r"(?:python |^|\s)((?:scripts|docs)/[\w./-]+\.(?:py|sh))")
 
 
 def commands(text: str):
-    """(line number, command text) of every qflow command in code blocks and inline code."""
+    """(line number, command text, whether it is in a code block) of every qflow command."""
     fenced, pending = False, None  # pending: (line, text) of a command continued with a backslash
     for number, line in enumerate(text.splitlines(), 1):
         if line.lstrip().startswith("```"):
@@ -39,11 +40,11 @@ def commands(text: str):
             if pending and pending[1].endswith("\\"):
                 pending = (pending[0], pending[1][:-1].rstrip())
             elif pending:
-                yield pending
+                yield (*pending, True)
                 pending = None
         else:
             for match in INLINE.finditer(line):
-                yield number, match.group(1)
+                yield number, match.group(1), False
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict:
@@ -53,8 +54,8 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict:
     return {}
 
 
-def command_problem(command: str, parser: argparse.ArgumentParser, passthrough) -> str | None:
-    """What is wrong with one shown command, or None."""
+def command_problem(command: str, parser: argparse.ArgumentParser, passthrough, whole: bool = False) -> str | None:
+    """What is wrong with one shown command, or None. ``whole``: shown in full, so its required flags are there."""
     try:
         words = shlex.split(command.replace("\\|", "|"))[1:]
     except ValueError as err:
@@ -73,6 +74,11 @@ def command_problem(command: str, parser: argparse.ArgumentParser, passthrough) 
         flag = word.split("=", 1)[0]
         if flag.startswith("--") and flag not in known:
             return f"`{' '.join(path)}` has no flag {flag}"
+    given = {w.split("=", 1)[0] for w in words}
+    missing = [a.option_strings[-1] for a in parser._actions
+               if a.required and a.option_strings and not given & set(a.option_strings)]
+    if whole and missing:
+        return f"`{' '.join(path)}` needs {', '.join(missing)}"
     return None
 
 
@@ -106,8 +112,8 @@ def check(paths) -> list[str]:
     for path in paths:
         text = path.read_text()
         name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-        for number, command in commands(text):
-            problem = command_problem(command, parser, PASSTHROUGH)
+        for number, command, whole in commands(text):
+            problem = command_problem(command, parser, PASSTHROUGH, whole)
             if problem:
                 problems.append(f"{name}:{number}: {problem}")
         for number, line in enumerate(text.splitlines(), 1):

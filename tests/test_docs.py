@@ -24,21 +24,23 @@ def test_broken_commands_and_links_are_named(tmp_path):
         "qflow trian --env X\n"                                                                 # 5: no such command
         "qflow (guidance_lambda=5) is a label, not a command\n"
         "python scripts/no_such_script.py\n"                                                    # 7
+        "qflow data inspect cube-single-play-v0\n"                                             # 8: no --out
         "```\n"
-        "See [the method](method.md) and [usage](https://example.org/usage) and `qflow bench`.\n"  # 9
+        "See [the method](method.md) and [usage](https://example.org/usage) and `qflow bench`.\n"  # 10
         "## A heading\n"
-        "[here](#a-heading) and [there](#no-such-heading)\n")  # 11
+        "[here](#a-heading) and [there](#no-such-heading), `qflow report` in prose needs no --out\n")  # 12
     problems = check_docs.check([page])
     assert problems == [
         f"{page}:1: `qflow train` has no flag --stepz",
         f"{page}:3: `qflow sweep` has no flag --addres",
         f"{page}:5: `qflow` needs a subcommand (" + ", ".join(check_docs._subparsers(_parser())) + "), got ['trian']",
+        f"{page}:8: `qflow data inspect` needs --out",
         f"{page}:7: no file scripts/no_such_script.py",
-        f"{page}:9: broken link method.md",
-        f"{page}:11: broken anchor #no-such-heading",
+        f"{page}:10: broken link method.md",
+        f"{page}:12: broken anchor #no-such-heading",
     ]
     (tmp_path / "method.md").write_text("# method\n")
-    assert len(check_docs.check([page])) == 5
+    assert len(check_docs.check([page])) == 6
 
 
 def _parser():

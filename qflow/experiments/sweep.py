@@ -1,6 +1,6 @@
 """Grids and sweeps on Ray: every cell of a grid is a Ray task; one machine by default, a cluster by address.
 
-    qflow sweep plans/sweeps/cube_knobs.toml                     # a spec file (keys: see Spec below)
+    qflow sweep plans/sweeps/example.toml                        # a spec file (keys: Spec in experiments/settings.py)
     qflow sweep --envs puzzle-3x3-play --tasks 1-5 --agents qflow,fql --seeds 0-2 --steps 50000 \\
         --set qflow.guidance_lambda=[5,10,20] --out results/runs/NAME   # the common case, by flags
     qflow sweep SPEC --address HEAD:6379                          # join a running cluster (or RAY_ADDRESS)

@@ -46,7 +46,7 @@ class TrainArgs(RunSettings):
     env: str = dataclasses.field(default="pointmaze-medium-navigate-singletask-task1-v0", metadata=flag(
         show_default=False, help="OGBench single-task id, e.g. cube-single-play-singletask-task2-v0 (without it: "
                                  "the demo, puzzle-3x3-play task 1 on 100 regenerated episodes, tiny preset)"))
-    agent: str = "qflow"  # qflow, fql, fbrac, flow_bc, ifql, iql, rebrac
+    agent: str = "qflow"  # qflow, fql, fbrac, flow_bc, ifql, iql, rebrac, or sac (online)
     seeds: tuple[int, ...] = dataclasses.field(default=(0,), metadata=flag(aliases=("--seed",), help=(
         "agent seeds, e.g. 0 or 0-2 or 0,3; several train side by side in one call, each in RUN_DIR/seedS")))
     run_dir: str | None = None  # default runs/ENV__AGENT__PRESET__seedS; rerun with the same one to resume
