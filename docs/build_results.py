@@ -503,8 +503,7 @@ of both knobs on all five tasks at 100k steps (d), which also says whether lambd
 paper's knob values Q-Flow starts earlier and its success swings between evaluations, behind FQL on
 task 2 and level on task 4 at this budget (both leads); with both knobs doubled it leads on task 2
 because FQL slows. Whether a loop between critic and policy causes the swings is the question of the
-intervention study: its runs so far (8.9, 4 seeds) give the lead that the swings are changes of the
-policy, which freezing the critic or slowing its target lowers (partly by lowering success)."""
+intervention study (8.9): {swing_summary}"""
 
 
 PROBE_INTRO = """If the swings ride on the critic's optimism, a pessimistic critic should damp them. `AGENTS=qflow
@@ -640,7 +639,8 @@ def learning_speed_section() -> str:
                   distance_table(rows, [(25000, 30000), (30000, 35000), (35000, 36500), (30000, 36500)]),
                   dims_table(rows, [(30000, 35000), (35000, 36500), (30000, 36500)], CUBE_ACTION_DIMS),
                   reflow(TASK4_READING.format_map(tests))]
-    parts += ["### 8.7 What explains the cube-single gap, and what did not", reflow(CONCLUSIONS.format_map(tests)),
+    conclusions = CONCLUSIONS.format_map({**tests, "swing_summary": swing_summary()})
+    parts += ["### 8.7 What explains the cube-single gap, and what did not", reflow(conclusions),
               "### 8.8 The tests quoted in this section", body(RESULTS / "reports/section8_tests/tests.md", ROOT)]
     if (RESULTS / "reports/swing_study_cpu/hypotheses.json").exists():
         parts.append(swing_study_section())
@@ -853,10 +853,27 @@ def swing_reading(report: Path, runs: Path, tests: dict[str, dict]) -> str:
     return "\n\n".join([reflow(head + "\n" + "\n".join(items)), _group_table(stats, with_a, start)])
 
 
+def swing_tests() -> dict[str, dict]:
+    """The swing study's planned tests by name, as hypotheses.json lists them."""
+    report = RESULTS / "reports/swing_study_cpu/hypotheses.json"
+    return {t["hypothesis"]: t for t in json.loads(report.read_text())["tests"]}
+
+
+def swing_summary() -> str:
+    """8.7's sentence on the swing study: where H4, H1 and H3 stand, each verb chosen by its test's mean."""
+    tests = swing_tests()
+    exceed = "exceed" if tests["H4"].get("mean", 0) > 0 else "do not exceed"
+    b = "lowers" if tests["H1"].get("mean", 0) < 0 else "does not lower"
+    d = "lowers" if tests["H3"].get("mean", 0) < 0 else "does not lower"
+    return (f"on average over seeds the swings {exceed} evaluation noise ({_status('H4', tests['H4'])}); freezing "
+            f"the critic {b} them ({_status('H1', tests['H1'])}); slowing its target {d} them "
+            f"({_status('H3', tests['H3'])}). Section 8.9 says how much of that is success held near 0.")
+
+
 def swing_study_section() -> str:
     """Section 8.9: the pre-registered swing study, every planned statistic, one line per hypothesis."""
     report = RESULTS / "reports/swing_study_cpu"
-    tests = {t["hypothesis"]: t for t in json.loads((report / "hypotheses.json").read_text())["tests"]}
+    tests = swing_tests()
     reading = swing_reading(report, RESULTS / "runs/swing_study_cpu", tests)
     lines = []
     for name, (claim, predicted) in SWING_HYPOTHESES.items():
