@@ -750,8 +750,11 @@ def _arm_against_a(stats, arm: str, key: str, seeds, test: dict, name: str) -> t
         text += (f"; in {_seeds(no_room)} mean success under ({key}) stays below {ROOM:.2f}, which leaves E({key}) "
                  f"little room (S({key}) at most {max(stats[arm, s]['S'] for s in no_room):.3f})")
     if room:
+        diff = [stats[arm, s]["E"] - stats["a_no_change", s]["E"] for s in room]
+        held = sum(stats[arm, s]["M"] >= stats["a_no_change", s]["M"] for s in room)
         text += (f"; in the {len(room)} seeds where (a) and ({key}) both keep mean success at {ROOM:.2f} or more "
-                 f"({_and(room)}), E({key}) is below E(a) in {len([s for s in room if s in lower])}")
+                 f"({_and(room)}), E({key}) is below E(a) in {len([s for s in room if s in lower])} (E({key}) - E(a) "
+                 f"from {min(diff):+.3f} to {max(diff):+.3f}), with mean success at least (a)'s in {held}")
     return text, len(lower) > len(seeds) / 2, bool(no_room)
 
 
