@@ -779,6 +779,11 @@ def _mechanism_item(stats, with_a, tests) -> str:
         close += (f" Two readings fit a lower E under {_and(lowering)}: the critic's movement drives the policy's "
                   f"swings, or the arm changes how fast the policy learns and with it how much it can swing (the "
                   f"secondary tests on M bear on this). The planned tests cannot tell these apart.")
+    planned = [tests.get(h, {}) for h in ("H1", "H2", "H3")]
+    if all(t.get("decision") == "supported" for t in planned):
+        worst = max(t["p"] for t in planned)
+        close += (f" H1-H3 would each also stand a Bonferroni correction for the three tests (3 x p = "
+                  f"{format_p(3 * worst)} at most; the plan asked for none).")
     return (f"- **What freezing the critic (b) or slowing its target (d) does** (per-seed counts; the seeds with "
             f"room are chosen by mean success after seeing the data, a description, not a planned test). "
             + "; ".join(parts) + ". " + close.strip())
