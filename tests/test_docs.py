@@ -105,7 +105,7 @@ def test_the_swing_reading_chooses_its_words_by_the_numbers(tmp_path):
     assert "(d) lowers E in 3 of 8 seeds (H3: no evidence either way at 8 seeds, p = 0.450)" in text
     assert "(d) does not lower E in most seeds. Part of a lower E is mechanical" in text
     assert "Two readings fit a lower E under (b):" in text
-    assert "**The swings survive the authors' exact update (e)** (a lead: H5 at 2 seeds cannot reach p < 0.05" in text
+    assert "**Lead: the swings survive the authors' exact update (e)** (H5 at 2 seeds cannot reach p < 0.05" in text
     assert "E is above 0 in 2 of 2 seeds" in text
     assert "| 0 (0 %), 1 (0 %) | +0.120 / 0.200 (2) | +0.000 / 0.010 (2) | +0.100 / 0.200 (2) |" in text
     assert "seeds 4-7 fall into the groups out of sample" in text
