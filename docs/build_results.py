@@ -16,7 +16,7 @@ import numpy as np
 
 from qflow.reporting.diagnostics import setting_comparison_table
 from qflow.reporting.policy_drift import dims_table, distance_table, ratio_table, read_distances
-from qflow.reporting.swings import can_decide, format_p
+from qflow.reporting.swings import can_decide, format_p, seed_dirs
 from qflow.training.logs import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -700,7 +700,7 @@ def _seeds(seeds) -> str:
 def base_success(runs: Path, step: int = 25_000) -> dict[int, float]:
     """{seed: success of the base run at ``step``} of the base runs evaluated there: where the arms started."""
     start = {}
-    for d in sorted(d for d in (runs / "base").glob("seed*") if re.fullmatch(r"seed\d+", d.name)):
+    for d in seed_dirs(runs / "base"):
         at = {int(float(r["step"])): float(r["success"]) for r in read_rows(d / "eval.csv")}
         if step in at:
             start[int(d.name[4:])] = at[step]
@@ -719,9 +719,15 @@ def _status(name: str, test: dict) -> str:
     return f"{name}: no evidence either way at {n} seeds, p = {p}"
 
 
-def _claimed(claim: str, test: dict) -> str:
-    """A claim as a title: marked a lead unless the plan's rule supports the hypothesis behind it."""
-    return claim if test.get("decision") == "supported" else f"Lead: {claim[0].lower()}{claim[1:]}"
+def _headed(claim: str, neutral: str, fits: bool, name: str, test: dict) -> str:
+    """'**title** (status': the claim if the numbers fit it (marked a lead unless the plan's rule supports
+    ``name``), else the neutral title; then where ``name`` stands."""
+    status = _status(name, test)
+    if not fits:
+        return f"**{neutral}** ({status}"
+    if test.get("decision") == "supported":
+        return f"**{claim}** ({status}"
+    return f"**Lead: {claim[0].lower()}{claim[1:]}** ({status.removeprefix('a lead: ')}"
 
 
 def _policy_item(stats, with_a, with_c, tests) -> str:
@@ -729,8 +735,9 @@ def _policy_item(stats, with_a, with_c, tests) -> str:
     e_a = [stats["a_no_change", s]["E"] for s in with_a]
     e_c = [stats["c_actor_frozen", s]["E"] for s in with_c]
     at_noise = max(e_c) < NOISE_E
-    title = (_claimed("The swings are changes of the policy, not evaluation noise", tests["H4"])
-             if at_noise and min(e_a) > 0 else "What the swings and a frozen policy's evaluations show")
+    head = _headed("The swings are changes of the policy, not evaluation noise",
+                   "What the swings and a frozen policy's evaluations show", at_noise and min(e_a) > 0, "H4",
+                   tests["H4"])
     above = sum(e > NOISE_E for e in e_c)
     verdict = ("no more than sampling 50 episodes predicts" if at_noise else
                f"more than sampling 50 episodes predicts in {above} of {len(e_c)} seeds (E above {NOISE_E})")
@@ -738,9 +745,7 @@ def _policy_item(stats, with_a, with_c, tests) -> str:
              if at_noise else "A policy that does not change should not show that: the noise floor F needs a second "
                               "look.")
     s_c = np.mean([stats["c_actor_frozen", s]["S"] for s in with_c])
-    status = _status("H4", tests["H4"])
-    status = status.removeprefix("a lead: ") if title.startswith("Lead: ") else status
-    return (f"- **{title}** ({status}; E(a) above 0 in {sum(e > 0 for e in e_a)} of "
+    return (f"- {head}; E(a) above 0 in {sum(e > 0 for e in e_a)} of "
             f"{len(e_a)} seeds). With the actor frozen at its 25k state (c), success still moves between "
             f"evaluations (S averaged over {_seeds(with_c)} = {s_c:.3f}), by {verdict}: E(c) lies between "
             f"{min(e_c):+.3f} and {max(e_c):+.3f}. {check} H2's test is close to a tautology, since freezing the "
@@ -767,19 +772,19 @@ def _arm_against_a(stats, arm: str, key: str, seeds, test: dict, name: str) -> t
 
 def _mechanism_item(stats, with_a, tests) -> str:
     """(b) and (d) against (a): how often E falls, and how much of that a run without room explains."""
-    parts, lowering, cramped = [], [], False
+    parts, shown, lowering, cramped = [], [], [], False
     for arm, key, name in (("b_critic_frozen", "b", "H1"), ("d_slow_target", "d", "H3")):
         seeds = [s for s in with_a if (arm, s) in stats]
         if not seeds:
             continue
         text, most, no_room = _arm_against_a(stats, arm, key, seeds, tests[name], name)
         parts.append(text)
+        shown.append(f"({key})")
         lowering += [f"({key})"] if most else []
         cramped |= no_room and most
     if not parts:
         return "- (b) and (d) have no finished seed yet."
-    close = " ".join(f"{k} does not lower E in most seeds." for k in ("(b)", "(d)") if k not in lowering
-                     and any(p.startswith(k) for p in parts))
+    close = " ".join(f"{k} does not lower E in most seeds." for k in shown if k not in lowering)
     if lowering:
         close += (" Part of a lower E is mechanical: a run whose success stays near 0 has nothing to swing."
                   if cramped else "")
@@ -821,10 +826,7 @@ def _from_scratch_item(stats, arm: str, name: str, claim: str, neutral: str, tes
     """(e) or (f), trained from step 0: is E above 0 in its seeds."""
     runs = [v for (a, _), v in stats.items() if a == arm]
     e, m = [v["E"] for v in runs], [v["M"] for v in runs]
-    title = _claimed(claim, tests[name]) if min(e) > 0 else neutral
-    status = _status(name, tests[name])
-    status = status.removeprefix("a lead: ") if title.startswith("Lead: ") else status
-    return (f"- **{title}** ({status}). E is above 0 in {sum(v > 0 for v in e)} of {len(e)} "
+    return (f"- {_headed(claim, neutral, min(e) > 0, name, tests[name])}). E is above 0 in {sum(v > 0 for v in e)} of {len(e)} "
             f"seeds ({min(e):+.3f} to {max(e):+.3f}) at mean success {min(m):.3f} to {max(m):.3f}{against_a}.")
 
 

@@ -74,12 +74,12 @@ def command_problem(command: str, parser: argparse.ArgumentParser, passthrough, 
         flag = word.split("=", 1)[0]
         if flag.startswith("--") and flag not in known:
             return f"`{' '.join(path)}` has no flag {flag}"
+    if not whole:
+        return None
     given = {w.split("=", 1)[0] for w in words}
     missing = [a.option_strings[-1] for a in parser._actions
                if a.required and a.option_strings and not given & set(a.option_strings)]
-    if whole and missing:
-        return f"`{' '.join(path)}` needs {', '.join(missing)}"
-    return None
+    return f"`{' '.join(path)}` needs {', '.join(missing)}" if missing else None
 
 
 def anchors(page: Path) -> set[str]:

@@ -65,7 +65,7 @@ def read_arm(out: Path, arm: str) -> tuple[dict[int, dict], list[str]]:
     """({seed: statistics} of the seeds with every scored evaluation, [notes on the others])."""
     steps = list(ARMS[arm][1])
     runs, notes = {}, []
-    for d in sorted(d for d in (out / arm).glob("seed*") if re.fullmatch(r"seed\d+", d.name)):
+    for d in seed_dirs(out / arm):
         if not (d / "eval.csv").exists():
             notes.append(f"{arm}/{d.name}: no evaluations yet")
             continue
@@ -81,6 +81,11 @@ def read_arm(out: Path, arm: str) -> tuple[dict[int, dict], list[str]]:
             continue
         runs[int(d.name[4:])] = run_statistics([float(rows[t]["success"]) for t in steps])
     return runs, notes
+
+
+def seed_dirs(directory: Path) -> list[Path]:
+    """The seedS/ run directories of one arm (or of the base runs), in name order."""
+    return sorted(d for d in directory.glob("seed*") if re.fullmatch(r"seed\d+", d.name))
 
 
 def can_decide(n: int) -> bool:
@@ -198,7 +203,7 @@ def curves(out: Path) -> dict[str, dict[int, tuple[list[int], list[float]]]]:
     found = {}
     for arm in ARMS:
         found[arm] = {}
-        for d in sorted(d for d in (out / arm).glob("seed*") if re.fullmatch(r"seed\d+", d.name)):
+        for d in seed_dirs(out / arm):
             rows = read_rows(d / "eval.csv") if (d / "eval.csv").exists() else []
             start = None
             if (d / RUN_INFO).exists():
